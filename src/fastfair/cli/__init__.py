@@ -1,0 +1,57 @@
+"""The ``fastfair`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``.
+
+Errors in user input surface as :class:`fastfair.errors.FastfairError`; :func:`main` prints them as one line,
+``fastfair: error: <message>``, on stderr and exits with code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from .. import __version__
+from ..errors import FastfairError
+
+#: subcommand name -> module under fastfair.cli
+SUBCOMMANDS = {"train": "train"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors in our one-line format (argparse's own exit code, 2, is kept)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"fastfair: error: {message}\n(see 'fastfair {self.prog.split(' ', 1)[-1]} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with one subparser per subcommand."""
+    parser = _Parser(
+        prog="fastfair",
+        description="Train robust and fairer classifiers with an exact, batched trust-region inner solver.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastfair {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, module in SUBCOMMANDS.items():
+        import_module(f"{__name__}.{module}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastfair`` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except FastfairError as exc:
+        print(f"fastfair: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastfair: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

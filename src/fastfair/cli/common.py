@@ -1,0 +1,144 @@
+"""Pieces shared by the subcommands: data/model options, KEY=VALUE parsing, output directories, tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import datasets
+from ..errors import FastfairError, require
+from ..inner import SOLVERS
+from ..models import ACTIVATIONS, MODELS
+from ..training import DTYPES, TrainConfig
+
+GAP_KEYS = ("independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
+
+
+def parse_value(text: str) -> Any:
+    """Read a command-line value: JSON where it parses (numbers, true/false, lists), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
+    """Turn ``["a=1", "b=x"]`` into ``{"a": 1, "b": "x"}`` with a clear error for malformed items."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        require(bool(sep) and bool(key.strip()), f"malformed {what} {item!r}; expected KEY=VALUE")
+        out[key.strip().replace("-", "_")] = parse_value(value)
+    return out
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset NAME`` or ``--data CSV --target COL --sensitive COL``, plus dataset options."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=None, metavar="NAME", help=f"bundled dataset: {', '.join(datasets.DATASETS)}")
+    group.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
+    group.add_argument("--target", metavar="COL", help="label column of --data (must have two values)")
+    group.add_argument(
+        "--sensitive",
+        metavar="COL",
+        help="sensitive column of --data; with --dataset adult: sex (default), race or race_all",
+    )
+    group.add_argument("--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)")
+    group.add_argument("--positive", metavar="VALUE", help="the positive label value of --target")
+    group.add_argument(
+        "--data-option",
+        metavar="KEY=VALUE",
+        action="append",
+        help="dataset option, repeatable (e.g. balanced=true for lsat, features=all for adult)",
+    )
+
+
+def load_data(args: argparse.Namespace) -> datasets.Dataset:
+    """Load the dataset that the data arguments name."""
+    options = parse_key_values(args.data_option, "--data-option")
+    seed = getattr(args, "seed", 0)
+    if args.data is not None:
+        require(args.dataset is None, "give either --dataset or --data, not both")
+        require(args.target is not None and args.sensitive is not None, "--data needs --target and --sensitive")
+        return datasets.load_csv(
+            args.data,
+            target=args.target,
+            sensitive=args.sensitive,
+            features=args.features,
+            positive=args.positive,
+            seed=seed,
+            **options,
+        )
+    require(args.dataset is not None, "give --dataset NAME or --data CSV --target COL --sensitive COL")
+    require(args.target is None and args.features is None, "--target and --features go with --data")
+    if args.sensitive is not None:
+        options["sensitive"] = args.sensitive
+    return datasets.load(args.dataset, seed=seed, **options)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = True) -> None:
+    """Model, optimiser and (optionally) inner-solver options, with the library's defaults."""
+    d = TrainConfig()
+    group = parser.add_argument_group("model and training")
+    group.add_argument("--model", choices=MODELS, default=d.model, help="classifier (default: %(default)s)")
+    group.add_argument("--hidden", type=int, default=d.hidden, help="MLP hidden width (default: %(default)s)")
+    group.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="MLP activation")
+    group.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    group.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    group.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=d.seed, help="seed for splits, weights, shuffling")
+    group.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N (default: %(default)s)")
+    group.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="default: %(default)s")
+    group.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
+    if solver:
+        rob = parser.add_argument_group("robustness")
+        rob.add_argument("--solver", choices=SOLVERS, default=d.solver, help="inner maximiser (default: %(default)s)")
+        rob.add_argument("--radius", type=float, default=d.radius, help="L2 radius r of the perturbation ball")
+        rob.add_argument(
+            "--clean-weight",
+            type=float,
+            default=d.clean_weight,
+            help="mix w·clean + (1-w)·robust loss (default: %(default)s, the paper's pure robust loss)",
+        )
+        rob.add_argument(
+            "--solver-option", metavar="KEY=VALUE", action="append", help="inner-solver option, repeatable"
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A validated :class:`TrainConfig` from parsed arguments."""
+    return TrainConfig(
+        model=args.model,
+        hidden=args.hidden,
+        activation=args.activation,
+        solver=getattr(args, "solver", "none"),
+        radius=getattr(args, "radius", TrainConfig.radius),
+        clean_weight=getattr(args, "clean_weight", 0.0),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        train_size=args.train_size,
+        solver_options=parse_key_values(getattr(args, "solver_option", None), "--solver-option"),
+    ).validate()
+
+
+def check_out_dir(path: str | None) -> Path | None:
+    """Validate an ``--out DIR`` before any work is done (it must be a directory or not exist yet)."""
+    if path is None:
+        return None
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FastfairError(f"--out {path!r} exists and is not a directory")
+    return out
+
+
+def format_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    """Render a DataFrame as aligned text, NaN shown as '-'."""
+    return frame.to_string(float_format=lambda v: floatfmt.format(v), na_rep="-")
