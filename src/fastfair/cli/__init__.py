@@ -15,14 +15,14 @@ from .. import __version__
 from ..errors import FastfairError
 
 #: subcommand name -> module under fastfair.cli
-SUBCOMMANDS = {"train": "train"}
+SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench"}
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with errors in our one-line format (argparse's own exit code, 2, is kept)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"fastfair: error: {message}\n(see 'fastfair {self.prog.split(' ', 1)[-1]} --help')\n")
+        self.exit(2, f"fastfair: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,273 @@
+"""``fastfair sweep``: train a grid of datasets x models x solvers x radii x seeds, resumably, in parallel."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import pandas as pd
+
+from ..errors import FastfairError, require
+from ..io import dumps_json
+from .common import check_out_dir, format_table, parse_key_values, parse_value
+
+EPILOG = """\
+grid file (--config FILE, YAML or TOML; only 'datasets' is required):
+  datasets:                      # bundled names, or mappings:
+    - unfair2d
+    - {name: lsat, balanced: true, batch_size: 5}          # dataset options + per-dataset settings
+    - {name: adult, batch_size: 100, train_size: 10000, radii: "0.10:0.20:0.02"}
+    - {csv: my.csv, target: income, sensitive: sex, features: [age, hours], positive: ">50K", label: mine}
+  solvers: [none, trs, pgd-paper, pgd, random]   # default [none, trs]; 'none' runs once, radius 0
+  radii: "0.10:0.20:0.01"        # numbers and/or start:stop:step ranges (stop included)
+  seeds: "0:5"                   # integers and/or start:stop ranges (stop excluded); default [0]
+  models: [affine]               # affine, mlp
+  epochs: 10                     # also batch_size, lr, train_size, hidden, activation, dtype, clean_weight
+  solver_options: {pgd: {steps: 20}}
+  Any key but 'datasets' may also go inside a dataset entry, overriding the top level for that dataset.
+  Command-line options replace the file's top-level keys. CSV paths are relative to the file.
+
+results in --out DIR:
+  DIR/results.csv        one row per cell x split (cell_id, dataset, model, solver, radius, seed, split, n,
+                         accuracy, auc, the five gaps, epoch_seconds, inner_seconds, training settings)
+  DIR/cells/ID.json      one file per finished cell, written atomically as it finishes
+  Re-running the same command reuses finished cells; an interrupted sweep loses nothing finished.
+
+examples:
+  fastfair sweep --dataset unfair2d --solvers none trs pgd --radii 0.1:0.2:0.05 --seeds 0:3 \\
+      --batch-size 5 --out results/u2d --jobs 2
+  fastfair sweep --config grid.yaml --out results/grid --scheduler tcp://10.0.0.5:8786
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of datasets x solvers x radii x seeds, resumable, local or on Dask",
+        description=(
+            "Run one training per grid cell (dataset, model, solver, radius, seed), evaluate it on train /\n"
+            "validation / test, and collect accuracy, fairness gaps and timing in a tidy results table.\n"
+            "Finished cells are stored as they finish and reused when the command is run again."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid = p.add_argument_group("grid (a --config file, or these options; options override the file)")
+    grid.add_argument("--config", metavar="FILE", help="YAML or TOML grid file (schema below)")
+    grid.add_argument(
+        "--dataset", metavar="NAME", nargs="+", help="bundled dataset(s): unfair2d, adult, lsat"
+    )
+    grid.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
+    grid.add_argument("--target", metavar="COL", help="label column of --data")
+    grid.add_argument(
+        "--sensitive", metavar="COL", help="sensitive column of --data (adult: sex, race, race_all)"
+    )
+    grid.add_argument(
+        "--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)"
+    )
+    grid.add_argument("--positive", metavar="VALUE", help="positive label value of --target")
+    grid.add_argument(
+        "--data-option",
+        metavar="KEY=VALUE",
+        action="append",
+        help="dataset option, repeatable (e.g. balanced=true)",
+    )
+    grid.add_argument("--solvers", metavar="SOLVER", nargs="+", help="none, trs, pgd, pgd-paper, random")
+    grid.add_argument(
+        "--radii", metavar="R", nargs="+", help="radii and/or start:stop:step ranges (stop included)"
+    )
+    grid.add_argument(
+        "--seeds", metavar="S", nargs="+", help="seeds and/or start:stop ranges (stop excluded)"
+    )
+    grid.add_argument("--model", metavar="MODEL", nargs="+", help="affine and/or mlp")
+    train = p.add_argument_group("training settings (defaults as in 'fastfair train')")
+    train.add_argument("--epochs", type=int, metavar="N")
+    train.add_argument("--batch-size", type=int, metavar="N")
+    train.add_argument("--lr", type=float, help="Adam learning rate")
+    train.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
+    train.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width")
+    train.add_argument("--activation", metavar="NAME", help="MLP activation: tanh, sigmoid, softplus")
+    train.add_argument("--dtype", metavar="NAME", help="float32 or float64")
+    train.add_argument("--clean-weight", type=float, metavar="W", help="mix w·clean + (1-w)·robust loss")
+    train.add_argument(
+        "--solver-option",
+        metavar="SOLVER.KEY=VALUE",
+        action="append",
+        help="inner-solver option for one solver, repeatable (e.g. pgd.steps=20)",
+    )
+    add_run_arguments(p)
+    p.add_argument("--dry-run", action="store_true", help="validate the grid and list its cells; run nothing")
+    p.set_defaults(run=run)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, jobs_default: int | None = None) -> None:
+    """--out, --jobs, --scheduler, --json, --no-progress (shared with ``fastfair reproduce``)."""
+    run = p.add_argument_group("execution and output")
+    run.add_argument("--out", metavar="DIR", required=True, help="sweep directory (results.csv, cells/)")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        default=None,
+        help=f"local worker processes (default: {jobs_default if jobs_default else 1})",
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the cells on this dask.distributed scheduler (tcp://host:8786)",
+    )
+    run.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def grid_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The grid keys given on the command line (only those given), in config-file form."""
+    config: dict[str, Any] = {}
+    options = parse_key_values(args.data_option, "--data-option")
+    entries: list[dict[str, Any]] = []
+    for name in args.dataset or []:
+        entry = {"name": name, **options}
+        if args.sensitive is not None and args.data is None:
+            entry["sensitive"] = args.sensitive
+        entries.append(entry)
+    if args.data is not None:
+        require(
+            args.target is not None and args.sensitive is not None, "--data needs --target and --sensitive"
+        )
+        entry = {"csv": args.data, "target": args.target, "sensitive": args.sensitive, **options}
+        if args.features is not None:
+            entry["features"] = list(args.features)
+        if args.positive is not None:
+            entry["positive"] = args.positive
+        entries.append(entry)
+    else:
+        require(
+            args.target is None and args.features is None and args.positive is None,
+            "--target, --features and --positive go with --data",
+        )
+    if entries:
+        config["datasets"] = entries
+    else:
+        require(not options, "--data-option goes with --dataset or --data")
+        require(args.sensitive is None, "--sensitive goes with --dataset or --data")
+    for key, value in (("solvers", args.solvers), ("models", args.model)):
+        if value is not None:
+            config[key] = _split(value)
+    if args.radii is not None:
+        config["radii"] = _split(args.radii)
+    if args.seeds is not None:
+        config["seeds"] = _split(args.seeds)
+    for key in ("epochs", "batch_size", "lr", "train_size", "hidden", "activation", "dtype", "clean_weight"):
+        value = getattr(args, key)
+        if value is not None:
+            config[key] = value
+    if args.solver_option:
+        solver_options: dict[str, dict[str, Any]] = {}
+        for item in args.solver_option:
+            head, sep, value = item.partition("=")
+            solver, dot, key = head.partition(".")
+            require(
+                bool(sep) and bool(dot) and solver.strip() != "" and key.strip() != "",
+                f"malformed --solver-option {item!r}; expected SOLVER.KEY=VALUE, e.g. pgd.steps=20",
+            )
+            solver_options.setdefault(solver.strip(), {})[key.strip().replace("-", "_")] = parse_value(value)
+        config["solver_options"] = solver_options
+    return config
+
+
+def _split(tokens: list[str]) -> list[str]:
+    """Accept both ``--radii 0.1 0.2`` and ``--radii 0.1,0.2``."""
+    return [part for token in tokens for part in token.split(",") if part.strip() != ""]
+
+
+def build_grid(args: argparse.Namespace) -> Any:
+    from ..experiments.grid import grid_from_dict, grid_from_file
+
+    options = grid_options(args)
+    if args.config is not None:
+        return grid_from_file(args.config, overrides=options)
+    require("datasets" in options, "give --config FILE, or --dataset NAME / --data CSV with the grid options")
+    return grid_from_dict(options, source="options")
+
+
+def execute(grid: Any, args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep") -> Any:
+    """Run a grid with the execution options of ``args``; Ctrl-C keeps finished cells (exit 130)."""
+    from ..experiments import run_sweep
+
+    require(
+        args.jobs is None or args.scheduler is None,
+        "give --jobs (local processes) or --scheduler (Dask), not both",
+    )
+    jobs = args.jobs if args.jobs is not None else default_jobs
+    require(jobs >= 1, f"--jobs must be a positive integer, got {jobs}")
+    progress = not (args.json or args.no_progress) and sys.stderr.isatty()
+    return run_sweep(grid, args.out, jobs=jobs, scheduler=args.scheduler, progress=progress, desc=desc)
+
+
+def interrupted_message(out: str) -> str:
+    return (
+        f"fastfair: interrupted; finished cells are kept in {out}/cells and {out}/results.csv - "
+        "run the same command again to resume"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments.sweep import summarize_cells
+
+    check_out_dir(args.out)
+    grid = build_grid(args)
+    cells = grid.cells()
+    if args.dry_run:
+        table = summarize_cells(cells)
+        if args.json:
+            print(dumps_json({"cells": len(cells), "grid": table.to_dict(orient="records")}))
+        else:
+            print(format_table(table.set_index("cell_id"), "{:g}"))
+            print(f"{len(cells)} cells; nothing run (--dry-run)")
+        return 0
+    try:
+        summary = execute(grid, args)
+    except KeyboardInterrupt:
+        print(interrupted_message(args.out), file=sys.stderr)
+        return 130
+    report(summary, args)
+    return 0 if not summary.failed else 1
+
+
+def report(summary: Any, args: argparse.Namespace, *, table: bool = True) -> None:
+    """Print the outcome: JSON, or a short table of test means and the one-line summary."""
+    if args.json:
+        print(dumps_json(summary.to_dict()))
+        return
+    if table and not summary.results.empty:
+        overview = test_overview(summary.results)
+        if len(overview) <= 60:
+            print("test split, mean over seeds:")
+            print(format_table(overview))
+            print()
+    for failure in summary.failed:
+        print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
+    if summary.failed:
+        print(f"details in {summary.out_dir / 'failures.json'}; re-run the command to retry", file=sys.stderr)
+    print(summary.line())
+
+
+def test_overview(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean test accuracy and gaps per (dataset, model, solver, radius), with the number of seeds."""
+    test = results[results["split"] == "test"]
+    keys = ["dataset", "model", "solver", "radius"]
+    cols = [
+        "accuracy",
+        "independence",
+        "separation_tpr",
+        "separation_fpr",
+        "sufficiency_ppv",
+        "sufficiency_for",
+    ]
+    out = test.groupby(keys, sort=False)[cols].mean()
+    out.insert(0, "seeds", test.groupby(keys, sort=False)["seed"].nunique())
+    return out
+
+
+__all__ = ["FastfairError", "add_parser", "run"]

@@ -1,0 +1,162 @@
+"""Pieces shared by the loaders: option checking, seeded stratified splits, train-only standardisation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import FastfairError, require
+from ._containers import Dataset, Split
+
+
+def check_seed(seed: Any) -> int:
+    """A seed must be a non-negative integer (it seeds :func:`numpy.random.default_rng`)."""
+    require(
+        isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0,
+        f"seed must be a non-negative integer, got {seed!r}",
+    )
+    return int(seed)
+
+
+def resolve_options(dataset: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by ``given``; an unknown key raises, listing the options this dataset accepts."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        choices = ", ".join(sorted(defaults)) or "(none)"
+        raise FastfairError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for dataset "
+            f"{dataset!r}; choices: {choices}"
+        )
+    out = dict(defaults)
+    out.update(given)
+    return out
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A flag option: a real bool (``True``/``False``), or ``0``/``1``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise FastfairError(f"{name} must be true or false, got {value!r}")
+
+
+def check_fraction(name: str, value: Any, *, low_open: bool = True) -> float:
+    """A fraction in (0, 1) (or [0, 1) with ``low_open=False``)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = (v > 0.0 if low_open else v >= 0.0) and v < 1.0
+    require(ok, f"{name} must be a number in {'(0, 1)' if low_open else '[0, 1)'}, got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    require(ok and 0.0 <= float(value) <= 1.0, f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value: Any) -> int:
+    """A positive integer."""
+    require(
+        isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0,
+        f"{name} must be a positive integer, got {value!r}",
+    )
+    return int(value)
+
+
+def check_split_fractions(val_fraction: Any, test_fraction: Any) -> tuple[float, float]:
+    """Validation and test fractions, each in (0, 1), summing to less than 1."""
+    v = check_fraction("val_fraction", val_fraction)
+    t = check_fraction("test_fraction", test_fraction)
+    require(v + t < 1.0, f"val_fraction + test_fraction must be below 1, got {v} + {t}")
+    return v, t
+
+
+def stratified_split(
+    strata: np.ndarray, fractions: Sequence[float], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Seeded stratified split of row positions ``0..n-1``.
+
+    Within each stratum (sorted by value), the rows are permuted with ``rng`` and the first
+    ``round(f * n_stratum)`` go to each extra part, in the order of ``fractions``; the rest stay in the first
+    part ("train"). Whenever a stratum has rows, at least one of them stays in train. Returns
+    ``[train, part_1, ...]``, each sorted ascending, i.e. in the original row order.
+    """
+    strata = np.asarray(strata)
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for value in np.unique(strata):
+        rows = np.flatnonzero(strata == value)
+        n = len(rows)
+        counts = [math.floor(f * n + 0.5) for f in fractions]
+        while sum(counts) > n - 1 and any(counts):  # keep one row of every stratum in train
+            counts[int(np.argmax(counts))] -= 1
+        perm = rng.permutation(rows)
+        start = 0
+        for j, c in enumerate(counts, start=1):
+            parts[j].append(perm[start : start + c])
+            start += c
+        parts[0].append(perm[start:])
+    return [np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def strata_codes(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """One stratum per (label, group) cell: ``s * 2 + y``."""
+    return np.asarray(s, dtype=np.int64) * 2 + np.asarray(y, dtype=np.int64)
+
+
+def balance_cells(y: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row positions keeping the same number of rows in every (y, s) cell (the smallest cell's), sorted."""
+    cells = strata_codes(y, s)
+    values, counts = np.unique(cells, return_counts=True)
+    m = int(counts.min())
+    keep = [rng.choice(np.flatnonzero(cells == v), size=m, replace=False) for v in values]
+    return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+def standardization(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and (population) standard deviation of the training rows; a zero scale becomes 1."""
+    mean = X_train.mean(axis=0) if len(X_train) else np.zeros(X_train.shape[1])
+    scale = X_train.std(axis=0) if len(X_train) else np.ones(X_train.shape[1])
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return mean.astype(np.float64), scale.astype(np.float64)
+
+
+def make_dataset(
+    name: str,
+    parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    feature_names: Sequence[str],
+    group_names: Sequence[str],
+    standardize: bool,
+    info: dict[str, Any],
+) -> Dataset:
+    """Build a :class:`Dataset` from raw ``(X, y, s)`` per split, standardising with TRAIN statistics only."""
+    X_train = np.asarray(parts["train"][0], dtype=np.float64)
+    if standardize:
+        mean, scale = standardization(X_train)
+    else:
+        mean, scale = np.zeros(X_train.shape[1]), np.ones(X_train.shape[1])
+    splits = {}
+    for key in ("train", "val", "test"):
+        X, y, s = parts[key]
+        X = np.asarray(X, dtype=np.float64)
+        X = (X - mean) / scale if standardize else X.copy()
+        splits[key] = Split(X, y, s, tuple(feature_names), tuple(group_names))
+    info = dict(info)
+    info["sizes"] = {key: len(sp) for key, sp in splits.items()}
+    return Dataset(
+        name=name,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        mean=mean,
+        scale=scale,
+        standardized=bool(standardize),
+        info=info,
+    )

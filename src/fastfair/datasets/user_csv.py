@@ -1,0 +1,361 @@
+"""``load_csv``: a user's own CSV file as a :class:`Dataset`, each usual mistake reported in one line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import FastfairError, require
+from ._common import (
+    check_bool,
+    check_seed,
+    check_split_fractions,
+    make_dataset,
+    strata_codes,
+    stratified_split,
+)
+from ._containers import Dataset
+
+#: A non-numeric feature column with all values distinct and at least this many rows is an identifier.
+ID_MIN_ROWS = 10
+#: Keyword options of :func:`load_csv` besides ``path``.
+CSV_OPTIONS = (
+    "target",
+    "sensitive",
+    "features",
+    "positive",
+    "seed",
+    "standardize",
+    "val_fraction",
+    "test_fraction",
+)
+_SHOW = 8  # how many names or values an error message lists before "..."
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    *,
+    target: str,
+    sensitive: str,
+    features: Sequence[str] | None = None,
+    positive: Any = None,
+    seed: int = 0,
+    standardize: bool = True,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    **unknown: Any,
+) -> Dataset:
+    """Load a CSV file (with a header row) as a :class:`Dataset` split into train / validation / test.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file.
+    target : str
+        Label column. With ``positive`` given, ``y = (target == positive)`` (one-vs-rest if the column has
+        more than two values; ``positive`` may also be the value's text, e.g. ``"1"`` for an integer column).
+        Otherwise the column must have exactly two distinct values; sorted, the second is the positive class
+        (``y = 1``): ``1`` of {0, 1}, ``True`` of {False, True}, ``"yes"`` of {"no", "yes"}.
+    sensitive : str
+        Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``. At
+        least two groups are required.
+    features : list of str, optional
+        Feature columns; by default every column except ``target`` and ``sensitive``. Numeric columns are used
+        as they are; text, boolean and categorical columns are one-hot encoded (one ``column=value`` indicator
+        per value, categories taken from the whole file so all splits share the same columns).
+    positive : optional
+        The positive label value (see ``target``).
+    seed : int
+        Seeds the split.
+    standardize : bool
+        Standardise features with the training split's mean and standard deviation (default True).
+    val_fraction, test_fraction : float
+        Fractions of rows for validation and test, each in (0, 1), together below 1.
+    **unknown
+        Not accepted: any other keyword raises :class:`FastfairError` naming the valid options.
+
+    The split is stratified by (label, group) cells. Rows of each split come in a seeded random order (unlike
+    the bundled datasets, whose splits keep file order), so the first rows of ``train`` are a random sample
+    even for a sorted file.
+
+    Raises
+    ------
+    FastfairError
+        Missing or unreadable file, malformed or empty CSV, missing columns, target or sensitive listed
+        among the features, missing values in any used column, a target that is not binary, a sensitive column
+        with a single group, an unusable feature column (all missing, non-finite numbers, or text values that
+        are all distinct, like an identifier), too few rows to split.
+    """
+    if unknown:  # e.g. a dataset option from the command line that only bundled datasets know
+        names = ", ".join(map(repr, sorted(unknown)))
+        raise FastfairError(f"unknown option(s) {names} for a CSV file; choices: {', '.join(CSV_OPTIONS)}")
+    val_fraction, test_fraction = check_split_fractions(val_fraction, test_fraction)
+    seed = check_seed(seed)
+    standardize = check_bool("standardize", standardize)
+    require(isinstance(target, str) and target != "", f"target must be a column name, got {target!r}")
+    require(
+        isinstance(sensitive, str) and sensitive != "", f"sensitive must be a column name, got {sensitive!r}"
+    )
+    require(target != sensitive, f"target and sensitive are the same column {target!r}")
+
+    file = Path(path)
+    raw = _read_bytes(file)
+    frame = _parse_csv(raw, file)
+
+    if features is None:
+        features = [c for c in frame.columns if c not in (target, sensitive)]
+        require(
+            len(features) > 0,
+            f"{file.name} has no columns besides target {target!r} and sensitive {sensitive!r}",
+        )
+    else:
+        require(
+            not isinstance(features, str) and all(isinstance(f, str) for f in features),
+            f"features must be a list of column names, got {features!r}",
+        )
+        features = list(features)
+        require(len(features) > 0, "features is empty; give at least one feature column (or None for all)")
+        dupes = sorted({f for f in features if features.count(f) > 1})
+        require(not dupes, f"features lists column(s) twice: {_names(dupes)}")
+        for role, col in (("target", target), ("sensitive", sensitive)):
+            require(col not in features, f"the {role} column {col!r} cannot also be a feature")
+    wanted = [target, sensitive, *features]
+    missing = [c for c in wanted if c not in frame.columns]
+    require(
+        not missing,
+        f"column(s) not found in {file.name}: {_names(missing)}; available: {_names(list(frame.columns))}",
+    )
+    frame = frame[wanted]
+    _check_missing(frame, file.name, target, sensitive)
+
+    y, positive_value = _encode_target(frame[target], target, positive)
+    s, group_names = _encode_groups(frame[sensitive], sensitive)
+    X, feature_names, encoding = _encode_features(frame, features)
+
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx, test_idx = stratified_split(strata_codes(y, s), [val_fraction, test_fraction], rng)
+    require(
+        len(val_idx) > 0 and len(test_idx) > 0,
+        f"{file.name} has too few rows ({len(y)}) to split into train/val/test with "
+        f"val_fraction={val_fraction} and test_fraction={test_fraction}",
+    )
+    parts = {}
+    for key, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        idx = rng.permutation(idx)
+        parts[key] = (X[idx], y[idx], s[idx])
+    info = {
+        "source": str(file),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "seed": seed,
+        "options": {
+            "target": target,
+            "positive": positive_value,
+            "sensitive": sensitive,
+            "features": list(features),
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "standardize": standardize,
+        },
+        "one_hot": encoding,
+        "rows": {"file": len(y)},
+        "row_order": "seeded random order within each split",
+    }
+    return make_dataset(
+        f"csv:{file.name}",
+        parts,
+        feature_names=feature_names,
+        group_names=group_names,
+        standardize=standardize,
+        info=info,
+    )
+
+
+def _read_bytes(file: Path) -> bytes:
+    require(file.exists(), f"file not found: {file}")
+    require(file.is_file(), f"not a file: {file}")
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise FastfairError(f"cannot read {file}: {exc.strerror or exc}") from None
+
+
+def _parse_csv(raw: bytes, file: Path) -> pd.DataFrame:
+    require(raw.strip() != b"", f"{file.name} is empty")
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise FastfairError(f"{file.name} has no columns (is it a CSV file?)") from None
+    except pd.errors.ParserError as exc:
+        raise FastfairError(f"malformed CSV {file.name}: {_one_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise FastfairError(f"{file.name} is not a UTF-8 text file") from None
+    except (ValueError, csv.Error) as exc:
+        raise FastfairError(f"cannot parse {file.name} as CSV: {_one_line(exc)}") from None
+    require(len(frame) > 0, f"{file.name} has a header but no data rows")
+    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed: ")]
+    require(
+        not unnamed or len(frame.columns) > len(unnamed),
+        f"{file.name} has no header row with column names",
+    )
+    return frame
+
+
+def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: str) -> None:
+    """Missing values (empty fields, NA, or whitespace-only text) in any used column are an error."""
+    for col in frame.columns:
+        values = frame[col]
+        blank = values.isna()
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            blank |= values.astype(str).str.strip().eq("") & values.notna()
+        n_bad = int(blank.sum())
+        if not n_bad:
+            continue
+        role = "target" if col == target else "sensitive" if col == sensitive else "feature"
+        if n_bad == len(values):
+            raise FastfairError(
+                f"{role} column {col!r} of {filename} is empty (all {n_bad} values NaN/missing)"
+            )
+        first = int(np.flatnonzero(blank.to_numpy())[0]) + 1
+        raise FastfairError(
+            f"{role} column {col!r} of {filename} has {n_bad} missing (NaN or empty) value(s), first in data "
+            f"row {first}; "
+            "fill or drop those rows first"
+        )
+
+
+def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndarray, Any]:
+    distinct = _sorted_unique(values)
+    if positive is None:
+        require(
+            len(distinct) == 2,
+            f"target column {name!r} is not binary: it has {len(distinct)} distinct value"
+            + ("s" if len(distinct) != 1 else "")
+            + (f" ({_values(distinct)})" if distinct else "")
+            + ("; pass positive=VALUE to pick the positive class" if len(distinct) > 2 else ""),
+        )
+        pos = distinct[1]
+    else:
+        pos = _match_value(distinct, positive)
+        require(
+            pos is not _NO_MATCH,
+            f"positive label {positive!r} does not occur in target column {name!r} "
+            f"(values: {_values(distinct)})",
+        )
+    y = (values == pos).to_numpy(dtype=np.int64)
+    relation = "equal" if y.all() else "differ from"
+    single = f"target column {name!r} has a single class (all values {relation} {pos!r})"
+    require(0 < int(y.sum()) < len(y), single)
+    return y, _plain(pos)
+
+
+def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    distinct = _sorted_unique(values)
+    require(
+        len(distinct) >= 2,
+        f"sensitive column {name!r} has a single group ({_values(distinct)}); need at least 2 groups",
+    )
+    names = tuple(str(v) for v in distinct)
+    require(
+        len(set(names)) == len(names), f"sensitive column {name!r} has distinct values with the same text"
+    )
+    lookup = {v: i for i, v in enumerate(distinct)}
+    codes = np.fromiter((lookup[v] for v in values.tolist()), dtype=np.int64, count=len(values))
+    return codes, names
+
+
+def _encode_features(
+    frame: pd.DataFrame, features: Sequence[str]
+) -> tuple[np.ndarray, list[str], dict[str, list]]:
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    encoding: dict[str, list] = {}
+    for col in features:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+            arr = values.to_numpy(dtype=np.float64)
+            require(bool(np.isfinite(arr).all()), f"feature column {col!r} has infinite values")
+            blocks.append(arr.reshape(-1, 1))
+            names.append(str(col))
+            continue
+        distinct = _sorted_unique(values)
+        require(
+            not (len(values) >= ID_MIN_ROWS and len(distinct) == len(values)),
+            f"feature column {col!r} is non-numeric with all {len(values)} values distinct (an identifier?); "
+            "leave it out of features",
+        )
+        lookup = {v: i for i, v in enumerate(distinct)}
+        codes = np.fromiter((lookup[v] for v in values.tolist()), dtype=np.int64, count=len(values))
+        blocks.append(np.eye(len(distinct), dtype=np.float64)[codes])
+        names.extend(f"{col}={v}" for v in distinct)
+        encoding[str(col)] = [_plain(v) for v in distinct]
+    return np.concatenate(blocks, axis=1), names, encoding
+
+
+_NO_MATCH = object()
+
+
+def _match_value(distinct: list[Any], wanted: Any) -> Any:
+    """The value of ``distinct`` equal to ``wanted``, or whose text or number equals it (CLI gives text)."""
+    for v in distinct:
+        if type(v) is type(wanted) and v == wanted:
+            return v
+    for v in distinct:
+        if isinstance(v, (bool, np.bool_)) != isinstance(wanted, (bool, np.bool_)):
+            continue
+        try:
+            if v == wanted:
+                return v
+        except (TypeError, ValueError):
+            pass
+    text = str(wanted).strip()
+    for v in distinct:
+        if str(v) == text:
+            return v
+    try:
+        number = float(text)
+    except ValueError:
+        return _NO_MATCH
+    for v in distinct:
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+            if float(v) == number:
+                return v
+    if text.lower() in ("true", "false"):
+        flag = text.lower() == "true"
+        for v in distinct:
+            if isinstance(v, (bool, np.bool_)) and bool(v) == flag:
+                return v
+    return _NO_MATCH
+
+
+def _sorted_unique(values: pd.Series) -> list[Any]:
+    distinct = list(pd.unique(values.dropna()))
+    try:
+        return sorted(distinct)
+    except TypeError:  # mixed types in an object column: order by text
+        return sorted(distinct, key=lambda v: (type(v).__name__, str(v)))
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _names(cols: Sequence[Any]) -> str:
+    shown = ", ".join(repr(str(c)) for c in cols[:_SHOW])
+    return shown + (f", ... ({len(cols)} in all)" if len(cols) > _SHOW else "")
+
+
+def _values(vals: Sequence[Any]) -> str:
+    shown = ", ".join(repr(_plain(v)) for v in vals[:_SHOW])
+    return shown + (", ..." if len(vals) > _SHOW else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,340 @@
+r"""The scikit-learn face of fastfair: :class:`RobustFairClassifier`.
+
+A thin, validating wrapper around :func:`fastfair.training.train_arrays`. Everything numerical happens in
+the library (models, inner maximisers, the Adam outer loop); this module only checks user input the
+scikit-learn way, maps any two class labels to {0, 1}, and turns logits into the ``predict`` /
+``predict_proba`` / ``decision_function`` contract, so the estimator drops into ``Pipeline``,
+``GridSearchCV``, ``cross_val_score`` and Fairlearn's ``MetricFrame`` with no glue.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from . import metrics
+from .errors import FastfairError
+from .models import build_model
+from .training import TrainConfig, predict_logits, train_arrays
+
+__all__ = ["RobustFairClassifier"]
+
+_FLOAT_DTYPES = [np.float64, np.float32]
+
+
+def initial_model(config: TrainConfig, n_features: int) -> nn.Module:
+    """The network the estimator starts from: :func:`fastfair.models.build_model` for ``config``, except that
+    the affine model starts at w = 0, b = 0.
+
+    Logistic regression is convex (and so is its robust loss, ℓ(y·(wᵀx + b) - r‖w‖) up to the label sign), so
+    the starting point does not change the optimum -- but from zero every Adam step moves w along the data's
+    gradient instead of fighting a random initial direction, which is what makes a few epochs on a small data
+    set already useful (scikit-learn's ``LogisticRegression`` starts at zero too). The MLP keeps its seeded
+    random initialisation, which it needs to break the symmetry between hidden units.
+    """
+    model = build_model(
+        config.model, n_features, hidden=config.hidden, activation=config.activation, seed=config.seed
+    )
+    if config.model == "affine":
+        with torch.no_grad():
+            for param in model.parameters():
+                param.zero_()
+    return model
+
+
+class RobustFairClassifier(ClassifierMixin, BaseEstimator):
+    r"""Binary classifier trained to be robust to bounded input perturbations, with fairness reporting.
+
+    Training solves the robust (adversarial) empirical-risk problem
+
+    .. math::
+
+        \min_\theta \; \frac1n \sum_{i=1}^n \max_{\lVert\delta_i\rVert_2 \le r}
+        \ell\bigl(f_\theta(x_i + \delta_i),\, y_i\bigr),
+        \qquad \ell(z, y) = \log(1 + e^{z}) - y z,
+
+    where :math:`f_\theta` is a logistic-regression (``model="affine"``) or one-hidden-layer (``model="mlp"``)
+    logit and :math:`r` is ``radius``. On every mini-batch the inner maximisation is solved per sample by
+    ``solver`` -- ``"trs"`` maximises the exact second-order Taylor model of the loss over the ball (a
+    trust-region subproblem; for the affine model this is the exact worst case
+    :math:`\delta^* = r\,\mathrm{sign}(\sigma(f) - y)\,w/\lVert w\rVert`), ``"pgd"`` / ``"pgd-paper"`` run
+    projected gradient ascent, ``"random"`` draws a random perturbation and ``"none"`` trains on clean data --
+    and one Adam step is taken on the loss at the perturbed points, optionally mixed with the clean loss as
+    :math:`(1-w)\,\ell(x+\delta^*) + w\,\ell(x)` with :math:`w` = ``clean_weight``. ``classes_[1]`` is the
+    positive class: ``decision_function`` returns :math:`f_\theta(x)` and ``predict_proba[:, 1]`` is
+    :math:`\sigma(f_\theta(x))`. Training the decision boundary to keep a margin of :math:`r` around every
+    training point is what tends to shrink the between-group gaps reported in ``fairness_``.
+
+    Parameters
+    ----------
+    solver : {"trs", "pgd", "pgd-paper", "random", "none"}, default="trs"
+        Inner maximiser (``"none"`` = ordinary, non-robust training).
+    radius : float, default=0.1
+        L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
+        ``StandardScaler`` in front of the estimator.
+    model : {"affine", "mlp"}, default="affine"
+        Logistic regression, or one hidden layer of width ``hidden``.
+    hidden : int, default=16
+        Hidden width of the MLP (ignored for ``"affine"``).
+    activation : {"tanh", "sigmoid", "softplus"}, default="tanh"
+        MLP activation (ignored for ``"affine"``).
+    clean_weight : float in [0, 1], default=0.0
+        Weight :math:`w` of the clean loss in the training objective.
+    epochs : int, default=10
+        Passes over the training data.
+    batch_size : int, default=32
+        Mini-batch size.
+    lr : float, default=1e-2
+        Adam learning rate.
+    seed : int, default=0
+        Seeds the initial weights and the shuffling: the same seed, data and device give the same model.
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the torch model.
+    solver_options : dict or None, default=None
+        Extra keyword options for the inner solver (e.g. PGD step counts); see :mod:`fastfair.inner`.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two sorted class labels; ``classes_[1]`` is the positive class.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen in ``fit`` (only when ``X`` had string column names, e.g. a DataFrame).
+    model_ : torch.nn.Module
+        The trained network, mapping a float tensor (n, d) to logits (n,).
+    config_ : fastfair.training.TrainConfig
+        The validated training configuration that produced ``model_``.
+    history_ : list of dict
+        One record per epoch: ``train_loss``, ``train_accuracy``, ``epoch_seconds``, ``inner_seconds``.
+    fairness_ : dict or None
+        Absolute between-group gaps (max minus min over groups) of the training predictions --
+        ``independence``, ``separation_tpr``, ``separation_fpr``, ``sufficiency_ppv``, ``sufficiency_for`` --
+        when ``sensitive_features`` was passed to ``fit`` (see :func:`fastfair.metrics.fairness_gaps`);
+        else None.
+    group_metrics_ : pandas.DataFrame or None
+        Per-group table on the training data (:func:`fastfair.metrics.group_table`), or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastfair.estimator import RobustFairClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> y = np.where(X[:, 0] + X[:, 1] > 0, "approved", "denied")
+    >>> group = rng.choice(["a", "b", "c"], size=200)
+    >>> clf = make_pipeline(StandardScaler(), RobustFairClassifier(solver="trs", radius=0.1, epochs=5))
+    >>> clf = clf.fit(X, y, robustfairclassifier__sensitive_features=group)
+    >>> clf.classes_.tolist()
+    ['approved', 'denied']
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> bool(clf.score(X, y) > 0.9)
+    True
+    >>> sorted(clf[-1].fairness_)  # gaps on the training data, max minus min over the three groups
+    ['independence', 'separation_fpr', 'separation_tpr', 'sufficiency_for', 'sufficiency_ppv']
+    """
+
+    def __init__(
+        self,
+        solver: str = "trs",
+        radius: float = 0.1,
+        model: str = "affine",
+        hidden: int = 16,
+        activation: str = "tanh",
+        clean_weight: float = 0.0,
+        epochs: int = 10,
+        batch_size: int = 32,
+        lr: float = 1e-2,
+        seed: int = 0,
+        device: str = "cpu",
+        dtype: str = "float32",
+        solver_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.solver = solver
+        self.radius = radius
+        self.model = model
+        self.hidden = hidden
+        self.activation = activation
+        self.clean_weight = clean_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.device = device
+        self.dtype = dtype
+        self.solver_options = solver_options
+
+    # ------------------------------------------------------------------------------------------------------
+    # scikit-learn plumbing
+    # ------------------------------------------------------------------------------------------------------
+    def __sklearn_tags__(self) -> Tags:
+        """Binary-only, dense, NaN-free, deterministic (scikit-learn's estimator tags)."""
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # binary only; fit raises a ValueError on 3+ classes
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False  # same seed, data and device => same model
+        return tags
+
+    def _train_config(self) -> TrainConfig:
+        """The hyperparameters as a validated :class:`TrainConfig` (``ValueError`` on a bad one)."""
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+            raise FastfairError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.solver_options is not None and not isinstance(self.solver_options, Mapping):
+            raise FastfairError(
+                f"solver_options must be a dict or None, got {type(self.solver_options).__name__}"
+            )
+        for name in ("hidden", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise FastfairError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("radius", "clean_weight", "lr"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise FastfairError(f"{name} must be a real number, got {value!r}")
+        config = TrainConfig(
+            model=self.model,
+            hidden=int(self.hidden),
+            activation=self.activation,
+            solver=self.solver,
+            radius=float(self.radius),
+            clean_weight=float(self.clean_weight),
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            seed=int(self.seed),
+            device=self.device,
+            dtype=self.dtype,
+            train_size=None,
+            solver_options=dict(self.solver_options or {}),
+        )
+        try:
+            return config.validate()
+        except TypeError as exc:  # e.g. a string where a name is expected
+            raise FastfairError(f"invalid hyperparameter: {exc}") from None
+
+    @staticmethod
+    def _writable(X: np.ndarray) -> np.ndarray:
+        # torch cannot share memory with a read-only buffer (e.g. a memmap) and would warn; copy instead.
+        return X if X.flags.writeable else X.copy()
+
+    # ------------------------------------------------------------------------------------------------------
+    # fit / predict
+    # ------------------------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, sensitive_features: Any = None) -> RobustFairClassifier:
+        """Train the robust classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric features (numpy array or pandas DataFrame); sparse input, NaN and inf are rejected.
+        y : array-like of shape (n_samples,)
+            Exactly two distinct labels of any sortable type (ints, strings, bools). The larger one after
+            sorting (``classes_[1]``) is the positive class.
+        sensitive_features : array-like of shape (n_samples,), default=None
+            Group membership of each sample (any sortable labels, two or more groups). Not used for training;
+            when given, ``fairness_`` and ``group_metrics_`` report the between-group gaps of the fitted
+            model's training predictions. Inside a ``Pipeline`` pass it as ``<step>__sensitive_features``, or
+            with metadata routing enabled request it via ``set_fit_request(sensitive_features=True)``.
+
+        Returns
+        -------
+        self
+        """
+        config = self._train_config()
+        X, y = validate_data(self, X, y, dtype=_FLOAT_DTYPES, accept_sparse=False, y_numeric=False)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of 2 classes, but the data contains only one class: "
+                f"{classes[0]!r}"
+            )
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(
+                "Only binary classification is supported. The type of the target is "
+                f"{y_type} with {len(classes)} classes; {type(self).__name__} needs exactly two labels."
+            )
+        sensitive = None
+        if sensitive_features is not None:
+            sensitive = self._check_sensitive(sensitive_features, len(y))
+
+        y01 = (y == classes[1]).astype(np.int64)
+        result = train_arrays(self._writable(X), y01, config, model=initial_model(config, X.shape[1]))
+        self.classes_ = classes
+        self.model_ = result.model
+        self.config_ = config
+        self.history_ = result.history
+
+        self.fairness_: dict[str, float] | None = None
+        self.group_metrics_: pd.DataFrame | None = None
+        if sensitive is not None:
+            logits = self._logits(X)
+            y_pred = (logits > 0).astype(np.int64)
+            self.group_metrics_ = metrics.group_table(y01, y_pred, sensitive, scores=expit(logits))
+            if len(self.group_metrics_) >= 2:
+                self.fairness_ = metrics.fairness_gaps(y01, y_pred, sensitive)
+            else:
+                warnings.warn(
+                    "sensitive_features holds a single group, so no fairness gaps were computed "
+                    "(fairness_ is None)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return self
+
+    @staticmethod
+    def _check_sensitive(sensitive_features: Any, n: int) -> np.ndarray:
+        if isinstance(sensitive_features, pd.DataFrame):
+            if sensitive_features.shape[1] != 1:
+                raise FastfairError(
+                    f"sensitive_features must be one column, got {sensitive_features.shape[1]} columns"
+                )
+            sensitive_features = sensitive_features.iloc[:, 0]
+        s = np.asarray(sensitive_features)
+        if s.ndim == 2 and s.shape[1] == 1:
+            s = s[:, 0]
+        if s.ndim != 1 or len(s) != n:
+            raise FastfairError(
+                f"sensitive_features must hold one label per sample: expected shape ({n},), got {s.shape}"
+            )
+        if pd.isna(s).any():
+            raise FastfairError("sensitive_features contains missing values (NaN/None)")
+        return s
+
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        return predict_logits(self.model_, self._writable(X), self.config_)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logit :math:`f_\\theta(x)` of the positive class ``classes_[1]``, shape (n_samples,)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=_FLOAT_DTYPES, accept_sparse=False, reset=False)
+        return self._logits(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_samples, 2), columns in ``classes_`` order."""
+        logits = self.decision_function(X)
+        return np.column_stack([expit(-logits), expit(logits)])
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (values of ``classes_``): ``classes_[1]`` where the logit is positive."""
+        positive = self.decision_function(X) > 0  # checks fitted-ness before classes_ is touched
+        return self.classes_[positive.astype(np.intp)]

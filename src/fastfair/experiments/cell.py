@@ -1,0 +1,158 @@
+"""Running one cell of a sweep: train, evaluate on train / val / test, return tidy rows.
+
+:func:`run_cell` is a top-level function of picklable arguments, so that it runs the same in this process, in
+a local worker process or on a Dask worker. It always trains on the CPU with one torch thread (restored
+afterwards), so a cell's numbers do not depend on where it ran; only the timing columns do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from .grid import Cell, DataSpec
+
+GAPS = ("independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
+METRICS = ("accuracy", "auc", *GAPS)
+TIMING = ("epoch_seconds", "inner_seconds")
+#: Columns of the results table, in order: one row per cell x split.
+COLUMNS = (
+    "cell_id",
+    "dataset",
+    "model",
+    "solver",
+    "radius",
+    "seed",
+    "split",
+    "n",
+    *METRICS,
+    *TIMING,
+    "epochs",
+    "batch_size",
+    "lr",
+    "train_size",
+    "hidden",
+    "activation",
+    "clean_weight",
+    "dtype",
+)
+SPLITS = ("train", "val", "test")
+
+_DATA_CACHE: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_DATA_CACHE_SIZE = 4
+
+
+def load_data(spec: DataSpec, seed: int) -> Any:
+    """Load (and cache, per process, the last few) datasets: cells of one dataset and seed share the load."""
+    from ..io import dumps_json
+
+    key = (dumps_json(spec.to_dict(), sort_keys=True), seed)
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
+    data = spec.load(seed)
+    _DATA_CACHE[key] = data
+    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
+        _DATA_CACHE.popitem(last=False)
+    return data
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch with one intra-op thread inside the block.
+
+    The previous setting is restored only in the main thread: tasks running concurrently in worker threads
+    (Dask) would otherwise restore each other's setting mid-run.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread() and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Train and evaluate one cell; return its record ``{"cell_id", "spec", "rows", "history", ...}``.
+
+    ``rows`` holds one dict per split with the :data:`COLUMNS`. Raises
+    :class:`~fastfair.errors.FastfairError` on bad input (e.g. a diverging run).
+    """
+    import torch
+
+    from ..training import evaluate, train
+
+    start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
+    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught:
+        # solvers that draw without their own seed use torch's global RNG: seed it from the cell, so that the
+        # draws do not depend on what ran before in this process (restored afterwards)
+        torch.manual_seed(cell.seed)
+        # undefined gaps (NaN) and the like are recorded in the cell file, not printed once per cell
+        warnings.simplefilter("always")
+        config = cell.train_config()
+        data = load_data(cell.data, cell.seed)
+        result = train(data, config)
+        evaluation = evaluate(result, data)
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    base = {
+        "cell_id": cell.cell_id,
+        "dataset": cell.dataset,
+        "model": cell.model,
+        "solver": cell.solver,
+        "radius": cell.radius,
+        "seed": cell.seed,
+    }
+    settings = {
+        "epochs": cell.epochs,
+        "batch_size": cell.batch_size,
+        "lr": cell.lr,
+        "train_size": cell.train_size,
+        "hidden": cell.hidden if cell.model != "affine" else None,
+        "activation": cell.activation if cell.model != "affine" else None,
+        "clean_weight": cell.clean_weight if cell.solver != "none" else 0.0,
+        "dtype": cell.dtype,
+    }
+    timing = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
+    rows = []
+    for split in SPLITS:
+        if split not in evaluation:
+            continue
+        summary = evaluation[split]["summary"]
+        n = len(data.split(split))
+        if split == "train" and cell.train_size is not None:
+            n = min(n, cell.train_size)
+        row = {**base, "split": split, "n": n}
+        row.update({m: _float(summary.get(m)) for m in METRICS})
+        row.update(timing)
+        row.update(settings)
+        rows.append(row)
+    return {
+        "cell_id": cell.cell_id,
+        "description": cell.describe(),
+        "spec": cell.spec(),
+        "data": cell.data.to_dict(),
+        "rows": rows,
+        "history": result.history,
+        # the trained weights (small for the built-in models): a cell's model can be rebuilt without training
+        "model_state": {k: v.detach().cpu().double().tolist() for k, v in result.model.state_dict().items()},
+        "warnings": notes,
+        "wall_seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "started_at": started_at,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,270 @@
+"""Where cells run: in this process, in local worker processes, or on a Dask distributed cluster.
+
+Every executor has the same face: :meth:`Executor.run` takes a top-level function and a list of picklable
+items and yields an :class:`Outcome` per item *as it completes* (a result or the exception it raised);
+:meth:`close` stops the work (``cancel=True`` also abandons what is queued or running). Exceptions raised by
+``fn`` are reported, not raised, so one failing cell does not stop a sweep; ``KeyboardInterrupt``
+in the caller is not swallowed.
+
+* :class:`SerialExecutor` -- one after the other, here.
+* :class:`ProcessExecutor` -- ``jobs`` local processes (``concurrent.futures`` with the ``forkserver`` start
+  method where available, else ``spawn``; never plain ``fork``). Workers ignore SIGINT and use one torch
+  thread; the parent handles Ctrl-C and terminates them.
+* :class:`DaskExecutor` -- a ``dask.distributed`` cluster at a scheduler address. Dask is an optional extra
+  (``pip install 'fastfair[dask]'``) imported only here, on use. Workers need fastfair installed, and any CSV
+  dataset readable at the same path.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FastfairError, require
+
+
+@dataclass
+class Outcome:
+    """What became of one item: its ``result``, or the ``error`` it raised (with a traceback text)."""
+
+    item: Any
+    result: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, FastfairError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _traceback_text(exc: BaseException) -> str:
+    cause = exc.__cause__
+    remote = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
+    return remote or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class Executor:
+    """Base class: a context manager with ``run`` and ``close``."""
+
+    name = "executor"
+    workers = 1
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Outcome]:  # pragma: no cover
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Acquire what running needs (e.g. a connection), so that it fails before any work is written."""
+
+    def close(self, cancel: bool = False) -> None:
+        """Release resources; with ``cancel`` also drop queued and running work."""
+
+    def describe(self) -> str:
+        return self.name
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(cancel=exc_type is not None)
+
+
+class SerialExecutor(Executor):
+    """Run each item in this process, in order."""
+
+    name = "serial"
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Outcome]:
+        for item in items:
+            try:
+                result = fn(item)
+            except Exception as exc:
+                yield Outcome(item, error=exc, traceback=_traceback_text(exc))
+            else:
+                yield Outcome(item, result=result)
+
+    def describe(self) -> str:
+        return "in this process"
+
+
+def _init_worker() -> None:
+    """Worker set-up: leave Ctrl-C to the parent, one torch thread, no nested BLAS threading."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        # workers fork from a server that has already imported torch and fastfair: fast start-up
+        ctx.set_forkserver_preload(["fastfair.experiments.cell", "fastfair.training"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class ProcessExecutor(Executor):
+    """Run items in ``jobs`` local worker processes."""
+
+    name = "processes"
+
+    def __init__(self, jobs: int) -> None:
+        require(isinstance(jobs, int) and jobs >= 1, f"--jobs must be a positive integer, got {jobs!r}")
+        self.jobs = jobs
+        self.workers = jobs
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Outcome]:
+        if not items:
+            return
+        self.workers = min(self.jobs, len(items))
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=_mp_context(), initializer=_init_worker
+        )
+        pending = {self._pool.submit(fn, item): item for item in items}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    err = FastfairError("a worker process died (out of memory or killed?)")
+                    yield Outcome(item, error=err, traceback=f"{type(exc).__name__}: {exc}")
+                except Exception as exc:
+                    yield Outcome(item, error=exc, traceback=_traceback_text(exc))
+                else:
+                    yield Outcome(item, result=result)
+
+    def close(self, cancel: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if not cancel:
+            pool.shutdown(wait=True)
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:  # running cells are abandoned: their results were never stored
+            if proc.is_alive():
+                proc.terminate()
+        for proc in processes:
+            proc.join(timeout=5)
+
+    def describe(self) -> str:
+        return f"with {self.workers} local process{'es' if self.workers != 1 else ''}"
+
+
+def import_distributed() -> Any:
+    """Import ``dask.distributed`` lazily, with an actionable error when it is not installed."""
+    try:
+        import distributed
+    except ImportError:
+        raise FastfairError(
+            "--scheduler needs dask.distributed, which is not installed; "
+            "install it with: pip install 'fastfair[dask]'"
+        ) from None
+    return distributed
+
+
+class DaskExecutor(Executor):
+    """Run items on a ``dask.distributed`` cluster, given its scheduler address (``tcp://host:8786``)."""
+
+    name = "dask"
+
+    def __init__(self, address: str, timeout: float = 20.0) -> None:
+        require(
+            isinstance(address, str) and address.strip() != "",
+            "--scheduler needs an address, e.g. tcp://host:8786",
+        )
+        self.address = address.strip()
+        self.timeout = timeout
+        self._client: Any = None
+        self._futures: list[Any] = []
+
+    def start(self) -> None:
+        if self._client is None:
+            self._connect()
+
+    def _connect(self) -> Any:
+        distributed = import_distributed()
+        try:
+            client = distributed.Client(self.address, timeout=self.timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise FastfairError(
+                f"cannot connect to the Dask scheduler at {self.address!r}: {_one_line(exc)}"
+            ) from None
+        self._client = client
+        try:
+            self.workers = len(client.scheduler_info().get("workers", {}))
+        except Exception:  # pragma: no cover - informational only
+            self.workers = 0
+        return client
+
+    def run(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Outcome]:
+        if not items:
+            return
+        distributed = import_distributed()
+        client = self._client or self._connect()
+        token = uuid.uuid4().hex[:8]
+        futures = {}
+        for i, item in enumerate(items):
+            key = f"fastfair-{getattr(item, 'cell_id', i)}-{token}"
+            futures[client.submit(fn, item, key=key, pure=False, retries=0)] = item
+        self._futures = list(futures)
+        for future in distributed.as_completed(list(futures), loop=client.loop):
+            item = futures[future]
+            if future.status == "error":
+                exc = future.exception()
+                tb = future.traceback()
+                text = (
+                    "".join(traceback.format_exception(type(exc), exc, tb)) if tb is not None else repr(exc)
+                )
+                yield Outcome(item, error=exc, traceback=text)
+            elif future.status == "cancelled":
+                yield Outcome(item, error=FastfairError("the Dask task was cancelled"))
+            else:
+                yield Outcome(item, result=future.result())
+            future.release()
+
+    def close(self, cancel: bool = False) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if cancel and self._futures:
+                client.cancel(self._futures)
+        finally:
+            self._futures = []
+            client.close()
+
+    def describe(self) -> str:
+        return f"on the Dask cluster at {self.address} ({self.workers} workers)"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
+    """The executor for ``--jobs`` / ``--scheduler``: Dask given an address, else processes or serial."""
+    if scheduler is not None:
+        return DaskExecutor(scheduler)
+    require(
+        isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1,
+        f"--jobs must be a positive integer, got {jobs!r}",
+    )
+    return SerialExecutor() if jobs == 1 else ProcessExecutor(jobs)

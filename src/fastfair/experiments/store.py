@@ -1,0 +1,129 @@
+"""The results store of a sweep: one JSON file per finished cell, and a consolidated ``results.csv``.
+
+Layout of a sweep directory ``DIR``::
+
+    DIR/cells/<cell_id>.json   one finished cell: its spec, one row per split, per-epoch history, where it ran
+    DIR/results.csv            the tidy table: one row per cell x split of the current grid, in grid order
+    DIR/grid.json              the resolved grid of the last sweep (provenance)
+
+Every file is written atomically (temporary file + rename, :mod:`fastfair.io`), so an interrupted sweep, even
+one killed with SIGKILL, leaves each cell either complete or absent, never half-written. The cell files are
+the source of truth: ``results.csv`` is rebuilt from them, sorted by grid position (not completion order), so
+the same grid always gives the same file. A cell file is reused only if its stored spec equals the cell's
+spec. Cell files of other grids in the same directory are kept but left out of ``results.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import FastfairError
+from ..io import atomic_write_json, atomic_write_text, dumps_json
+from .cell import COLUMNS, METRICS, TIMING
+from .grid import Cell
+
+
+class ResultsStore:
+    """Read and write the cell files and the results table of one sweep directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.results_path = self.root / "results.csv"
+        self.grid_path = self.root / "grid.json"
+
+    def cell_path(self, cell_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}.json"
+
+    def load(self, cell: Cell) -> dict[str, Any] | None:
+        """The stored record of ``cell``, or None if absent, unreadable or for a different spec."""
+        path = self.cell_path(cell.cell_id)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("spec") != json.loads(dumps_json(cell.spec())):
+            return None
+        rows = record.get("rows")
+        if not isinstance(rows, list) or not rows or any(r.get("cell_id") != cell.cell_id for r in rows):
+            return None
+        return record
+
+    def finished(self, cells: Sequence[Cell]) -> dict[str, dict[str, Any]]:
+        """Stored records of those ``cells`` that are finished, keyed by cell id."""
+        out = {}
+        for cell in cells:
+            record = self.load(cell)
+            if record is not None:
+                out[cell.cell_id] = record
+        return out
+
+    def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write one finished cell atomically; return the record as stored (JSON round trip, NaN as null)."""
+        stored = json.loads(dumps_json(record))
+        atomic_write_json(self.cell_path(record["cell_id"]), stored)
+        return stored
+
+    def write_results(self, cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> Path:
+        """Rewrite ``results.csv`` atomically from the finished ``records``, in the order of ``cells``."""
+        frame = results_frame(cells, records)
+        atomic_write_text(self.results_path, frame.to_csv(index=False))
+        return self.results_path
+
+    def write_grid(self, grid_dict: dict[str, Any]) -> Path:
+        return atomic_write_json(self.grid_path, grid_dict)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the directory, so that two sweeps never write into it at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no locking
+            yield
+            return
+        with open(self.root / ".lock", "a") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise FastfairError(
+                    f"another sweep is writing to {str(self.root)!r}; wait for it or use another --out"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def results_frame(cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The tidy table of the finished ``records``: rows in the order of ``cells``, then split order."""
+    rows = []
+    for cell in cells:
+        record = records.get(cell.cell_id)
+        if record is not None:
+            rows.extend(record["rows"])
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("n", "seed", "epochs", "batch_size"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("train_size", "hidden"):
+        frame[col] = frame[col].astype("Int64")
+    for col in ("radius", "lr", "clean_weight", *METRICS, *TIMING):
+        frame[col] = frame[col].astype("float64")
+    return frame
+
+
+def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``results.csv`` written by a sweep (or the ``results.csv`` inside a sweep directory)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.csv"
+    if not p.is_file():
+        raise FastfairError(f"no results table at {str(p)!r}")
+    return pd.read_csv(p, dtype={"train_size": "Int64", "hidden": "Int64"})

@@ -1,0 +1,247 @@
+"""Running a sweep: expand the grid, reuse finished cells, run the rest on an executor, store as they finish.
+
+:func:`run_sweep` is the library face of ``fastfair sweep``::
+
+    from fastfair.experiments import grid_from_dict, run_sweep
+
+    grid = grid_from_dict({"datasets": ["unfair2d"], "solvers": ["none", "trs"], "radii": "0.1:0.2:0.05",
+                           "seeds": "0:3", "epochs": 10, "batch_size": 5})
+    summary = run_sweep(grid, "results/mysweep", jobs=2)
+    summary.results            # the tidy DataFrame, also in results/mysweep/results.csv
+
+Re-running the same grid into the same directory only runs the cells that are not stored yet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import FastfairError, require
+from ..io import atomic_write_json
+from .cell import load_data, run_cell
+from .executors import Executor, SerialExecutor, _describe_error, make_executor
+from .grid import Cell, Grid
+from .store import ResultsStore, results_frame
+
+#: Rough relative cost of a solver, used to start expensive cells first (better load balance).
+SOLVER_COST = {"pgd-paper": 100.0, "pgd": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0}
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did: counts, time, where the results are, and the results themselves."""
+
+    out_dir: Path
+    results_path: Path
+    total: int
+    reused: int
+    ran: int
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    where: str = ""
+    results: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted and self.reused + self.ran == self.total
+
+    def line(self) -> str:
+        """One-line summary."""
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        where = f" {self.where}" if self.ran else ""
+        return (
+            f"sweep: {self.total} cells ({self.ran} run, {self.reused} reused{failed}) "
+            f"in {self.seconds:.1f} s"
+            f"{where} -> {self.results_path}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_dir),
+            "results": str(self.results_path),
+            "cells": self.total,
+            "ran": self.ran,
+            "reused": self.reused,
+            "failed": [{k: v for k, v in f.items() if k != "traceback"} for f in self.failed],
+            "rows": len(self.results),
+            "seconds": self.seconds,
+            "executor": self.where,
+            "interrupted": self.interrupted,
+        }
+
+
+def check_data(cells: Sequence[Cell]) -> None:
+    """Load each distinct dataset of ``cells`` once (first seed), so bad data options fail before any work."""
+    seen = set()
+    for cell in cells:
+        key = repr(sorted(cell.data.to_dict().items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        load_data(cell.data, cell.seed)
+
+
+def _cost_order(cells: Sequence[Cell]) -> list[Cell]:
+    """Cells sorted by decreasing estimated cost (solver, epochs, 1/batch size), grid order within ties."""
+
+    def cost(cell: Cell) -> float:
+        return (
+            SOLVER_COST.get(cell.solver, 1.0) * cell.epochs * (cell.train_size or 1000) / cell.batch_size**0.5
+        )
+
+    return sorted(cells, key=lambda c: -cost(c))
+
+
+def run_sweep(
+    grid: Grid | Sequence[Cell],
+    out_dir: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    executor: Executor | None = None,
+    progress: bool | None = None,
+    check: bool = True,
+    flush_seconds: float = 2.0,
+    desc: str = "sweep",
+) -> SweepSummary:
+    """Run every cell of ``grid`` not yet stored in ``out_dir``; return a :class:`SweepSummary`.
+
+    Each finished cell is written to ``out_dir/cells/<cell_id>.json`` at once, and ``out_dir/results.csv`` is
+    rewritten (atomically, in grid order) every ``flush_seconds`` and at the end, also when interrupted.
+    ``check`` first loads each dataset that still has cells to run, so bad data fails before anything is
+    written. Cells that raise are reported in ``summary.failed`` (and ``out_dir/failures.json``) and not
+    stored; a re-run retries them.
+    """
+    start = time.perf_counter()
+    cells = grid.cells() if isinstance(grid, Grid) else list(grid)
+    require(len(cells) > 0, "the grid has no cells")
+    store = ResultsStore(out_dir)
+    if store.root.exists():
+        require(store.root.is_dir(), f"--out {str(out_dir)!r} exists and is not a directory")
+    finished = store.finished(cells) if store.cells_dir.is_dir() else {}
+    todo = [c for c in cells if c.cell_id not in finished]
+    if check and todo:
+        check_data(todo)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if executor is None:
+        executor = make_executor(jobs, scheduler) if todo else SerialExecutor()
+    if todo:
+        executor.start()  # e.g. connect to the Dask scheduler before anything is written
+
+    records = dict(finished)
+    failed: list[dict[str, str]] = []
+    interrupted = False
+    with store.lock():
+        if isinstance(grid, Grid):
+            store.write_grid(grid.to_dict())
+        store.write_results(cells, records)
+        bar = _progress_bar(len(cells), len(finished), desc, progress)
+        last_flush = time.monotonic()
+        try:
+            with executor:
+                for outcome in executor.run(run_cell, _cost_order(todo)):
+                    cell = outcome.item
+                    if outcome.error is None:
+                        records[cell.cell_id] = store.save(outcome.result)
+                    else:
+                        failed.append(
+                            {
+                                "cell_id": cell.cell_id,
+                                "cell": cell.describe(),
+                                "error": _describe_error(outcome.error),
+                                "traceback": outcome.traceback,
+                            }
+                        )
+                        if bar is not None:
+                            bar.write(
+                                f"fastfair: cell {cell.describe()} failed: {_describe_error(outcome.error)}"
+                            )
+                    if bar is not None:
+                        bar.set_postfix_str(f"last: {cell.describe()}", refresh=False)
+                        bar.update(1)
+                    if time.monotonic() - last_flush >= flush_seconds:
+                        store.write_results(cells, records)
+                        last_flush = time.monotonic()
+        except KeyboardInterrupt:
+            interrupted = True
+            # a cell whose file was written just before the interrupt may not be in `records` yet
+            records.update(store.finished([c for c in cells if c.cell_id not in records]))
+            raise
+        finally:
+            store.write_results(cells, records)
+            _write_failures(store, failed)
+            if bar is not None:
+                bar.close()
+    frame = results_frame(cells, records)
+    return SweepSummary(
+        out_dir=store.root,
+        results_path=store.results_path,
+        total=len(cells),
+        reused=len(finished),
+        ran=len(records) - len(finished),
+        failed=failed,
+        seconds=time.perf_counter() - start,
+        where=executor.describe(),
+        results=frame,
+        interrupted=interrupted,
+    )
+
+
+def _write_failures(store: ResultsStore, failed: list[dict[str, str]]) -> None:
+    path = store.root / "failures.json"
+    if failed:
+        atomic_write_json(path, failed)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="cell",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} cells "
+        "[{elapsed}<{remaining}{postfix}]",
+    )
+
+
+def summarize_cells(cells: Sequence[Cell]) -> pd.DataFrame:
+    """A table of the cells of a grid (for ``--dry-run``): one row per cell, in grid order."""
+    return pd.DataFrame(
+        [
+            {
+                "cell_id": c.cell_id,
+                "dataset": c.dataset,
+                "model": c.model,
+                "solver": c.solver,
+                "radius": c.radius,
+                "seed": c.seed,
+                "epochs": c.epochs,
+                "batch_size": c.batch_size,
+                "lr": c.lr,
+                "train_size": c.train_size,
+            }
+            for c in cells
+        ]
+    )
+
+
+__all__ = ["SOLVER_COST", "FastfairError", "SweepSummary", "check_data", "run_sweep", "summarize_cells"]

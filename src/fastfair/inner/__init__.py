@@ -1,0 +1,76 @@
+"""Inner maximisers: per-sample worst-case L2 perturbations of a batch, all behind one interface.
+
+    inner = make_inner("trs")                     # None for "none"
+    result = inner.perturb(model, x, y, radius)   # InnerResult: x_adv, loss, iterations, certificate, extras
+
+Solvers (``SOLVERS``):
+
+* ``"trs"`` -- :class:`TrustRegionAdversary`: exact maximiser of the quadratic model (closed form for affine
+  models, row-space reduction for one-hidden-layer MLPs, batched eigen-solver otherwise).
+* ``"pgd"`` -- :class:`ProjectedGradientAdversary`: tuned L2 PGD (10 normalised steps of 0.25·r).
+* ``"pgd-paper"`` -- :class:`PaperPGDAdversary`: the paper's back-tracking PGD (step 0.1, ÷1.5, ≤ 5000 its).
+* ``"random"`` -- :class:`RandomAdversary`: a random direction on the sphere (or in the ball).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..errors import FastfairError
+from .base import InnerMaximizer, InnerResult
+from .pgd import PaperPGDAdversary, ProjectedGradientAdversary
+from .random import RandomAdversary
+from .trs import TrustRegionAdversary
+
+__all__ = [
+    "SOLVERS",
+    "InnerMaximizer",
+    "InnerResult",
+    "PaperPGDAdversary",
+    "ProjectedGradientAdversary",
+    "RandomAdversary",
+    "TrustRegionAdversary",
+    "make_inner",
+    "solver_options",
+]
+
+SOLVERS = ("none", "trs", "pgd", "pgd-paper", "random")
+
+_REGISTRY: dict[str, type[InnerMaximizer]] = {
+    "trs": TrustRegionAdversary,
+    "pgd": ProjectedGradientAdversary,
+    "pgd-paper": PaperPGDAdversary,
+    "random": RandomAdversary,
+}
+
+
+def solver_options(name: str) -> dict[str, Any]:
+    """The options a solver accepts, with their defaults (``{}`` for ``"none"``)."""
+    _check_name(name)
+    if name == "none":
+        return {}
+    params = inspect.signature(_REGISTRY[name].__init__).parameters
+    return {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def make_inner(name: str, **options: Any) -> InnerMaximizer | None:
+    """Build the inner maximiser ``name`` with ``options``; ``None`` for ``"none"`` (no perturbation).
+
+    Raises :class:`FastfairError` for an unknown solver, an unknown option, or an invalid option value.
+    """
+    _check_name(name)
+    valid = solver_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        choices = ", ".join(valid) if valid else "none"
+        raise FastfairError(f"unknown option {names} for solver {name!r}; valid options: {choices}")
+    if name == "none":
+        return None
+    return _REGISTRY[name](**options)
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or name not in SOLVERS:
+        raise FastfairError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")

@@ -1,0 +1,273 @@
+"""The one interface every inner maximiser shares, and the small tensor helpers they have in common.
+
+An inner maximiser approximately solves, for every sample of a batch independently,
+
+    max_{‖δ_i‖₂ ≤ r_i}  ℓ(f(x_i + δ_i), y_i)
+
+and returns x + δ (detached) with the loss attained there. Solvers never loop over samples in Python, never
+build an autograd graph through the model's parameters (they use detached parameters), never touch ``.grad``,
+and follow the device and dtype of ``x``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..derivatives import logistic_loss
+from ..errors import FastfairError
+from ..trs import TRSCertificate
+
+
+@dataclass
+class InnerResult:
+    """What an inner maximiser returns for a batch of n samples in d dimensions.
+
+    ``iterations`` counts the derivative evaluations spent per sample: 1 for TRS (one gradient and Hessian),
+    the number of gradient steps for PGD, 0 for random perturbations.
+    """
+
+    x_adv: Tensor  #: (n, d) detached; ‖x_adv - x‖ ≤ r per sample (to rounding)
+    loss: Tensor  #: (n,) the true loss at x_adv, detached
+    iterations: Tensor  #: (n,) int64
+    certificate: TRSCertificate | None = None  #: KKT certificate of the quadratic model (TRS only)
+    extras: dict[str, Any] = field(default_factory=dict)  #: solver-specific diagnostics, e.g. "path"
+
+
+class InnerMaximizer(ABC):
+    """Base class: validates the batch and radius, then calls the solver's :meth:`_perturb`."""
+
+    name: ClassVar[str] = ""
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, radius: float | Tensor) -> InnerResult:
+        """Perturb every sample of ``x`` (n, d) within its L2 ball of ``radius`` (float or (n,) tensor).
+
+        Raises :class:`FastfairError` for malformed inputs or a radius that is not positive and finite.
+        """
+        x, y, r = check_batch(x, y, radius)
+        return self._perturb(model, x, y, r)
+
+    @abstractmethod
+    def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
+        """Solver body. ``x`` detached (n, d); ``y`` (n,) in x's dtype; ``r`` (n,) positive, x's dtype."""
+
+    def options(self) -> dict[str, Any]:
+        """The options this maximiser was built with (as passed to :func:`fastfair.inner.make_inner`)."""
+        return dict(getattr(self, "_options", {}))
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+
+# --------------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------------
+
+
+def check_batch(x: Tensor, y: Tensor, radius: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate a batch; return detached x, y cast to x's dtype/device, and the radius as an (n,) tensor."""
+    if not isinstance(x, Tensor) or x.ndim != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise FastfairError(f"inputs must be a 2-d tensor (n, d), got {shape}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise FastfairError(f"inputs must be float32 or float64, got {x.dtype}")
+    n = x.shape[0]
+    if not isinstance(y, Tensor) or y.shape != (n,):
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise FastfairError(f"labels must be a tensor of shape ({n},), got {shape}")
+    x = x.detach()
+    y = y.detach().to(device=x.device, dtype=x.dtype)
+    return x, y, radius_tensor(radius, n, x)
+
+
+def radius_tensor(radius: float | Tensor, n: int, like: Tensor) -> Tensor:
+    """The radius as an (n,) tensor in ``like``'s dtype/device; FastfairError unless positive and finite."""
+    if isinstance(radius, bool):
+        raise FastfairError(f"radius must be a positive number, got {radius!r}")
+    if isinstance(radius, Tensor):
+        r = radius.detach().to(device=like.device, dtype=like.dtype)
+        if r.ndim == 0:
+            r = r.expand(n)
+        if r.shape != (n,):
+            raise FastfairError(f"radius must be a float or a tensor of shape ({n},), got {tuple(r.shape)}")
+        if n and not bool((torch.isfinite(r) & (r > 0)).all()):
+            raise FastfairError("radius must be positive and finite for every sample")
+        return r.contiguous()
+    try:
+        value = float(radius)
+    except (TypeError, ValueError):
+        raise FastfairError(f"radius must be a positive number, got {radius!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise FastfairError(f"radius must be positive and finite, got {radius!r}")
+    return torch.full((n,), value, dtype=like.dtype, device=like.device)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """A positive integer option (bools rejected)."""
+    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 1:
+        raise FastfairError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    """A non-negative integer option (bools rejected)."""
+    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
+        raise FastfairError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: Any, *, above: float = 0.0) -> float:
+    """A finite float option strictly greater than ``above``."""
+    if not _is_number(value):
+        raise FastfairError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > above):
+        raise FastfairError(f"{name} must be finite and greater than {above:g}, got {value!r}")
+    return value
+
+
+def check_optional_nonnegative_float(name: str, value: Any) -> float | None:
+    """None, or a finite float ≥ 0."""
+    if value is None:
+        return None
+    if not _is_number(value) or not (math.isfinite(float(value)) and value >= 0):
+        raise FastfairError(f"{name} must be a non-negative number or null, got {value!r}")
+    return float(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (int, float, numpy scalar), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A boolean option."""
+    if not isinstance(value, bool):
+        raise FastfairError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------
+# tensor helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def project_to_ball(delta: Tensor, r: Tensor) -> Tensor:
+    """Projection onto the ball: δ · min(1, r/‖δ‖) over the last axis (δ = 0 stays 0; no NaN).
+
+    ``delta`` (..., d) and ``r`` broadcastable to ``delta.shape[:-1]``.
+    """
+    norm = torch.linalg.vector_norm(delta, dim=-1)
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+    scale = torch.where(norm > r, r / safe, torch.ones_like(norm))
+    return delta * scale.unsqueeze(-1)
+
+
+def as_logits(out: Tensor, n: int) -> Tensor:
+    """Model output as (n,) logits; FastfairError if the model does not produce one logit per sample."""
+    if out.numel() != n:
+        shape = tuple(out.shape)
+        raise FastfairError(f"model must map (n, d) inputs to (n,) logits; got output of shape {shape}")
+    return out.reshape(n)
+
+
+def detached_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``x -> logits (n,)`` that calls ``model`` with detached parameters and buffers (``functional_call``).
+
+    Gradients w.r.t. x flow through it; nothing reaches (or records) the model's parameters.
+    """
+    from torch.func import functional_call
+
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    buffers = {k: b.detach() for k, b in model.named_buffers()}
+
+    def forward(x: Tensor) -> Tensor:
+        return as_logits(functional_call(model, (params, buffers), (x,)), x.shape[0])
+
+    return forward
+
+
+def loss_at(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per-sample loss ℓ(f(x), y), detached, computed without any autograd graph."""
+    with torch.no_grad():
+        return logistic_loss(as_logits(model(x), x.shape[0]), y)
+
+
+def loss_and_grad(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample loss (n,) and its input gradient (n, d) in one batched backward pass.
+
+    The gradient of Σᵢ ℓᵢ w.r.t. x has ∇ₓᵢℓᵢ as its i-th row because samples are independent.
+    """
+    with torch.enable_grad():
+        xv = x.detach().requires_grad_(True)
+        loss = logistic_loss(forward(xv), y)
+        (grad,) = torch.autograd.grad(loss.sum(), xv)
+    return loss.detach(), grad
+
+
+def sample_perturbation(
+    n: int,
+    d: int,
+    r: Tensor,
+    mode: str,
+    generator: torch.Generator | None,
+    like: Tensor,
+) -> Tensor:
+    """Random δ (n, d): ``"sphere"`` ‖δ‖ = r along a Gaussian direction; ``"ball"`` uniform in the ball
+    (direction Gaussian, radius r·U^{1/d}). Drawn on the generator's device, returned on ``like``'s."""
+    device = generator.device if generator is not None else like.device
+    z = torch.randn(n, d, generator=generator, device=device, dtype=like.dtype)
+    if mode == "ball":
+        u = torch.rand(n, generator=generator, device=device, dtype=like.dtype)
+    z = z.to(like.device)
+    norm = torch.linalg.vector_norm(z, dim=1)
+    # a Gaussian draw of norm exactly 0 has probability 0; map it to the first axis rather than NaN
+    if d > 0:
+        e1 = torch.zeros_like(z)
+        e1[:, 0] = 1
+        z = torch.where((norm > 0)[:, None], z, e1)
+        norm = torch.where(norm > 0, norm, torch.ones_like(norm))
+    length = r
+    if mode == "ball":
+        length = r * u.to(like.device).pow(1.0 / max(d, 1))
+    return z * (length / norm)[:, None]
+
+
+class SeededRandomness:
+    """Randomness option shared by the solvers that draw: a ``seed`` (int) or a ``torch.Generator``.
+
+    With a seed, one generator per device is created on first use and then continues its stream, so two
+    maximisers built with the same seed produce the same sequence of draws. With neither, torch's global RNG
+    is used (so ``torch.manual_seed`` governs it).
+    """
+
+    def __init__(self, seed: int | None, generator: torch.Generator | None) -> None:
+        if seed is not None and generator is not None:
+            raise FastfairError("give either seed or generator, not both")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise FastfairError(f"seed must be an integer, got {seed!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise FastfairError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.seed = None if seed is None else int(seed)
+        self._generator = generator
+        self._per_device: dict[torch.device, torch.Generator] = {}
+
+    def generator_for(self, device: torch.device) -> torch.Generator | None:
+        if self._generator is not None:
+            return self._generator
+        if self.seed is None:
+            return None
+        gen = self._per_device.get(device)
+        if gen is None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self.seed)
+            self._per_device[device] = gen
+        return gen

@@ -1,0 +1,143 @@
+"""`fastfair train`: pinned JSON keys, tables, --out, and bad input (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastfair.cli import main
+
+PINNED_METRICS = ("accuracy", "independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "dataset, extra",
+    [
+        ("unfair2d", ["--batch-size", "5"]),
+        ("adult", ["--batch-size", "100", "--train-size", "10000"]),
+        ("lsat", ["--batch-size", "100"]),
+    ],
+)
+def test_train_json_pinned_keys_and_accuracy(capsys, dataset, extra):
+    code, out, err = run_cli(capsys, "train", "--dataset", dataset, "--epochs", "1", "--json", *extra)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dataset"] == dataset
+    assert isinstance(report["n_train"], int) and report["n_train"] > 0
+    for split in ("train", "test"):
+        for key in PINNED_METRICS:
+            assert key in report[split], (split, key)
+    assert report["test"]["accuracy"] > 0.5
+    assert report["timing"]["epoch_seconds"] > 0
+    assert report["timing"]["inner_seconds"] == 0
+
+
+def test_train_robust_json_reports_inner_time(capsys):
+    code, out, _ = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--solver", "trs", "--radius", "0.1", "--epochs", "1", "--json"
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["config"]["solver"] == "trs"
+    assert 0 < report["timing"]["inner_seconds"] < report["timing"]["epoch_seconds"]
+
+
+def test_train_text_tables_and_out_dir(capsys, tmp_path):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--epochs", "2", "--out", str(out_dir), "--no-progress"
+    )
+    assert code == 0, err
+    assert "accuracy and fairness gaps" in out and "per-group rates, test" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+
+
+def test_train_multigroup_adult_race_shows_all_groups(capsys):
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "adult", "--sensitive", "race_all", "--epochs", "1", "--batch-size", "256",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["groups"]) == 5
+    assert len(report["test"]["groups"]) == 5
+
+
+def _csv(tmp_path, text: str, name: str = "d.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+GOOD_CSV = "a,b,t,g\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2},{'x' if i % 3 else 'y'}\n" for i in range(60))
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--dataset", "mnist"], "unknown dataset"),
+        (["--data", "{tmp}/missing.csv", "--target", "t", "--sensitive", "g"], "not found"),
+        (["--data", "{good}", "--target", "nope", "--sensitive", "g"], "nope"),
+        (["--data", "{good}", "--target", "a", "--sensitive", "g"], "binary"),
+        (["--data", "{nan}", "--target", "t", "--sensitive", "g"], "NaN"),
+        (["--data", "{onegroup}", "--target", "t", "--sensitive", "g"], "group"),
+        (["--data", "{empty}", "--target", "t", "--sensitive", "g"], "empty"),
+        (["--dataset", "unfair2d", "--epochs", "0"], "epochs"),
+        (["--dataset", "unfair2d", "--batch-size", "0"], "batch size"),
+        (["--dataset", "unfair2d", "--lr", "-1"], "learning rate"),
+        (["--dataset", "unfair2d", "--solver", "trs", "--radius", "0"], "radius"),
+        (["--dataset", "unfair2d", "--data-option", "oops"], "KEY=VALUE"),
+        (["--dataset", "unfair2d", "--data-option", "colour=red"], "colour"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, words):
+    files = {
+        "tmp": str(tmp_path),
+        "good": _csv(tmp_path, GOOD_CSV, "good.csv"),
+        "nan": _csv(tmp_path, GOOD_CSV.replace("\n3,", "\n,", 1), "nan.csv"),
+        "onegroup": _csv(tmp_path, GOOD_CSV.replace(",y\n", ",x\n"), "one.csv"),
+        "empty": _csv(tmp_path, "", "empty.csv"),
+    }
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "train", *[a.format(**files) for a in argv], "--out", str(out_dir))
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
+    assert words.lower() in lines[0].lower()
+    assert not out_dir.exists()
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    out_dir = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastfair", "train", "--dataset", "nope", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("fastfair: error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert not out_dir.exists()
+
+
+def test_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--dataset", "--data", "--solver", "--radius", "--train-size", "--dtype", "--json", "--out"):
+        assert opt in out

@@ -1,0 +1,235 @@
+"""Per-sample input derivatives: analytic fast paths and torch.func vs autograd vs finite differences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fastfair.derivatives import (
+    has_analytic_derivatives,
+    logistic_loss,
+    logistic_loss_derivatives,
+    loss_input_derivatives,
+    mlp_subspace_derivatives,
+)
+from fastfair.errors import FastfairError
+from fastfair.models import MLP, Affine, bce_per_sample
+
+DT = torch.float64
+
+
+class TwoHidden(nn.Module):
+    """A custom module with no analytic path: two hidden layers, mixed activations."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, 7), nn.Tanh(), nn.Linear(7, 4), nn.Softplus(), nn.Linear(4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def _model(kind: str, d: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    if kind == "affine":
+        m = Affine(d)
+    elif kind == "custom":
+        m = TwoHidden(d)
+    else:
+        m = MLP(d, hidden=3, activation=kind)
+    m = m.to(DT)
+    with torch.no_grad():  # larger weights: logits of several units, curvature clearly non-zero
+        for p in m.parameters():
+            p.mul_(2.0)
+    return m
+
+
+def _batch(n: int, d: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=DT)
+    y = torch.randint(0, 2, (n,), generator=g).to(DT)
+    return x, y
+
+
+def _autograd_reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Per-sample gradient and Hessian with torch.autograd.functional (a loop: reference only)."""
+    grads, hessians = [], []
+    for i in range(x.shape[0]):
+
+        def f(xi, i=i):
+            return bce_per_sample(model(xi.unsqueeze(0)), y[i : i + 1]).sum()
+
+        grads.append(torch.autograd.functional.jacobian(f, x[i]))
+        hessians.append(torch.autograd.functional.hessian(f, x[i]))
+    return torch.stack(grads), torch.stack(hessians)
+
+
+def _finite_differences(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 1e-5):
+    """Central differences: gradient from the loss, Hessian from the analytic-or-func gradient."""
+    d = x.shape[1]
+    eye = torch.eye(d, dtype=DT)
+    with torch.no_grad():
+        loss = lambda z: bce_per_sample(model(z), y)  # noqa: E731
+        grad = torch.stack([(loss(x + eps * e) - loss(x - eps * e)) / (2 * eps) for e in eye], dim=1)
+    cols = [
+        (
+            loss_input_derivatives(model, x + eps * e, y, hessian=False).grad
+            - loss_input_derivatives(model, x - eps * e, y, hessian=False).grad
+        )
+        / (2 * eps)
+        for e in eye
+    ]
+    return grad, torch.stack(cols, dim=2)
+
+
+KINDS = ["affine", "tanh", "sigmoid", "softplus", "custom"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_derivatives_match_autograd_and_finite_differences(kind):
+    d = 5
+    model = _model(kind, d)
+    x, y = _batch(6, d)
+    g_ref, h_ref = _autograd_reference(model, x, y)
+    g_fd, h_fd = _finite_differences(model, x, y)
+    backends = ["auto", "func"] + (["analytic"] if kind != "custom" else [])
+    for backend in backends:
+        der = loss_input_derivatives(model, x, y, backend=backend)
+        assert der.grad.shape == (6, d) and der.hessian.shape == (6, d, d)
+        torch.testing.assert_close(der.grad, g_ref, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(der.hessian, h_ref, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(der.loss, bce_per_sample(model(x), y).detach(), rtol=1e-13, atol=1e-14)
+        torch.testing.assert_close(der.grad, g_fd, rtol=1e-7, atol=1e-8)
+        torch.testing.assert_close(der.hessian, h_fd, rtol=1e-7, atol=1e-8)
+        torch.testing.assert_close(der.hessian, der.hessian.mT, rtol=0, atol=1e-14)
+
+
+def test_affine_closed_form_is_rank_one_along_w():
+    model = _model("affine", 4)
+    x, y = _batch(8, 4)
+    der = loss_input_derivatives(model, x, y)
+    w = model.linear.weight.detach()[0]
+    s = torch.sigmoid(model(x).detach())
+    torch.testing.assert_close(der.grad, (s - y)[:, None] * w)
+    torch.testing.assert_close(der.hessian, (s * (1 - s))[:, None, None] * torch.outer(w, w))
+    assert torch.linalg.matrix_rank(der.hessian).max() == 1
+
+
+def test_softplus_linear_region_matches_autograd():
+    """F.softplus is the identity above z = 20; the analytic φ′, φ″ must follow it there."""
+    model = _model("softplus", 3)
+    with torch.no_grad():
+        model.hidden.bias.copy_(torch.tensor([25.0, -3.0, 30.0], dtype=DT))
+    x, y = _batch(4, 3)
+    g_ref, h_ref = _autograd_reference(model, x, y)
+    der = loss_input_derivatives(model, x, y, backend="analytic")
+    torch.testing.assert_close(der.grad, g_ref, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(der.hessian, h_ref, rtol=1e-12, atol=1e-13)
+
+
+def test_logit_derivatives_keep_sign_and_accuracy_for_confident_points():
+    z = torch.tensor([40.0, -40.0, 0.0, 3.0], dtype=DT)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.25], dtype=DT)
+    loss, d1, d2 = logistic_loss_derivatives(z, y)
+    # σ(40) - 1 rounds to 0 in float64; the accurate value is -σ(-40) ≈ -4.25e-18
+    assert d1[0] < 0 and d1[1] > 0
+    torch.testing.assert_close(d1[0], -torch.sigmoid(torch.tensor(-40.0, dtype=DT)), rtol=1e-14, atol=0)
+    torch.testing.assert_close(d1[2:], torch.sigmoid(z[2:]) - y[2:])
+    torch.testing.assert_close(d2, torch.sigmoid(z) * torch.sigmoid(-z))
+    # ℓ(40, 1) = ℓ(-40, 0) = log1p(e^-40): relative accuracy kept (torch's BCE returns 0 for the second)
+    expected = torch.log1p(torch.exp(torch.tensor(-40.0, dtype=DT)))
+    torch.testing.assert_close(loss[:2], expected.expand(2), rtol=1e-14, atol=0)
+    torch.testing.assert_close(loss[2:], bce_per_sample(z[2:], y[2:]), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(logistic_loss(z, y), loss)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+@pytest.mark.parametrize("d, h", [(9, 3), (4, 4), (3, 6)])
+def test_subspace_reduction_reproduces_full_derivatives(activation, d, h):
+    torch.manual_seed(3)
+    model = MLP(d, hidden=h, activation=activation).to(DT)
+    x, y = _batch(7, d)
+    full = loss_input_derivatives(model, x, y, backend="analytic")
+    sub = mlp_subspace_derivatives(model, x, y)
+    k = min(d, h)
+    U = sub.basis
+    assert U.shape == (d, k) and sub.grad.shape == (7, k) and sub.hessian.shape == (7, k, k)
+    torch.testing.assert_close(U.T @ U, torch.eye(k, dtype=DT), rtol=0, atol=1e-14)
+    torch.testing.assert_close(sub.full_grad(), full.grad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(sub.full_hessian(), full.hessian, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(sub.grad, full.grad @ U, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(sub.hessian, U.T @ full.hessian @ U, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(sub.loss, full.loss)
+
+
+def test_subspace_handles_rank_deficient_W():
+    torch.manual_seed(4)
+    model = MLP(8, hidden=3).to(DT)
+    with torch.no_grad():
+        model.hidden.weight[2] = 2.0 * model.hidden.weight[0]  # rank 2
+    x, y = _batch(5, 8)
+    full = loss_input_derivatives(model, x, y)
+    sub = mlp_subspace_derivatives(model, x, y)
+    torch.testing.assert_close(sub.full_grad(), full.grad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(sub.full_hessian(), full.hessian, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_gradients_left_and_requires_grad_untouched(kind):
+    model = _model(kind, 4)
+    frozen = next(iter(model.parameters()))
+    frozen.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    x, y = _batch(5, 4)
+    x.requires_grad_(True)
+    for ctx in (torch.enable_grad, torch.no_grad):
+        with ctx():
+            der = loss_input_derivatives(model, x, y)
+        assert not der.grad.requires_grad and not der.hessian.requires_grad and not der.loss.requires_grad
+    if kind in ("tanh", "sigmoid", "softplus"):
+        sub = mlp_subspace_derivatives(model, x, y)
+        assert not sub.hessian.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert x.requires_grad and x.grad is None
+
+
+@pytest.mark.parametrize("kind", ["affine", "tanh", "custom"])
+def test_float32_follows_input_dtype(kind):
+    model = _model(kind, 4).float()
+    x, y = _batch(5, 4)
+    der32 = loss_input_derivatives(model, x.float(), y.long())
+    der64 = loss_input_derivatives(_model(kind, 4), x, y)
+    assert der32.grad.dtype == torch.float32 and der32.hessian.dtype == torch.float32
+    torch.testing.assert_close(der32.hessian.double(), der64.hessian, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_only_and_analytic_detection():
+    model = _model("custom", 4)
+    x, y = _batch(5, 4)
+    der = loss_input_derivatives(model, x, y, hessian=False)
+    assert der.hessian is None and der.grad.shape == (5, 4)
+    assert has_analytic_derivatives(_model("affine", 3)) and has_analytic_derivatives(_model("tanh", 3))
+    assert not has_analytic_derivatives(model)
+
+    class Shifted(Affine):
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    assert not has_analytic_derivatives(Shifted(3))  # a changed forward must not use the closed form
+
+
+def test_user_errors():
+    model = _model("custom", 4)
+    x, y = _batch(5, 4)
+    with pytest.raises(FastfairError, match="no analytic derivatives"):
+        loss_input_derivatives(model, x, y, backend="analytic")
+    with pytest.raises(FastfairError, match="unknown derivative backend"):
+        loss_input_derivatives(model, x, y, backend="jax")
+    with pytest.raises(FastfairError, match="2-d"):
+        loss_input_derivatives(model, x[0], y)
+    with pytest.raises(FastfairError, match="labels"):
+        loss_input_derivatives(model, x, y[:3])
+    with pytest.raises(FastfairError, match="MLP"):
+        mlp_subspace_derivatives(_model("affine", 4), x, y)

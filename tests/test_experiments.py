@@ -1,0 +1,282 @@
+"""Experiments: grid expansion and validation, one-cell runs, the results store, the paper grid."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastfair.errors import FastfairError
+from fastfair.experiments import (
+    COLUMNS,
+    ResultsStore,
+    grid_from_dict,
+    grid_from_file,
+    parse_radii,
+    parse_seeds,
+    results_frame,
+    run_cell,
+)
+from fastfair.experiments.paper import paper_grid
+
+TINY = {"datasets": ["unfair2d"], "epochs": 2, "batch_size": 20}
+
+
+# ----------------------------------------------------------------------------------------------- grid
+
+
+def test_grid_expansion_counts_and_none_once_per_seed():
+    grid = grid_from_dict(
+        {
+            "datasets": ["unfair2d", {"name": "adult", "radii": [0.1], "batch_size": 100, "train_size": 500}],
+            "solvers": ["none", "trs", "pgd"],
+            "radii": "0.1:0.2:0.05",
+            "seeds": [0, 1],
+            "models": ["affine", "mlp"],
+        }
+    )
+    cells = grid.cells()
+    # unfair2d: 2 models x (none: 2 seeds + 2 robust solvers x 3 radii x 2 seeds) = 28
+    # adult: 2 models x (2 + 2 x 1 x 2) = 12
+    assert len(cells) == 28 + 12 == len(grid)
+    assert len({c.cell_id for c in cells}) == len(cells)
+    none = [c for c in cells if c.solver == "none"]
+    assert len(none) == 2 * 2 + 2 * 2 and all(c.radius == 0.0 for c in none)
+    assert {c.radius for c in cells if c.solver != "none" and c.dataset == "unfair2d"} == {0.1, 0.15, 0.2}
+    adult = [c for c in cells if c.dataset == "adult"]
+    assert {(c.batch_size, c.train_size) for c in adult} == {(100, 500)}
+    assert {c.radius for c in adult if c.solver != "none"} == {0.1}
+    unfair = [c for c in cells if c.dataset == "unfair2d"]
+    assert {(c.batch_size, c.train_size, c.epochs) for c in unfair} == {
+        (32, None, 10)
+    }  # TrainConfig defaults
+    # grid order: dataset, model, solver, radius, seed
+    first = [(c.model, c.solver, c.radius, c.seed) for c in unfair[:4]]
+    assert first == [
+        ("affine", "none", 0.0, 0),
+        ("affine", "none", 0.0, 1),
+        ("affine", "trs", 0.1, 0),
+        ("affine", "trs", 0.1, 1),
+    ]
+
+
+def test_radius_and_seed_ranges():
+    r = parse_radii("0.10:0.20:0.01")
+    assert len(r) == 11 and r[0] == 0.1 and r[-1] == 0.2 and r[3] == 0.13
+    assert parse_radii("0.10:0.20:0.02") == (0.1, 0.12, 0.14, 0.16, 0.18, 0.2)
+    assert parse_radii([0.05, "0.1:0.2:0.1"]) == (0.05, 0.1, 0.2)
+    assert parse_seeds("0:5") == (0, 1, 2, 3, 4)
+    assert parse_seeds([7, "1:3"]) == (7, 1, 2)
+
+
+def test_cell_id_is_deterministic_and_covers_the_spec():
+    a = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1]}).cells()[0]
+    b = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1]}).cells()[0]
+    assert a.cell_id == b.cell_id and len(a.cell_id) == 16
+    ids = {a.cell_id}
+    for change in (
+        {"epochs": 3},
+        {"lr": 0.02},
+        {"seeds": [1]},
+        {"radii": [0.11]},
+        {"batch_size": 21},
+        {"solver_options": {"trs": {}}, "solvers": ["pgd"]},
+    ):
+        other = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1], **change}).cells()[0]
+        assert other.cell_id not in ids, change
+        ids.add(other.cell_id)
+    # settings that do not affect an affine model do not change its id
+    same = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1], "hidden": 7}).cells()[0]
+    assert same.cell_id == a.cell_id
+    assert pickle.loads(pickle.dumps(a)) == a
+
+
+BAD_CONFIGS = [
+    ({}, "missing key 'datasets'"),
+    ({"datasets": []}, "datasets must not be empty"),
+    ({"datasets": ["mnist"]}, "unknown dataset 'mnist'"),
+    ({"datasets": ["unfair2d"], "solver": ["trs"]}, "unknown key 'solver' (did you mean 'solvers'?)"),
+    ({"datasets": ["unfair2d"], "solvers": ["trs"]}, "radii are required"),
+    ({"datasets": ["unfair2d"], "solvers": ["fgsm"], "radii": [0.1]}, "unknown solver 'fgsm'"),
+    ({"datasets": ["unfair2d"], "solvers": [], "radii": [0.1]}, "solvers must not be empty"),
+    ({"datasets": ["unfair2d"], "radii": [0.0]}, "radius must be positive"),
+    ({"datasets": ["unfair2d"], "radii": [-0.1]}, "radius must be positive"),
+    ({"datasets": ["unfair2d"], "radii": "0.2:0.1:0.01"}, "needs finite start <= stop"),
+    ({"datasets": ["unfair2d"], "radii": ["a"]}, "'a' is not a number"),
+    ({"datasets": ["unfair2d"], "radii": []}, "radii must not be empty"),
+    ({"datasets": ["unfair2d"], "radii": [0.1, 0.1]}, "duplicate value 0.1"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "seeds": [-1]}, "non-negative integers"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "seeds": [1.5]}, "non-negative integers"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "epochs": 0}, "epochs must be a positive integer"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "epochs": "ten"}, "epochs must be a positive integer"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "lr": -1}, "lr must be a positive number"),
+    ({"datasets": ["unfair2d"], "radii": [0.1], "models": ["svm"]}, "unknown model 'svm'"),
+    (
+        {"datasets": [{"name": "lsat", "balanced": True, "batch_size": 0}], "solvers": ["none"]},
+        "datasets[0].batch_size must be",
+    ),
+    ({"datasets": [{"name": "lsat", "balance": True}]}, "unknown key 'balance' (did you mean 'balanced'?)"),
+    ({"datasets": [{"name": "lsat", "csv": "x.csv"}]}, "exactly one of 'name'"),
+    ({"datasets": ["unfair2d", "unfair2d"], "radii": [0.1]}, "two datasets share label 'unfair2d'"),
+    ({"datasets": [{"csv": "nope.csv", "target": "y", "sensitive": "s"}]}, "CSV file 'nope.csv' not found"),
+    (
+        {
+            "datasets": ["unfair2d"],
+            "solvers": ["pgd"],
+            "radii": [0.1],
+            "solver_options": {"pgd": {"stepz": 3}},
+        },
+        "datasets[0] (pgd)",
+    ),
+    ([1, 2], "must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("config, message", BAD_CONFIGS)
+def test_bad_grids_raise_one_line_errors(config, message, tmp_path):
+    with pytest.raises(FastfairError) as info:
+        grid_from_dict(config, base_dir=tmp_path)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_yaml_and_toml_files_give_the_same_grid(tmp_path):
+    yaml_file = tmp_path / "grid.yaml"
+    yaml_file.write_text(
+        "datasets:\n  - unfair2d\n  - {name: lsat, balanced: true, batch_size: 50}\n"
+        "solvers: [none, trs]\nradii: '0.1:0.2:0.1'\nseeds: '0:2'\nepochs: 2\nlr: 1e-2\n"
+    )
+    toml_file = tmp_path / "grid.toml"
+    toml_file.write_text(
+        'solvers = ["none", "trs"]\nradii = "0.1:0.2:0.1"\nseeds = "0:2"\nepochs = 2\nlr = 0.01\n'
+        'datasets = ["unfair2d", {name = "lsat", balanced = true, batch_size = 50}]\n'
+    )
+    a, b = grid_from_file(yaml_file), grid_from_file(toml_file)
+    assert [c.cell_id for c in a.cells()] == [c.cell_id for c in b.cells()]
+    assert len(a.cells()) == 2 * (2 + 2 * 2)
+    assert {c.data.options.get("balanced") for c in a.cells() if c.dataset == "lsat"} == {True}
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.yaml", "datasets: [unfair2d\n", "malformed YAML"),
+        ("bad.toml", "datasets = [\n", "malformed TOML"),
+        ("list.yaml", "- unfair2d\n", "must hold a mapping"),
+        ("keys.yaml", "datasets: [unfair2d]\nradius: 0.1\n", "grid.yaml"),
+    ],
+)
+def test_malformed_files(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    if name == "keys.yaml":
+        path = path.rename(tmp_path / "grid.yaml")
+    with pytest.raises(FastfairError) as info:
+        grid_from_file(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(FastfairError, match="not found"):
+        grid_from_file(tmp_path / "missing.yaml")
+
+
+# ----------------------------------------------------------------------------------------------- cells
+
+
+def test_run_cell_rows_and_determinism():
+    cell = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.15]}).cells()[0]
+    a, b = run_cell(cell), run_cell(cell)
+    assert [r["split"] for r in a["rows"]] == ["train", "val", "test"]
+    for row in a["rows"]:
+        assert set(COLUMNS) <= set(row)
+        assert row["cell_id"] == cell.cell_id and row["solver"] == "trs" and row["radius"] == 0.15
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["epoch_seconds"] > 0 and row["inner_seconds"] > 0
+    assert [r["n"] for r in a["rows"]] == [400, 100, 100]
+    metrics = [c for c in COLUMNS if c not in ("epoch_seconds", "inner_seconds")]
+    strip = [{k: r[k] for k in metrics} for r in a["rows"]]
+    assert strip == [{k: r[k] for k in metrics} for r in b["rows"]]
+    assert len(a["history"]) == 2 and a["spec"] == cell.spec()
+
+
+def test_csv_dataset_cell(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "grp": rng.choice(["m", "f"], n)})
+    frame["label"] = np.where(frame["a"] + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data" / "mine.csv", index=False)
+    config = {
+        "datasets": [{"csv": "data/mine.csv", "target": "label", "sensitive": "grp", "positive": "yes"}],
+        "solvers": ["none"],
+        "epochs": 5,
+        "lr": 0.1,
+    }
+    cells = grid_from_dict(config, base_dir=tmp_path).cells()
+    assert len(cells) == 1 and cells[0].dataset == "mine"
+    record = run_cell(cells[0])
+    assert record["rows"][0]["dataset"] == "mine" and record["rows"][-1]["accuracy"] > 0.6
+    # the id follows the file's content, not its path
+    (tmp_path / "data" / "mine.csv").rename(tmp_path / "mine.csv")
+    config["datasets"][0]["csv"] = "mine.csv"
+    assert grid_from_dict(config, base_dir=tmp_path).cells()[0].cell_id == cells[0].cell_id
+    frame.iloc[:-1].to_csv(tmp_path / "mine.csv", index=False)
+    assert grid_from_dict(config, base_dir=tmp_path).cells()[0].cell_id != cells[0].cell_id
+
+
+# ----------------------------------------------------------------------------------------------- store
+
+
+def test_store_round_trip_order_and_spec_check(tmp_path):
+    cells = grid_from_dict({**TINY, "solvers": ["none", "random"], "radii": [0.1], "epochs": 1}).cells()
+    store = ResultsStore(tmp_path)
+    records = {}
+    for cell in reversed(cells):  # completion order differs from grid order
+        records[cell.cell_id] = store.save(run_cell(cell))
+    assert store.finished(cells) == records
+    store.write_results(cells, records)
+    frame = pd.read_csv(store.results_path)
+    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame["cell_id"]) == [c.cell_id for c in cells for _ in range(3)]
+    assert list(frame["split"]) == ["train", "val", "test"] * 2
+    assert math.isnan(frame["train_size"].iloc[0])
+    # a stored file whose spec does not match is not reused; a corrupt one neither
+    path = store.cell_path(cells[0].cell_id)
+    doc = json.loads(path.read_text())
+    doc["spec"]["epochs"] = 99
+    path.write_text(json.dumps(doc))
+    assert store.load(cells[0]) is None
+    store.cell_path(cells[1].cell_id).write_text('{"rows": [')
+    assert store.finished(cells) == {}
+    assert results_frame(cells, {}).empty
+
+
+# ----------------------------------------------------------------------------------------------- paper
+
+
+def test_paper_grid_counts():
+    grid, notes = paper_grid()
+    cells = grid.cells()
+    by = pd.Series([c.dataset for c in cells]).value_counts().to_dict()
+    # none once per seed + 4 robust solvers x radii x 5 seeds
+    assert by == {"unfair2d": 5 + 4 * 11 * 5, "lsat": 5 + 4 * 11 * 5, "adult": 5 + 4 * 6 * 5}
+    adult = [c for c in cells if c.dataset == "adult"]
+    assert {(c.batch_size, c.train_size, c.epochs, c.lr) for c in adult} == {(100, 10_000, 10, 1e-2)}
+    assert {c.batch_size for c in cells if c.dataset != "adult"} == {5}
+    assert {c.solver for c in cells} == {"none", "trs", "pgd-paper", "pgd", "random"}
+    assert notes == []
+    grid2, notes2 = paper_grid(pgd_paper_seeds=2)
+    assert sum(c.solver == "pgd-paper" for c in grid2.cells()) == 2 * (11 + 6 + 11)
+    assert "pgd-paper ran with 2 of 5 seeds" in notes2[0]
+
+
+def test_quick_grid_has_the_boundary_radius_and_one_seed():
+    grid, notes = paper_grid(quick=True)
+    cells = grid.cells()
+    assert {c.seed for c in cells} == {0}
+    assert {c.dataset for c in cells} == {"unfair2d", "adult", "lsat"}
+    assert 0.18 in {c.radius for c in cells if c.dataset == "unfair2d" and c.solver == "trs"}
+    assert {c.solver for c in cells} == {"none", "trs", "pgd-paper", "pgd", "random"}
+    assert any("Quick run" in n for n in notes)

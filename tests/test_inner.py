@@ -1,0 +1,485 @@
+"""Inner maximisers: exactness of TRS on affine models, subspace = generic, feasibility, degenerate inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fastfair.derivatives import loss_input_derivatives
+from fastfair.errors import FastfairError
+from fastfair.inner import (
+    SOLVERS,
+    InnerMaximizer,
+    InnerResult,
+    TrustRegionAdversary,
+    make_inner,
+    solver_options,
+)
+from fastfair.models import MLP, Affine, bce_per_sample
+
+DT = torch.float64
+
+
+class TwoHidden(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, 3), nn.Sigmoid(), nn.Linear(3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def affine(w, b=0.0, dtype=DT) -> Affine:
+    w = torch.as_tensor(w, dtype=dtype)
+    m = Affine(w.numel()).to(dtype)
+    with torch.no_grad():
+        m.linear.weight.copy_(w.reshape(1, -1))
+        m.linear.bias.fill_(b)
+    return m
+
+
+def model(kind: str, d: int, seed: int = 0, dtype=DT, hidden: int = 3, scale: float = 2.0) -> nn.Module:
+    torch.manual_seed(seed)
+    if kind == "affine":
+        m = Affine(d)
+    else:
+        m = MLP(d, hidden=hidden) if kind == "mlp" else TwoHidden(d)
+    m = m.to(dtype)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(scale)
+    return m
+
+
+def batch(n: int, d: int, seed: int = 1, dtype=DT) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randint(0, 2, (n,), generator=g).to(dtype)
+
+
+def true_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return bce_per_sample(m(x), y)
+
+
+def norms(res: InnerResult, x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(res.x_adv - x, dim=1)
+
+
+SPECS = [
+    ("trs", {}),
+    ("trs", {"structured": False}),
+    ("pgd", {}),
+    ("pgd", {"random_start": True, "seed": 0, "steps": 5, "tol": 1e-3}),
+    ("pgd-paper", {"max_iter": 50}),
+    ("random", {"seed": 0}),
+    ("random", {"mode": "ball", "seed": 0}),
+]
+SPEC_IDS = [f"{n}-{'-'.join(map(str, o.values())) or 'default'}" for n, o in SPECS]
+
+
+# ------------------------------------------------------------------------------------------------------
+# TRS on the affine model: the exact maximiser
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_affine_trs_is_the_exact_maximiser():
+    d, r = 4, 0.7
+    m = model("affine", d)
+    x, y = batch(64, d)
+    res = make_inner("trs").perturb(m, x, y, r)
+    assert res.extras["path"] == "affine-closed-form"
+    # oracle: the loss sees δ only through the logit, which ranges over z ± r‖w‖ on the ball
+    w = m.linear.weight.detach()[0]
+    z = m(x).detach()
+    best = torch.maximum(bce_per_sample(z + r * w.norm(), y), bce_per_sample(z - r * w.norm(), y))
+    torch.testing.assert_close(res.loss, best, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(norms(res, x), torch.full((64,), r, dtype=DT))
+    cert = res.certificate
+    assert bool(cert.ok().all()) and bool((cert.min_eigenvalue >= 0).all())
+
+
+def test_affine_trs_beats_every_pgd_run():
+    d, r = 3, 0.5
+    m = model("affine", d, seed=2)
+    x, y = batch(50, d, seed=3)
+    trs = make_inner("trs").perturb(m, x, y, r).loss
+    runs = [
+        make_inner("pgd"),
+        make_inner("pgd", steps=50, rel_step=0.05),
+        make_inner("pgd", steps=20, random_start=True, seed=0),
+        make_inner("pgd", steps=20, random_start=True, seed=1),
+        make_inner("pgd-paper"),
+        make_inner("random", seed=0),
+    ]
+    for inner in runs:
+        other = inner.perturb(m, x, y, r).loss
+        assert bool((trs >= other - 1e-7).all()), inner
+    # and no feasible point of a dense random sample of the ball does better
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        delta = torch.randn(50, d, generator=g, dtype=DT)
+        delta = delta * (r * torch.rand(50, 1, generator=g, dtype=DT) / delta.norm(dim=1, keepdim=True))
+        assert bool((trs >= true_loss(m, x + delta, y) - 1e-12).all())
+
+
+def test_reference_failure_case_gets_a_loss_increasing_step():
+    """w = (6, 8), b = 0: a confidently classified point (z = 14, y = 1) and r = 0.2."""
+    m = affine([6.0, 8.0])
+    x = torch.tensor([[1.0, 1.0]], dtype=DT)
+    y = torch.tensor([1.0], dtype=DT)
+    r = 0.2
+    clean = true_loss(m, x, y)
+    # the defect: the reference accepts the interior Newton step of the model whenever ‖p‖ ≤ r, without
+    # checking that H = -∇²L is positive definite (here it is negative semidefinite)
+    der = loss_input_derivatives(m, x, y)
+    g, H = -der.grad[0], -der.hessian[0]
+    newton = -torch.linalg.pinv(H) @ g
+    assert newton.norm() <= r  # ... so the reference would take it
+    assert true_loss(m, x + newton, y) < clean  # ... and it DEcreases the loss
+    for structured in (True, False):
+        res = TrustRegionAdversary(structured=structured).perturb(m, x, y, r)
+        assert res.loss.item() > clean.item()
+        torch.testing.assert_close(res.x_adv - x, -r * torch.tensor([[0.6, 0.8]], dtype=DT))
+        assert bool(res.certificate.ok().all())
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0, 0.3])
+def test_affine_direction_for_extreme_logits_and_soft_labels(label):
+    """sign(σ - y) is exact even where σ rounds to y; soft labels pick the end point of larger loss."""
+    m = affine([3.0, -4.0])
+    x = torch.tensor([[40.0, -20.0], [-40.0, 20.0], [0.0, 0.0], [0.3, 0.1]], dtype=DT)  # z = 200, -200, 0, .5
+    y = torch.full((4,), label, dtype=DT)
+    r = 0.1
+    res = make_inner("trs").perturb(m, x, y, r)
+    z = m(x).detach()
+    up, down = bce_per_sample(z + r * 5, y), bce_per_sample(z - r * 5, y)
+    dz = m(res.x_adv).detach() - z
+    if label in (0.0, 1.0):  # monotone loss: always move the logit away from the label
+        expected = torch.full((4,), 0.5 if label == 0.0 else -0.5, dtype=DT)
+        torch.testing.assert_close(dz, expected)
+        assert bool(res.certificate.ok().all())
+    best = torch.maximum(up, down)
+    assert bool((res.loss >= best * (1 - 1e-14)).all()) and torch.isfinite(res.loss).all()
+
+
+# ------------------------------------------------------------------------------------------------------
+# TRS on MLPs and generic modules
+# ------------------------------------------------------------------------------------------------------
+
+
+def _model_value(m, x, y, delta):
+    """The quadratic model's predicted increase ∇Lᵀδ + ½δᵀ∇²Lδ, from the full derivatives."""
+    der = loss_input_derivatives(m, x, y)
+    return (der.grad * delta).sum(1) + 0.5 * torch.einsum("ni,nij,nj->n", delta, der.hessian, delta)
+
+
+@pytest.mark.parametrize(
+    "activation, r", [("tanh", 1e-3), ("sigmoid", 0.3), ("softplus", 5.0), ("tanh", 0.3), ("sigmoid", 5.0)]
+)
+def test_mlp_subspace_path_equals_generic_path(activation, r):
+    d, h = 9, 3
+    torch.manual_seed(5)
+    m = MLP(d, hidden=h, activation=activation).to(DT)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(2.0)
+    x, y = batch(40, d, seed=6)
+    sub = make_inner("trs").perturb(m, x, y, r)
+    gen = make_inner("trs", structured=False).perturb(m, x, y, r)
+    assert sub.extras["path"] == "mlp-subspace" and gen.extras["path"] == "generic"
+    # optimal values of the quadratic model agree (steps may differ by sign / hard-case freedom)
+    torch.testing.assert_close(
+        sub.extras["predicted_increase"], gen.extras["predicted_increase"], rtol=1e-9, atol=1e-12
+    )
+    # the reported value is the model value of the returned step
+    for res in (sub, gen):
+        torch.testing.assert_close(
+            _model_value(m, x, y, res.x_adv - x), res.extras["predicted_increase"], rtol=1e-9, atol=1e-12
+        )
+        assert bool(res.certificate.ok().all())
+        assert bool((norms(res, x) <= r * (1 + 1e-12)).all())
+    # no point of the ball has a larger model value than the TRS step
+    g = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        delta = torch.randn(40, d, generator=g, dtype=DT)
+        delta = delta * (r / delta.norm(dim=1, keepdim=True))
+        assert bool((_model_value(m, x, y, delta) <= sub.extras["predicted_increase"] + 1e-12).all())
+    # the reported loss is the true loss at x_adv
+    torch.testing.assert_close(sub.loss, true_loss(m, sub.x_adv, y))
+
+
+def test_mlp_subspace_certificate_counts_the_complement():
+    """λ_min of the full H + λI is min(reduced λ_min, λ): compare with an explicit full eigendecomposition."""
+    d, h, r = 7, 2, 0.4
+    m = model("mlp", d, hidden=h, seed=8)
+    x, y = batch(30, d, seed=9)
+    res = make_inner("trs").perturb(m, x, y, r)
+    der = loss_input_derivatives(m, x, y)
+    lam = res.extras["multiplier"]
+    full = -der.hessian + lam[:, None, None] * torch.eye(d, dtype=DT)
+    expected = torch.linalg.eigvalsh(full)[:, 0]
+    torch.testing.assert_close(res.certificate.min_eigenvalue, expected, atol=1e-10, rtol=1e-9)
+
+
+def test_mlp_wide_hidden_layer_uses_generic_path_and_custom_module_works():
+    m = model("mlp", 3, hidden=5)
+    x, y = batch(20, 3)
+    res = make_inner("trs").perturb(m, x, y, 0.5)
+    assert res.extras["path"] == "generic" and bool(res.certificate.ok().all())
+    c = model("custom", 4)
+    x, y = batch(20, 4)
+    res = make_inner("trs").perturb(c, x, y, 0.5)
+    assert res.extras["path"] == "generic" and bool(res.certificate.ok().all())
+    assert bool((res.loss >= res.extras["clean_loss"] - 0.1).all())
+    torch.testing.assert_close(res.loss, true_loss(c, res.x_adv, y))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Every solver: feasibility, shapes, dtypes, radius tensors, degenerate inputs
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, options", SPECS, ids=SPEC_IDS)
+@pytest.mark.parametrize("kind", ["affine", "mlp", "custom"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_every_solver_feasible_and_well_formed(name, options, kind, dtype):
+    n, d = 16, 5
+    m = model(kind, d, dtype=dtype)
+    x, y = batch(n, d, dtype=dtype)
+    r = torch.linspace(0.05, 2.0, n, dtype=torch.float64)  # per-sample radii, other dtype on purpose
+    flags = [p.requires_grad for p in m.parameters()]
+    with torch.no_grad():  # the training loop may call perturb under no_grad
+        res = make_inner(name, **options).perturb(m, x, y.long(), r)
+    assert res.x_adv.shape == (n, d) and res.x_adv.dtype == dtype and res.x_adv.device == x.device
+    assert res.loss.shape == (n,) and res.loss.dtype == dtype
+    assert res.iterations.shape == (n,) and res.iterations.dtype == torch.int64
+    assert not res.x_adv.requires_grad and not res.loss.requires_grad
+    assert torch.isfinite(res.x_adv).all() and torch.isfinite(res.loss).all()
+    tol = 1e-6 if dtype == torch.float64 else 1e-5
+    assert bool((norms(res, x) <= r.to(dtype) * (1 + tol)).all())
+    torch.testing.assert_close(res.loss, true_loss(m, res.x_adv, y), rtol=1e-5, atol=1e-6)
+    assert all(p.grad is None for p in m.parameters())
+    assert [p.requires_grad for p in m.parameters()] == flags
+    if name == "trs":
+        assert bool(res.certificate.ok().all())
+    else:
+        assert res.certificate is None
+    if name == "random" and options.get("mode", "sphere") == "sphere":
+        torch.testing.assert_close(norms(res, x), r.to(dtype))
+
+
+@pytest.mark.parametrize("name, options", SPECS, ids=SPEC_IDS)
+@pytest.mark.parametrize("r", [1e-8, 1e8])
+def test_every_solver_degenerate_inputs(name, options, r):
+    d = 3
+    zero = affine([0.0, 0.0, 0.0], b=0.5)  # w = 0: nothing to gain, δ must be harmless
+    mlp_zero = model("mlp", d)
+    with torch.no_grad():
+        mlp_zero.hidden.weight.zero_()
+    boundary = affine([1.0, -2.0, 0.5])  # points on the decision boundary z = 0
+    x_boundary = torch.tensor([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [1.0, 1.0, 2.0]], dtype=DT)
+    x, y = batch(3, d)
+    cases = [(zero, x, y), (mlp_zero, x, y), (boundary, x_boundary, y), (boundary, x_boundary, 1 - y)]
+    for m, xx, yy in cases:
+        res = make_inner(name, **options).perturb(m, xx, yy, r)
+        assert torch.isfinite(res.x_adv).all() and torch.isfinite(res.loss).all()
+        assert bool((norms(res, xx) <= r * (1 + 1e-6) + 1e-12 * xx.norm(dim=1)).all())
+        clean = true_loss(m, xx, yy)
+        if name in ("trs", "pgd", "pgd-paper"):
+            assert bool((res.loss >= clean - 1e-12).all())
+        if name == "trs":
+            assert bool(res.certificate.ok(1e-8).all())
+            if m is boundary:  # loss convex in z with ℓ′ ≠ 0 at z = 0: the step must gain
+                assert bool((res.loss > clean).all())
+
+
+def test_trs_at_decision_boundary_with_soft_label_moves_either_way():
+    """σ(z) = y exactly (ℓ′ = 0): the quadratic model is convex along w, both ends gain; we take one."""
+    m = affine([2.0, 0.0])
+    x = torch.tensor([[0.0, 1.0]], dtype=DT)
+    y = torch.tensor([0.5], dtype=DT)
+    res = make_inner("trs").perturb(m, x, y, 0.25)
+    assert res.loss.item() > true_loss(m, x, y).item()
+    assert bool(res.extras["hard_case"].all()) and bool(res.certificate.ok().all())
+    torch.testing.assert_close(norms(res, x), torch.tensor([0.25], dtype=DT))
+
+
+# ------------------------------------------------------------------------------------------------------
+# PGD, paper PGD, random
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_pgd_paper_converges_and_never_decreases_the_loss():
+    m = model("mlp", 4, hidden=3, seed=11)
+    x, y = batch(40, 4, seed=12)
+    res = make_inner("pgd-paper").perturb(m, x, y, 0.3)
+    start = true_loss(m, x, y)
+    assert bool(res.extras["converged"].all())
+    assert bool((res.iterations >= 1).all()) and bool((res.iterations < 5000).all())
+    assert bool((res.loss >= start).all()) and bool((res.loss > start).any())
+    torch.testing.assert_close(res.extras["start_loss"], start)
+    # on this smooth problem it comes close to the tuned PGD with many small steps
+    ref = make_inner("pgd", steps=200, rel_step=0.02).perturb(m, x, y, 0.3).loss
+    assert (res.loss - ref).abs().max() < 5e-3
+
+
+class Wave(nn.Module):
+    """f(x) = 5 sin(20 x₁): steep and oscillating, so a long step overshoots into a worse point."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 5.0 * torch.sin(20.0 * x[:, 0])
+
+
+def test_pgd_paper_step_sizes_are_per_sample():
+    """Same point, two radii: the large ball lets the 0.1 step overshoot (back-tracks), the small one not."""
+    m = Wave()
+    x = torch.zeros(2, 1, dtype=DT)
+    y = torch.ones(2, dtype=DT)
+    r = torch.tensor([10.0, 0.01], dtype=DT)
+    res = make_inner("pgd-paper", max_iter=1).perturb(m, x, y, r)
+    steps = res.extras["step_size"]
+    assert steps[0] < 0.1 and steps[1] == 0.1  # the reference shares one step size across the batch
+    assert bool((res.loss > res.extras["start_loss"]).all())
+    torch.testing.assert_close(norms(res, x)[1], torch.tensor(0.01, dtype=DT))
+
+
+def test_pgd_tuned_monotone_best_iterate_and_tolerance():
+    m = model("custom", 4, seed=13)
+    x, y = batch(32, 4, seed=14)
+    start = true_loss(m, x, y)
+    res = make_inner("pgd").perturb(m, x, y, 0.5)
+    assert bool((res.loss >= start).all()) and bool((res.iterations == 10).all())
+    m = model("mlp", 4, seed=13)
+    early = make_inner("pgd", steps=200, rel_step=0.1, tol=1e-4).perturb(m, x, y, 0.5)
+    its = early.iterations
+    assert int(its.max()) < 200 and int(its.min()) < int(its.max())  # each sample stops on its own
+    assert bool((early.loss >= true_loss(m, x, y)).all())
+
+
+def test_random_modes_and_seeded_reproducibility():
+    n, d, r = 4000, 3, 2.0
+    m = model("affine", d)
+    x, y = batch(n, d)
+    sphere = make_inner("random", seed=7).perturb(m, x, y, r)
+    torch.testing.assert_close(norms(sphere, x), torch.full((n,), r, dtype=DT))
+    again = make_inner("random", seed=7).perturb(m, x, y, r)
+    assert torch.equal(sphere.x_adv, again.x_adv)
+    assert not torch.equal(make_inner("random", seed=8).perturb(m, x, y, r).x_adv, sphere.x_adv)
+    # a seeded maximiser continues its stream: the next batch gets fresh noise
+    inner = make_inner("random", seed=7)
+    first, second = inner.perturb(m, x, y, r).x_adv, inner.perturb(m, x, y, r).x_adv
+    assert torch.equal(first, sphere.x_adv) and not torch.equal(first, second)
+    # uniform in the ball: (‖δ‖/r)^d ~ U(0, 1)
+    ball = make_inner("random", mode="ball", seed=7).perturb(m, x, y, r)
+    u = (norms(ball, x) / r) ** d
+    assert abs(u.mean().item() - 0.5) < 0.02 and abs((u < 0.25).double().mean().item() - 0.25) < 0.03
+    # an explicit generator works too
+    gen = torch.Generator().manual_seed(7)
+    torch.testing.assert_close(make_inner("random", generator=gen).perturb(m, x, y, r).x_adv, sphere.x_adv)
+
+
+def test_pgd_random_start_seeded():
+    m = model("mlp", 4)
+    x, y = batch(16, 4)
+    a = make_inner("pgd", random_start=True, seed=3).perturb(m, x, y, 0.5)
+    b = make_inner("pgd", random_start=True, seed=3).perturb(m, x, y, 0.5)
+    assert torch.equal(a.x_adv, b.x_adv)
+
+
+def test_global_rng_governs_unseeded_draws():
+    m = model("affine", 3)
+    x, y = batch(8, 3)
+    torch.manual_seed(0)
+    a = make_inner("random").perturb(m, x, y, 1.0).x_adv
+    torch.manual_seed(0)
+    b = make_inner("random").perturb(m, x, y, 1.0).x_adv
+    assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Registry and errors
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_make_inner_registry():
+    assert SOLVERS == ("none", "trs", "pgd", "pgd-paper", "random")
+    assert make_inner("none") is None
+    for name in SOLVERS[1:]:
+        inner = make_inner(name)
+        assert isinstance(inner, InnerMaximizer) and inner.name == name
+    assert solver_options("pgd")["steps"] == 10
+    paper = {"step": 0.1, "shrink": 1.5, "max_backtracks": 40, "tol": 1e-4, "max_iter": 5000}
+    assert solver_options("pgd-paper") == paper
+    assert "steps=20" in repr(make_inner("pgd", steps=20))
+
+
+@pytest.mark.parametrize(
+    "name, options, match",
+    [
+        ("fgsm", {}, "unknown solver"),
+        (None, {}, "unknown solver"),
+        ("none", {"steps": 3}, "unknown option"),
+        ("trs", {"steps": 3}, "unknown option 'steps' for solver 'trs'"),
+        ("trs", {"structured": "yes"}, "structured"),
+        ("trs", {"backend": "jax"}, "backend"),
+        ("trs", {"max_iter": 0}, "max_iter"),
+        ("pgd", {"steps": 0}, "steps"),
+        ("pgd", {"steps": 2.5}, "steps"),
+        ("pgd", {"steps": math.inf}, "steps"),
+        ("pgd", {"steps": math.nan}, "steps"),
+        ("trs", {"tol": -1.0}, "tol"),
+        ("pgd", {"rel_step": -1.0}, "rel_step"),
+        ("pgd", {"rel_step": math.nan}, "rel_step"),
+        ("pgd", {"seed": 1, "generator": torch.Generator()}, "either seed or generator"),
+        ("pgd", {"seed": "one"}, "seed"),
+        ("pgd-paper", {"shrink": 1.0}, "shrink"),
+        ("pgd-paper", {"tol": 0}, "tol"),
+        ("pgd-paper", {"max_backtracks": -1}, "max_backtracks"),
+        ("random", {"mode": "cube"}, "unknown random mode"),
+    ],
+)
+def test_make_inner_errors(name, options, match):
+    with pytest.raises(FastfairError, match=match):
+        make_inner(name, **options)
+
+
+BAD_RADII = [0.0, -1.0, math.nan, math.inf, "big", True, torch.tensor([0.1, 0.0, 0.2])]
+
+
+@pytest.mark.parametrize("radius", BAD_RADII)
+def test_bad_radius_raises(radius):
+    m = model("affine", 2)
+    x, y = batch(3, 2)
+    for name in SOLVERS[1:]:
+        with pytest.raises(FastfairError, match="radius"):
+            make_inner(name).perturb(m, x, y, radius)
+
+
+def test_bad_batch_raises():
+    m = model("affine", 2)
+    x, y = batch(3, 2)
+    inner = make_inner("trs")
+    with pytest.raises(FastfairError, match="radius"):
+        inner.perturb(m, x, y, torch.ones(4))
+    with pytest.raises(FastfairError, match="labels"):
+        inner.perturb(m, x, y[:2], 0.1)
+    with pytest.raises(FastfairError, match="2-d"):
+        inner.perturb(m, x[0], y, 0.1)
+    with pytest.raises(FastfairError, match="float"):
+        inner.perturb(m, x.long(), y, 0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name, options", SPECS, ids=SPEC_IDS)
+@pytest.mark.parametrize("kind", ["affine", "mlp", "custom"])
+def test_cuda_follows_device(name, options, kind):
+    m = model(kind, 6, dtype=torch.float32, hidden=3).cuda()
+    x, y = batch(64, 6, dtype=torch.float32)
+    res = make_inner(name, **options).perturb(m, x.cuda(), y.cuda(), 0.3)
+    assert res.x_adv.is_cuda and res.loss.is_cuda and res.iterations.is_cuda
+    cpu = make_inner(name, **options).perturb(m.cpu(), x, y, 0.3)
+    if name != "random" and not options.get("random_start"):
+        torch.testing.assert_close(res.loss.cpu(), cpu.loss, rtol=1e-3, atol=1e-4)

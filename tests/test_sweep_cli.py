@@ -1,0 +1,337 @@
+"""`fastfair sweep` / `reproduce`: bad input, resume without recompute, SIGKILL mid-way, --jobs 2 = serial."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fastfair import cli
+from fastfair.experiments import read_results
+
+TIMING = ("epoch_seconds", "inner_seconds")
+# 2 epochs of unfair2d: 1 + 2 x 2 = 5 small cells
+GRID = [
+    "--dataset",
+    "unfair2d",
+    "--solvers",
+    "none",
+    "trs",
+    "random",
+    "--radii",
+    "0.1,0.18",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "10",
+    "--no-progress",
+]
+# the CLI with the experiment subcommands registered, for subprocesses
+LAUNCH = (
+    "import sys; from fastfair import cli; cli.SUBCOMMANDS.update(sweep='sweep', reproduce='reproduce'); "
+    "sys.exit(cli.main(sys.argv[1:]))"
+)
+
+
+@pytest.fixture(autouse=True)
+def _register(monkeypatch):
+    monkeypatch.setitem(cli.SUBCOMMANDS, "sweep", "sweep")
+    monkeypatch.setitem(cli.SUBCOMMANDS, "reproduce", "reproduce")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=list(TIMING)).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "mnist", "--radii", "0.1"], "unknown dataset 'mnist'"),
+        (["--dataset", "unfair2d", "--radii", "0", "--solvers", "trs"], "radius must be positive"),
+        (["--dataset", "unfair2d", "--radii", "0.2:0.1:0.1"], "needs finite start <= stop"),
+        (["--dataset", "unfair2d", "--solvers", "fgsm", "--radii", "0.1"], "unknown solver 'fgsm'"),
+        (["--dataset", "unfair2d", "--solvers", "trs"], "radii are required"),
+        (["--dataset", "unfair2d", "--radii", "0.1", "--epochs", "0"], "epochs must be a positive integer"),
+        (
+            ["--dataset", "unfair2d", "--radii", "0.1", "--data-option", "balanced=true"],
+            "unknown key 'balanced'",
+        ),
+        (["--dataset", "lsat", "--radii", "0.1", "--data-option", "balanced=maybe"], "balanced"),
+        (["--dataset", "unfair2d", "--radii", "0.1", "--jobs", "0"], "--jobs must be a positive integer"),
+        (["--dataset", "unfair2d", "--radii", "0.1", "--jobs", "2", "--scheduler", "tcp://x:1"], "not both"),
+        (["--radii", "0.1"], "give --config FILE"),
+        (["--config", "missing.yaml"], "config file 'missing.yaml' not found"),
+        (["--dataset", "unfair2d", "--radii", "0.1", "--solver-option", "pgd-steps=3"], "SOLVER.KEY=VALUE"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "out"
+    code, _, err = run_cli(capsys, "sweep", *args, "--out", str(out_dir))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
+    assert message in lines[0]
+    assert not out_dir.exists()
+
+
+def test_bad_config_file_exit_2(capsys, tmp_path):
+    config = tmp_path / "grid.yaml"
+    config.write_text("datasets: [unfair2d]\nsolvers: [none]\nepochz: 3\n")
+    code, _, err = run_cli(capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1
+    assert "grid.yaml: top level: unknown key 'epochz' (did you mean 'epochs'?)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_rerun_reuses_cells_without_recompute(capsys, tmp_path, monkeypatch):
+    out_dir = tmp_path / "sweep"
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--out", str(out_dir), "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert (first["cells"], first["ran"], first["reused"], first["rows"]) == (5, 5, 0, 15)
+    results = read_results(out_dir)
+    assert len(results) == 15 and set(results["solver"]) == {"none", "trs", "random"}
+    cell_files = sorted((out_dir / "cells").glob("*.json"))
+    assert len(cell_files) == 5
+    mtimes = {p: p.stat().st_mtime_ns for p in cell_files}
+    csv_before = (out_dir / "results.csv").read_bytes()
+
+    # a re-run must not train anything: make training explode if it is called
+    import fastfair.training
+
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(fastfair.training, "train", boom)
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--out", str(out_dir), "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert (again["ran"], again["reused"]) == (0, 5)
+    assert {p: p.stat().st_mtime_ns for p in cell_files} == mtimes
+    assert (out_dir / "results.csv").read_bytes() == csv_before
+
+    # a bigger grid in the same directory runs only the new cells; results.csv follows the grid order
+    monkeypatch.undo()
+    monkeypatch.setitem(cli.SUBCOMMANDS, "sweep", "sweep")
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--seeds", "0", "1", "--out", str(out_dir), "--json")
+    assert code == 0, err
+    grown = json.loads(out)
+    assert (grown["cells"], grown["ran"], grown["reused"]) == (10, 5, 5)
+    bigger = read_results(out_dir)
+    assert list(bigger["seed"][:6]) == [0, 0, 0, 1, 1, 1]  # none seed 0 (3 splits), none seed 1, ...
+    assert metrics(bigger[bigger["seed"] == 0]).equals(metrics(results))
+
+
+def test_text_output_and_dry_run(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--out", str(tmp_path / "dry"), "--dry-run")
+    assert code == 0, err
+    assert "5 cells; nothing run" in out and not (tmp_path / "dry").exists()
+    code, out, err = run_cli(
+        capsys,
+        "sweep",
+        *GRID[:-1],
+        "--radii",
+        "0.1",
+        "--solvers",
+        "none",
+        "--out",
+        str(tmp_path / "t"),
+        "--no-progress",
+    )
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("sweep: 1 cells (1 run, 0 reused)") and "results.csv" in last
+
+
+def test_jobs_2_equals_serial(capsys, tmp_path):
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert run_cli(capsys, "sweep", *GRID, "--out", str(serial))[0] == 0
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--out", str(parallel), "--jobs", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["executor"] == "with 2 local processes"
+    a, b = read_results(serial), read_results(parallel)
+    pd.testing.assert_frame_equal(metrics(a), metrics(b))
+    # the worker processes really ran the cells
+    pids = {json.loads(p.read_text())["pid"] for p in (parallel / "cells").glob("*.json")}
+    assert os.getpid() not in pids
+
+
+def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(capsys, tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    grid = [
+        *GRID,
+        "--solvers",
+        "none",
+        "trs",
+        "pgd",
+        "random",
+        "--seeds",
+        "0",
+        "1",
+    ]  # 2 x (1 + 3 x 2) = 14 cells
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not list((killed / "cells").glob("*.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    finished = list((killed / "cells").glob("*.json"))
+    assert 1 <= len(finished) < 14, "the sweep was not interrupted mid-way"
+    for path in finished:  # every stored cell is complete
+        assert len(json.loads(path.read_text())["rows"]) == 3
+    partial = killed / "results.csv"
+    if partial.exists():  # whatever was flushed is whole cells only
+        rows = pd.read_csv(partial)
+        assert (rows.groupby("cell_id").size() == 3).all()
+
+    code, out, err = run_cli(capsys, "sweep", *grid, "--out", str(killed), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["reused"] == len(finished) and summary["ran"] == 14 - len(finished)
+    assert run_cli(capsys, "sweep", *grid, "--out", str(reference))[0] == 0
+    a, b = read_results(reference), read_results(killed)
+    assert len(b) == 42 and not b.duplicated(["cell_id", "split"]).any()
+    pd.testing.assert_frame_equal(metrics(a), metrics(b))
+
+
+def test_ctrl_c_with_worker_processes_keeps_finished_cells(tmp_path):
+    out_dir = tmp_path / "interrupted"
+    grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(out_dir), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not list((out_dir / "cells").glob("*.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no cell finished in time"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the parent and its workers
+    _, err_bytes = proc.communicate(timeout=60)
+    err = err_bytes.decode()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished cells are kept" in err
+    assert "Traceback" not in err, err
+    finished = {p.stem for p in (out_dir / "cells").glob("*.json")}
+    assert 1 <= len(finished) < 14, (len(finished), err)
+    rows = pd.read_csv(out_dir / "results.csv")
+    assert set(rows["cell_id"]) == finished, (sorted(set(rows["cell_id"])), sorted(finished), err)
+    assert (rows.groupby("cell_id").size() == 3).all()
+    time.sleep(0.5)
+    assert _live_processes_in_group(proc.pid) == [], "worker processes were left behind"
+
+
+def _live_processes_in_group(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes of a process group (Linux /proc; empty elsewhere)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def test_scheduler_without_dask_installed(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    code, _, err = run_cli(
+        capsys, "sweep", *GRID, "--solvers", "none", "--out", str(tmp_path / "o"), "--scheduler", "tcp://x:1"
+    )
+    assert code == 2
+    assert err.strip() == (
+        "fastfair: error: --scheduler needs dask.distributed, which is not installed; "
+        "install it with: pip install 'fastfair[dask]'"
+    )
+
+
+def test_config_file_with_per_dataset_settings(capsys, tmp_path):
+    config = tmp_path / "grid.toml"
+    config.write_text(
+        'solvers = ["none", "trs"]\nradii = [0.1]\nepochs = 1\n'
+        '[[datasets]]\nname = "unfair2d"\nbatch_size = 20\n'
+        '[[datasets]]\nname = "lsat"\nbalanced = true\nbatch_size = 200\ntrain_size = 400\n'
+    )
+    code, out, err = run_cli(
+        capsys, "sweep", "--config", str(config), "--out", str(tmp_path / "o"), "--json", "--seeds", "3"
+    )
+    assert code == 0, err
+    assert json.loads(out)["ran"] == 4
+    results = read_results(tmp_path / "o")
+    assert list(results["dataset"].unique()) == ["unfair2d", "lsat"]
+    assert set(results["seed"]) == {3}
+    lsat = results[results["dataset"] == "lsat"]
+    assert set(lsat["batch_size"]) == {200} and set(lsat["train_size"]) == {400}
+    assert set(lsat.loc[lsat["split"] == "train", "n"]) == {400}
+    grid = json.loads((tmp_path / "o" / "grid.json").read_text())
+    assert grid["datasets"][1]["data"]["options"] == {"balanced": True}
+
+
+def test_reproduce_writes_results_and_report(capsys, tmp_path, monkeypatch):
+    """The reproduce pipeline on a miniature protocol (the real --quick run is the slow test below)."""
+    from fastfair.experiments import paper
+
+    report = pytest.importorskip("fastfair.report", reason="the report builder has not landed yet")
+    assert hasattr(report, "build_report")
+    tiny = (
+        paper.DatasetProtocol("unfair2d", (0.18,), batch_size=20, epochs=1),
+        paper.DatasetProtocol("adult", (0.1,), batch_size=100, epochs=1, train_size=300),
+        paper.DatasetProtocol("lsat", (0.1,), batch_size=50, epochs=1, train_size=300),
+    )
+    monkeypatch.setattr(paper, "QUICK", tiny)
+    out_dir = tmp_path / "demo"
+    code, out, err = run_cli(
+        capsys, "reproduce", "--quick", "--out", str(out_dir), "--jobs", "1", "--no-progress"
+    )
+    assert code == 0, err
+    results = read_results(out_dir)
+    assert set(results["dataset"]) == {"unfair2d", "adult", "lsat"}
+    assert len(results) == 3 * 5 * 3  # 3 datasets x (none + 4 robust solvers at one radius) x 3 splits
+    assert (out_dir / "report.md").is_file() and (out_dir / "report.html").is_file()
+    assert len(list(out_dir.rglob("*.png"))) >= 3
+    assert "report.html" in out.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_reproduce_quick_under_two_minutes_and_rerun_reuses(tmp_path):
+    out_dir = tmp_path / "demo"
+    cmd = [sys.executable, "-c", LAUNCH, "reproduce", "--quick", "--out", str(out_dir)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    first = time.perf_counter() - t0
+    before = read_results(out_dir)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    second = time.perf_counter() - t0
+    assert first <= 120, first
+    assert second <= 0.2 * first, (first, second)
+    pd.testing.assert_frame_equal(before, read_results(out_dir))
+    assert (Path(out_dir) / "report.html").is_file()
