@@ -17,8 +17,8 @@ from fastfair.bench.timing import interleaved, repeat_counts, round_robin_order
 from fastfair.errors import FastfairError
 
 TINY_SOLVERS = [
-    SolverSpec("trs"),
-    SolverSpec("trs", {"certify": False}, "certify=False"),
+    SolverSpec("trs", {"certify": False}),
+    SolverSpec("trs", {}, "certified"),
     *[s for s in pgd_ladder(quick=True) if s.options["steps"] <= 5],
     SolverSpec("pgd-paper", {"max_iter": 50}, "max_iter=50"),
     SolverSpec("random", {"seed": 0}),

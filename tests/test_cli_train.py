@@ -141,3 +141,35 @@ def test_help_lists_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--dataset", "--data", "--solver", "--radius", "--train-size", "--dtype", "--json", "--out"):
         assert opt in out
+
+
+def test_corrupted_bundled_data_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    """A bundled file whose sha256 does not match DESIGN.md §5 is refused, not silently used."""
+    import gzip
+    import shutil
+
+    from fastfair.datasets import _bundled
+
+    data = tmp_path / "data"
+    shutil.copytree(_bundled.DATA_DIR, data)
+    text = gzip.decompress((data / "law.csv.gz").read_bytes())
+    (data / "law.csv.gz").write_bytes(gzip.compress(text.replace(b",", b";", 1)))  # valid gzip, wrong content
+    monkeypatch.setenv("FASTFAIR_DATA_DIR", str(data))
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "train", "--dataset", "lsat", "--out", str(out_dir))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: ") and "sha256" in lines[0].lower(), err
+    assert not out_dir.exists()
+
+
+def test_malformed_csv_is_a_one_line_error(capsys, tmp_path):
+    bad = _csv(tmp_path, 'a,b,t,g\n1,2,0,x\n"3,4,1,y\n5,6,0\n', "bad.csv")
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(
+        capsys, "train", "--data", bad, "--target", "t", "--sensitive", "g", "--out", str(out_dir)
+    )
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
+    assert not out_dir.exists()

@@ -11,6 +11,7 @@ from fastfair.derivatives import (
     logistic_loss,
     logistic_loss_derivatives,
     loss_input_derivatives,
+    mlp_reduced_derivatives,
     mlp_subspace_derivatives,
 )
 from fastfair.errors import FastfairError
@@ -233,3 +234,21 @@ def test_user_errors():
         loss_input_derivatives(model, x, y[:3])
     with pytest.raises(FastfairError, match="MLP"):
         mlp_subspace_derivatives(_model("affine", 4), x, y)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+@pytest.mark.parametrize("d,hidden", [(12, 4), (4, 4), (3, 16)])
+def test_mlp_reduced_derivatives_lift_to_the_autograd_derivatives(activation, d, hidden):
+    """The training fast path: U g̃ and U H̃ Uᵀ (or g̃, H̃ when h ≥ d) equal autograd's, in float64."""
+    torch.manual_seed(3)
+    m = MLP(d, hidden=hidden, activation=activation).double()
+    x = torch.randn(16, d, dtype=torch.float64) * 2
+    y = torch.randint(0, 2, (16,)).double()
+    U, g, H = mlp_reduced_derivatives(m, x, y)
+    assert (U is None) == (hidden >= d)
+    if U is not None:
+        assert U.shape == (d, hidden)
+        g, H = g @ U.T, U @ H @ U.T
+    ref = loss_input_derivatives(m, x, y, backend="func")
+    torch.testing.assert_close(g, ref.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(H, ref.hessian, rtol=1e-10, atol=1e-12)

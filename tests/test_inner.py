@@ -483,3 +483,45 @@ def test_cuda_follows_device(name, options, kind):
     cpu = make_inner(name, **options).perturb(m.cpu(), x, y, 0.3)
     if name != "random" and not options.get("random_start"):
         torch.testing.assert_close(res.loss.cpu(), cpu.loss, rtol=1e-3, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the training fast path (attack / certify=False) takes the certified path's step
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind,d,hidden,structured",
+    [
+        ("affine", 5, 3, True),
+        ("affine", 5, 3, False),
+        ("mlp", 12, 3, True),  # h < d: row-space reduction
+        ("mlp", 4, 16, True),  # h >= d: full d×d analytic Hessian
+        ("mlp", 12, 3, False),
+        ("two-hidden", 4, 3, True),  # torch.func derivatives
+    ],
+)
+@pytest.mark.parametrize("r", [0.05, 1.0])
+def test_attack_and_uncertified_perturb_equal_the_certified_step(kind, d, hidden, structured, r):
+    m = model(kind, d, seed=4, hidden=hidden)
+    x, y = batch(64, d, seed=5)
+    certified = TrustRegionAdversary(structured=structured).perturb(m, x, y, r)
+    lean = TrustRegionAdversary(structured=structured, certify=False)
+    x_adv = lean.attack(m, x, y, torch.full((64,), r, dtype=DT))
+    res = lean.perturb(m, x, y, r)
+    assert res.certificate is None and res.extras["path"] == certified.extras["path"]
+    torch.testing.assert_close(x_adv, res.x_adv, rtol=0, atol=0)
+    # same optimum of the quadratic model: the true loss agrees to rounding (steps may differ in a hard case)
+    torch.testing.assert_close(res.loss, certified.loss, rtol=1e-9, atol=1e-12)
+    assert bool((norms(res, x) <= r * (1 + 1e-12)).all())
+
+
+def test_attack_affine_soft_labels_and_zero_weights():
+    m = affine([3.0, -4.0], b=0.5)
+    x, _ = batch(32, 2, seed=6)
+    y = torch.rand(32, generator=torch.Generator().manual_seed(7), dtype=DT)
+    r = torch.full((32,), 0.3, dtype=DT)
+    lean = TrustRegionAdversary(certify=False)
+    torch.testing.assert_close(lean.attack(m, x, y, r), TrustRegionAdversary().perturb(m, x, y, r).x_adv)
+    zero = affine([0.0, 0.0])
+    torch.testing.assert_close(lean.attack(zero, x, y.round(), r), x, rtol=0, atol=0)

@@ -37,3 +37,15 @@ def test_json_is_strict_with_nan_as_null_and_numpy_scalars(tmp_path):
     assert json.loads(dumps_json(obj)) == {"a": None, "b": 1.5, "c": [1, 2], "d": [None, 2]}
     atomic_write_json(tmp_path / "x.json", obj)
     assert json.loads((tmp_path / "x.json").read_text())["b"] == 1.5
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -318,6 +318,14 @@ def test_reproduce_writes_results_and_report(capsys, tmp_path, monkeypatch):
     assert (out_dir / "report.md").is_file() and (out_dir / "report.html").is_file()
     assert len(list(out_dir.rglob("*.png"))) >= 3
     assert "report.html" in out.strip().splitlines()[-1]
+    # a re-run with nothing new reuses the cells and the report (same inputs -> same report, not rebuilt)
+    stamp = (out_dir / "report.md").stat().st_mtime_ns
+    assert run_cli(capsys, "reproduce", "--quick", "--out", str(out_dir), "--jobs", "1", "--no-progress")[0] == 0
+    assert (out_dir / "report.md").stat().st_mtime_ns == stamp
+    # a missing report file forces a rebuild
+    (out_dir / "report.html").unlink()
+    assert run_cli(capsys, "reproduce", "--quick", "--out", str(out_dir), "--jobs", "1", "--no-progress")[0] == 0
+    assert (out_dir / "report.html").is_file()
 
 
 @pytest.mark.slow

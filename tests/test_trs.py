@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from fastfair.errors import FastfairError
-from fastfair.trs import TRSCertificate, TRSResult, solve_trs, solve_trs_eig
+from fastfair.trs import TRSCertificate, TRSResult, solve_trs, solve_trs_eig, solve_trs_fast
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -829,3 +829,82 @@ def test_cuda_matches_cpu() -> None:
         N = torch.as_tensor([natural_scale(g_, H_, r_) for _, g_, H_, r_ in instances], dtype=dtype)
         tol = 1e-12 if dtype == torch.float64 else 1e-5
         assert bool(((gpu.objective.cpu() - cpu.objective).abs() <= tol * N).all())
+
+
+# ------------------------------------------------------------------------------------------------------------
+# solve_trs_fast: the training fast path must give the same minimiser
+# ------------------------------------------------------------------------------------------------------------
+
+
+def fast_np(g: np.ndarray, H: np.ndarray, r: np.ndarray | float, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    gt = torch.as_tensor(np.atleast_2d(g), dtype=dtype)
+    Ht = torch.as_tensor(H if np.ndim(H) == 3 else H[None], dtype=dtype)
+    rt = torch.as_tensor(np.atleast_1d(r), dtype=dtype).expand(gt.shape[0]).contiguous()
+    return solve_trs_fast(gt, Ht, rt).double().numpy()
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_fast_solver_matches_oracle_float64(d: int) -> None:
+    instances = instances_for(d, seed=2000 + d)
+    G, HH, R = stack(instances)
+    P = fast_np(G, HH, R)
+    assert np.isfinite(P).all()
+    for j, (kind, g, H, r) in enumerate(instances):
+        _, q_star, _ = oracle_trs(g, H, r)
+        where = f"d={d} kind={kind} r={r:.3g}"
+        assert vnorm(P[j]) <= r * (1 + 1e-12), where
+        assert objective_close(q_of(g, H, P[j]), q_star, g, H, r), (where, q_of(g, H, P[j]), q_star)
+
+
+@pytest.mark.parametrize("c1", [1e-3, 1e-9, 1e-14])
+@pytest.mark.parametrize("rho", [0.5, 1 - 1e-9])
+def test_fast_solver_near_hard_case(c1: float, rho: float) -> None:
+    rng = np.random.default_rng(12)
+    d = 8
+    Q = rand_orth(rng, d)
+    w = np.concatenate([[-1.0], rng.uniform(-0.5, 2.0, d - 1)])
+    c = rng.standard_normal(d)
+    c[0] = 0.0
+    c *= rho / np.linalg.norm(c[1:] / (w[1:] + 1.0))
+    c[0] = c1
+    H = (Q * w) @ Q.T
+    H = 0.5 * (H + H.T)
+    g = Q @ c
+    p = fast_np(g, H, 1.0)[0]
+    _, q_star, _ = oracle_trs(g, H, 1.0)
+    assert vnorm(p) <= 1.0 and abs(q_of(g, H, p) - q_star) <= 1e-12 * abs(q_star)
+
+
+def test_fast_solver_degenerate_inputs_and_extreme_radii() -> None:
+    d = 4
+    A = np.random.default_rng(3).standard_normal((d, d))
+    H = A + A.T
+    g = np.random.default_rng(4).standard_normal(d)
+    cases = [
+        (np.zeros(d), np.zeros((d, d)), 1.0),  # p = 0
+        (np.zeros(d), A @ A.T, 1.0),  # p = 0
+        (np.zeros(d), H, 2.0),  # along the lowest eigenvector
+        (g, np.zeros((d, d)), 3.0),  # -r g/‖g‖
+        (g, H, 1e-8),
+        (g, H, 1e8),
+    ]
+    P = fast_np(np.stack([c[0] for c in cases]), np.stack([c[1] for c in cases]), np.array([c[2] for c in cases]))
+    assert np.isfinite(P).all()
+    for j, (gj, Hj, r) in enumerate(cases):
+        _, q_star, _ = oracle_trs(gj, Hj, r)
+        assert vnorm(P[j]) <= r * (1 + 1e-12)
+        assert objective_close(q_of(gj, Hj, P[j]), q_star, gj, Hj, r), (j, q_of(gj, Hj, P[j]), q_star)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_fast_solver_properties_float32(problem: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """float32: finite, feasible, and as good as the certified solver up to float32 rounding."""
+    G, HH, R = problem
+    P = fast_np(G, HH, R, dtype=torch.float32)
+    ref = solve_np(G, HH, R).objective.numpy()
+    assert np.isfinite(P).all()
+    for j in range(len(G)):
+        assert vnorm(P[j]) <= R[j] * (1 + 1e-6)
+        scale = natural_scale(G[j], HH[j], R[j])
+        assert q_of(G[j], HH[j], P[j]) <= ref[j] + 1e-4 * scale, j

@@ -118,9 +118,13 @@ def logistic_loss_derivatives(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor
     gradient instead of the 0 that 1 - σ(z) rounds to.
     """
     y = y.to(logits.dtype)
-    loss = logistic_loss(logits, y)
+    return (logistic_loss(logits, y), *logistic_logit_derivatives(logits, y))
+
+
+def logistic_logit_derivatives(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """ℓ′ = (1 - y)σ(z) - yσ(-z) and ℓ″ = σ(z)σ(-z), without the loss (see :func:`logistic_loss_derivatives`)."""
     s_pos, s_neg = torch.sigmoid(logits), torch.sigmoid(-logits)
-    return loss, (1 - y) * s_pos - y * s_neg, s_pos * s_neg
+    return (1 - y) * s_pos - y * s_neg, s_pos * s_neg
 
 
 def activation_derivatives(name: str, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -290,6 +294,34 @@ def _func_derivatives(model: nn.Module, x: Tensor, y: Tensor, hessian: bool) -> 
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
         hess, (grad, loss, logits) = vmap(jacfwd(grad_with_aux, has_aux=True))(x, y)
     return InputDerivatives(loss=loss, logits=logits, grad=grad, hessian=hess)
+
+
+@torch.no_grad()
+def mlp_reduced_derivatives(model: MLP, x: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+    """The training fast path of the MLP: ``(U, g̃, H̃)`` with as few tensor operations as possible.
+
+    With M = Rᵀ from the thin QR Wᵀ = U R when h < d (as in :func:`mlp_subspace_derivatives`), or M = W and
+    ``U = None`` when h ≥ d (the full d×d derivatives of :func:`loss_input_derivatives`):
+
+        g̃_f = a M,   g̃ = ℓ′ g̃_f,   H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M,    a = v ⊙ φ′(z), m = v ⊙ φ″(z).
+
+    No validation and no loss: the caller (the TRS maximiser in training mode) passes a checked batch with
+    ``y`` already in ``x``'s dtype. Only the gradient/Hessian pair is returned, never the loss.
+    """
+    W, b, v, c = mlp_parameters(model, x)
+    phi, p1, p2 = activation_derivatives(model.activation, torch.addmm(b, x, W.T))
+    d1, d2 = logistic_logit_derivatives(torch.addmv(c, phi, v), y)
+    U = None
+    M = W
+    if W.shape[0] < W.shape[1]:
+        U, R = row_space_basis(W)
+        M = R.T
+    k = M.shape[1]
+    g_f = (p1 * v) @ M  # (n, k)
+    outer = (M.unsqueeze(-1) * M.unsqueeze(-2)).reshape(-1, k * k)  # (h, k·k): row l is M_l M_lᵀ
+    hess = ((p2 * v * d1.unsqueeze(-1)) @ outer).view(-1, k, k)
+    hess.baddbmm_((d2.unsqueeze(-1) * g_f).unsqueeze(-1), g_f.unsqueeze(-2))
+    return U, d1.unsqueeze(-1) * g_f, hess
 
 
 def _check_batch(x: Tensor, y: Tensor) -> None:

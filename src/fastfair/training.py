@@ -26,7 +26,7 @@ from torch import nn
 from . import metrics
 from .datasets import Dataset, Split
 from .errors import FastfairError, require, require_positive
-from .inner import SOLVERS, make_inner
+from .inner import SOLVERS, make_inner, solver_options
 from .models import ACTIVATIONS, MODELS, bce_per_sample, build_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -78,6 +78,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-friendly)."""
         return asdict(self)
+
+
+def _seeded(config: TrainConfig) -> dict[str, Any]:
+    """The solver options, with ``seed`` defaulting to the run's seed for solvers that draw random numbers
+    (``random``, ``pgd`` with a random start), so that a run never depends on torch's global RNG."""
+    options = dict(config.solver_options)
+    if "seed" in solver_options(config.solver) and options.get("seed") is None and "generator" not in options:
+        options["seed"] = config.seed
+    return options
 
 
 def resolve_device(name: str) -> torch.device:
@@ -182,10 +191,11 @@ def train_arrays(
             config.model, X.shape[1], hidden=config.hidden, activation=config.activation, seed=config.seed
         )
     model = model.to(device=device, dtype=dtype)
-    inner = make_inner(config.solver, **config.solver_options)
+    inner = make_inner(config.solver, **_seeded(config))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     n, w = len(X), config.clean_weight
+    radius = torch.full((min(n, config.batch_size),), float(config.radius), dtype=dtype, device=device)
 
     history: list[dict[str, float]] = []
     epochs = range(1, config.epochs + 1)
@@ -204,7 +214,7 @@ def train_arrays(
             xb, yb = x_t[idx], y_t[idx]
             if inner is not None:
                 t_inner = time.perf_counter()
-                x_adv = inner.perturb(model, xb, yb, config.radius).x_adv
+                x_adv = inner.attack(model, xb, yb, radius[: len(idx)])
                 _sync(device)
                 inner_time += time.perf_counter() - t_inner
                 loss = bce_per_sample(model(x_adv), yb).mean()

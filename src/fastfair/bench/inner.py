@@ -87,9 +87,9 @@ QUICK_PAPER_MAX_ITER = 100
 def default_solvers(quick: bool = False, seed: int = 0) -> list[SolverSpec]:
     """The contenders, in table order.
 
-    * ``trs`` with the library defaults (structured paths, KKT certificate computed) -- exactly what
-      ``fastfair train --solver trs`` runs; it is the reference of every ratio;
-    * ``trs[certify=False]`` -- the same step without the (diagnostic) certificate;
+    * ``trs`` -- the lean training path (``certify=False``: structured paths, :func:`~fastfair.trs.solve_trs_fast`),
+      i.e. the step ``fastfair train --solver trs`` takes; it is the reference of every ratio;
+    * ``trs[certified]`` -- the same step from the certified solver, with its KKT certificate (diagnostic);
     * the tuned-PGD ladder (:func:`pgd_ladder`), ``pgd-paper`` (with ``quick``: capped at
       :data:`QUICK_PAPER_MAX_ITER` iterations, and labelled so), ``random`` (seeded, on the sphere).
     """
@@ -99,8 +99,8 @@ def default_solvers(quick: bool = False, seed: int = 0) -> list[SolverSpec]:
         else SolverSpec("pgd-paper")
     )
     return [
-        SolverSpec("trs"),
-        SolverSpec("trs", {"certify": False}, "certify=False"),
+        SolverSpec("trs", {"certify": False}),
+        SolverSpec("trs", {}, "certified"),
         *pgd_ladder(quick),
         paper,
         SolverSpec("random", {"seed": seed}),

@@ -39,7 +39,9 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset NAME`` or ``--data CSV --target COL --sensitive COL``, plus dataset options."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=None, metavar="NAME", help=f"bundled dataset: {', '.join(datasets.DATASETS)}")
+    group.add_argument(
+        "--dataset", metavar="NAME", help=f"bundled dataset: {', '.join(datasets.DATASETS)}"
+    )
     group.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
     group.add_argument("--target", metavar="COL", help="label column of --data (must have two values)")
     group.add_argument(

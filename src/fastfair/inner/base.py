@@ -54,6 +54,15 @@ class InnerMaximizer(ABC):
         x, y, r = check_batch(x, y, radius)
         return self._perturb(model, x, y, r)
 
+    def attack(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        """Only the perturbed batch ``x + δ`` (detached): the training loop's call.
+
+        The batch is trusted (``x`` detached (n, d) float, ``y`` (n,) in ``x``'s dtype and device, ``r`` an
+        (n,) tensor of positive radii) and no diagnostics are computed. Solvers with a cheaper way to produce
+        only the step override this; by default it is ``_perturb(...).x_adv``.
+        """
+        return self._perturb(model, x, y, r).x_adv
+
     @abstractmethod
     def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         """Solver body. ``x`` detached (n, d); ``y`` (n,) in x's dtype; ``r`` (n,) positive, x's dtype."""
