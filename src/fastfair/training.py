@@ -193,6 +193,9 @@ def train_arrays(
     model = model.to(device=device, dtype=dtype)
     inner = make_inner(config.solver, **_seeded(config))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # The first optimizer step of a process imports torch's compiler stack (seconds on this machine class). A
+    # step without gradients does that and changes nothing, so the epoch clock measures training alone.
+    optimizer.step()
     gen = torch.Generator().manual_seed(config.seed)
     n, w = len(X), config.clean_weight
     radius = torch.full((min(n, config.batch_size),), float(config.radius), dtype=dtype, device=device)

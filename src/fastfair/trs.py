@@ -317,33 +317,35 @@ def solve_trs_fast(g: Tensor, H: Tensor, radius: Tensor, *, max_iter: int = 50) 
     mu_lo = lam[:, 0].neg().clamp_min(0)
     base = (lam + mu_lo.unsqueeze(-1)).clamp_min(0)
     # weight of c on the numerical eigenspace S of λ₁ below the accuracy c has: the hard case
-    in_s = base <= 4 * k * eps
-    drop = in_s & (torch.linalg.vector_norm(cs * in_s, dim=-1) <= 4 * math.sqrt(k) * eps).unsqueeze(-1)
-    cz = cs.masked_fill(drop, 0)
-    u0 = cz / base.clamp_min(tiny)  # p(μ_lo)/r (pseudo-inverse on S); huge where c has weight on a zero gap
-    psi0 = (u0 * u0).sum(-1)
+    out_s = base > 4 * k * eps
+    small = torch.linalg.vector_norm(cs.masked_fill(out_s, 0), dim=-1) <= 4 * math.sqrt(k) * eps
+    cz = cs.masked_fill(small.unsqueeze(-1) & ~out_s, 0)
+    # δ₀ = max(maxᵢ |cᵢ| - baseᵢ, ‖c‖ - max base) ≤ δ*: each bound makes ‖u(δ₀)‖ ≥ 1; at δ = 0 (u = p(μ_lo)/r,
+    # pseudo-inverse on S, huge where c has weight on a zero gap) the solution is interior or hard when ‖u‖ ≤ 1
+    delta0 = torch.maximum((cz.abs() - base).amax(-1), torch.linalg.vector_norm(cz, dim=-1) - base.amax(-1))
+    w = cz / base.clamp_min(tiny)
+    psi0 = (w * w).sum(-1)
     at_lo = psi0 <= 1
-    # δ₀ = max(maxᵢ |cᵢ| - baseᵢ, ‖c‖ - max base) ≤ δ*: each bound makes ‖u(δ₀)‖ ≥ 1
-    cnorm = torch.linalg.vector_norm(cz, dim=-1)
-    delta = torch.maximum((cz.abs() - base).amax(-1), cnorm - base.amax(-1)).clamp_min(0).masked_fill(at_lo, 0)
+    easy = ~at_lo
+    delta = delta0.clamp_min(0).masked_fill(at_lo, 0)
     tol = 8 * (k + 8) * eps
     for _ in range(max_iter):
-        gap = base + delta.unsqueeze(-1)
-        w = cz / gap.clamp_min(tiny)
+        gap = (base + delta.unsqueeze(-1)).clamp_min(tiny)
+        w = cz / gap
         w2 = w * w
         psi = w2.sum(-1)
         res = psi.sqrt() - 1
-        if not bool(((res.abs() > tol) & ~at_lo).any()):
+        if not bool(((res.abs() > tol) & easy).any()):
             break
-        slope = (w2 / gap.clamp_min(tiny)).sum(-1).clamp_min(tiny)
-        delta = torch.where(at_lo, delta, delta + psi * res / slope)
-    u = -cz / (base + delta.unsqueeze(-1)).clamp_min(tiny)
+        delta = delta + (psi * res / (w2 / gap).sum(-1).clamp_min(tiny)).masked_fill(at_lo, 0)
+    else:
+        w = cz / (base + delta.unsqueeze(-1)).clamp_min(tiny)
+    u = w.neg()  # w is cz / gap at the final δ (δ = 0 on the rows at_lo)
     # hard case: complete along q₁ (u ⟂ q₁ there); easy case: exactly on the sphere; interior: never outside
-    tau = (1 - psi0).clamp_min(0).sqrt() * (at_lo & (mu_lo > 0))
-    u[:, 0] += tau
-    unorm = torch.linalg.vector_norm(u, dim=-1)
-    factor = (1 - 4 * eps) / unorm.clamp_min(tiny)
-    factor = torch.where(at_lo, factor.clamp_max(1), factor)
+    hard = at_lo & (mu_lo > 0)
+    u[:, 0] += (1 - psi0).clamp_min(0).sqrt().masked_fill(~hard, 0)
+    factor = (1 - 4 * eps) / torch.linalg.vector_norm(u, dim=-1).clamp_min(tiny)
+    factor = torch.where(at_lo & ~hard, factor.clamp_max(1), factor)
     return (Q @ (u * (factor * radius).unsqueeze(-1)).unsqueeze(-1)).squeeze(-1)
 
 
