@@ -50,6 +50,40 @@ def test_train_robust_json_reports_inner_time(capsys):
     report = json.loads(out)
     assert report["config"]["solver"] == "trs"
     assert 0 < report["timing"]["inner_seconds"] < report["timing"]["epoch_seconds"]
+    inner = report["inner"]  # diagnostics of the solver on the trained model, with the TRS certificate
+    assert inner["path"] == "affine-closed-form" and inner["rows"] == 400 and inner["iterations"] == 1
+    assert inner["perturbed_loss"] > inner["clean_loss"]  # the exact maximiser increases the loss
+    assert inner["certified_fraction"] == 1.0 and inner["max_kkt_violation"] < 1e-3
+
+
+@pytest.mark.parametrize("solver", ["pgd", "pgd-paper", "random"])
+def test_train_reports_every_solvers_diagnostics(capsys, solver):
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--solver", solver, "--radius", "0.1", "--epochs", "1",
+        "--no-progress",
+    )
+    assert code == 0, err
+    line = out.strip().splitlines()[-1]
+    assert line.startswith(f"inner solver {solver} at r=0.1 on 400 training rows") and "->" in line
+
+
+def test_unwritable_out_is_a_one_line_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--out", str(blocker / "sub"))
+    assert code == 2 and out == ""
+    assert err.strip().startswith("fastfair: error: --out") and len(err.strip().splitlines()) == 1
+
+
+def test_warnings_are_one_line(capsys):
+    """A fairness warning on the command line is one line that names the group, not a source excerpt."""
+    code, _, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--lr", "1e-6", "--no-progress", "--json"
+    )
+    assert code == 0 and "sufficiency_ppv is NaN" in err  # this nearly untrained model predicts one class
+    for line in err.strip().splitlines():
+        assert line.startswith("fastfair: warning: "), err
+    assert all("group 0" not in line and "group 1" not in line for line in err.splitlines())
 
 
 def test_train_text_tables_and_out_dir(capsys, tmp_path):

@@ -95,3 +95,9 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     with pytest.raises(FastfairError, match="cannot connect to the Dask scheduler"):
         list(executor.run(lambda x: x, [1]))
     executor.close()
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp//host:8786", "host"])
+def test_malformed_scheduler_address_is_refused_at_once(address):
+    with pytest.raises(FastfairError, match="is not a scheduler address"):
+        DaskExecutor(address)

@@ -639,6 +639,11 @@ def _csv_rows(n: int = 40) -> list[str]:
         ),
         ("x,s,y\n1,a,0\n2,b,1\n3,a,1\n4,b,0\n", {}, r"too few rows \(4\) to split"),
         ("x,s,y\ninf,a,0\n2,b,1\n3,a,1\n4,b,0\n", {}, r"feature column 'x' has infinite values"),
+        (
+            "x,s,y\n" + "\n".join(f"{'oops' if i == 7 else i},{'ab'[i % 2]},{i % 2}" for i in range(30)),
+            {},
+            r"feature column 'x' is numeric except for 1 value\(s\), e.g. 'oops' in data row 8",
+        ),
     ],
 )
 def test_load_csv_bad_inputs(tmp_path, text, kwargs, match):

@@ -258,11 +258,46 @@ def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None,
     )
 
 
+def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_rows: int = 4096) -> dict[str, Any]:
+    """Run the run's inner solver once more on (the first ``max_rows`` of) ``X`` with the trained model and
+    report what it attains: mean clean loss ℓ(x) and perturbed loss ℓ(x + δ), mean iterations, and for TRS the
+    path taken, the number of hard cases and the largest relative KKT violation of its certificate
+    (:meth:`fastfair.trs.TRSCertificate.max_violation`). ``{}`` for ``solver="none"``."""
+    config = result.config
+    if config.solver == "none":
+        return {}
+    options = _seeded(config)
+    if config.solver == "trs":
+        options["certify"] = True  # the certificate is the point of a diagnostic
+    inner = make_inner(config.solver, **options)
+    device, dtype = resolve_device(config.device), DTYPES[config.dtype]
+    x = torch.as_tensor(np.asarray(X[:max_rows], dtype=np.float64), dtype=dtype, device=device)
+    yt = torch.as_tensor(np.asarray(y[:max_rows]), dtype=dtype, device=device)
+    res = inner.perturb(result.model, x, yt, config.radius)
+    with torch.no_grad():
+        clean = bce_per_sample(result.model(x), yt)
+    out: dict[str, Any] = {
+        "solver": config.solver,
+        "radius": config.radius,
+        "rows": int(x.shape[0]),
+        "clean_loss": float(clean.double().mean()),
+        "perturbed_loss": float(res.loss.double().mean()),
+        "iterations": float(res.iterations.double().mean()),
+    }
+    if res.certificate is not None:
+        out["path"] = res.extras.get("path")
+        out["hard_cases"] = int(res.extras["hard_case"].sum()) if "hard_case" in res.extras else 0
+        out["max_kkt_violation"] = float(res.certificate.max_violation().max())
+        out["certified_fraction"] = float(res.certificate.ok().double().mean())
+    return out
+
+
 def evaluate_split(result: TrainResult, split: Split) -> dict[str, Any]:
     """Accuracy, AUC and the five fairness gaps on one split, plus its per-group table."""
     logits = result.decision_function(split.X)
     scores, y_pred = expit(logits), (logits > 0).astype(np.int64)
-    summary = metrics.classification_summary(split.y, y_pred, split.s, scores=scores)
+    names = np.asarray(split.group_names, dtype=object)[split.s]  # warnings then name the group, not its code
+    summary = metrics.classification_summary(split.y, y_pred, names, scores=scores)
     table = metrics.group_table(split.y, y_pred, split.s, scores=scores, group_names=list(split.group_names))
     return {"summary": summary, "groups": table}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -43,14 +44,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastfair`` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return int(args.run(args) or 0)
     except FastfairError as exc:
         print(f"fastfair: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an --out directory that cannot be created or written
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"fastfair: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fastfair: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: ``fastfair: warning: <message>``, one line, no source excerpt."""
+    print(f"fastfair: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":  # pragma: no cover

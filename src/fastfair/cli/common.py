@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
     if solver:
         rob = parser.add_argument_group("robustness")
         rob.add_argument("--solver", choices=SOLVERS, default=d.solver, help="inner maximiser (default: %(default)s)")
-        rob.add_argument("--radius", type=float, default=d.radius, help="L2 radius r of the perturbation ball")
+        rob.add_argument(
+            "--radius",
+            type=float,
+            default=d.radius,
+            help=f"L2 radius r of the perturbation ball (default: {d.radius:g})",
+        )
         rob.add_argument(
             "--clean-weight",
             type=float,
@@ -138,6 +145,15 @@ def check_out_dir(path: str | None) -> Path | None:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise FastfairError(f"--out {path!r} exists and is not a directory")
+    ancestor = out.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise FastfairError(f"--out {path!r} cannot be created: {str(ancestor)!r} is not a directory")
+    try:  # a real probe (permissions alone do not tell, e.g. under /proc); it leaves nothing behind
+        os.rmdir(tempfile.mkdtemp(prefix=".fastfair-probe-", dir=ancestor))
+    except OSError as exc:
+        raise FastfairError(f"--out {path!r} cannot be created in {str(ancestor)!r}: {exc.strerror}") from None
     return out
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
-from ..training import evaluate, train
+from ..training import evaluate, inner_diagnostics, train
 from .common import GAP_KEYS, add_data_arguments, add_training_arguments, check_out_dir, config_from_args, format_table
 from .common import load_data as load_data_from_args
 
@@ -53,6 +53,8 @@ def build_report(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[str
         report[split] = dict(ev["summary"])
         report[split]["groups"] = ev["groups"].reset_index(names="group").to_dict(orient="records")
     report["timing"] = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
+    if result.config.solver != "none":
+        report["inner"] = inner_diagnostics(result, data.train.X[: report["n_train"]], data.train.y)
     report["history"] = result.history
     return report
 
@@ -76,6 +78,18 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
         lines += ["", f"per-group rates, {names[split]}:", format_table(ev["groups"])]
     t = report["timing"]
     lines += ["", f"timing: {t['epoch_seconds']:.4f} s/epoch, of which inner solver {t['inner_seconds']:.4f} s"]
+    if report.get("inner"):
+        d = report["inner"]
+        line = (
+            f"inner solver {d['solver']} at r={d['radius']:g} on {d['rows']} training rows, trained model: "
+            f"mean loss {d['clean_loss']:.4f} -> {d['perturbed_loss']:.4f}, {d['iterations']:.3g} iterations"
+        )
+        if "max_kkt_violation" in d:
+            line += (
+                f"; path {d['path']}, {d['hard_cases']} hard cases, max relative KKT violation "
+                f"{d['max_kkt_violation']:.1e} ({100 * d['certified_fraction']:.1f}% certified)"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -285,6 +285,13 @@ def _encode_features(
             blocks.append(arr.reshape(-1, 1))
             names.append(str(col))
             continue
+        numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        if 0.5 <= numeric.mean() < 1:  # a number column with a few stray words: a data error, not categories
+            row = int(np.flatnonzero(~numeric)[0])
+            raise FastfairError(
+                f"feature column {col!r} is numeric except for {int((~numeric).sum())} value(s), e.g. "
+                f"{values.iloc[row]!r} in data row {row + 1}; fix or drop those rows"
+            )
         distinct = _sorted_unique(values)
         require(
             not (len(values) >= ID_MIN_ROWS and len(distinct) == len(values)),

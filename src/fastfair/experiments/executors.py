@@ -17,9 +17,12 @@ in the caller is not swallowed.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import re
 import signal
+import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -191,6 +194,10 @@ class DaskExecutor(Executor):
             "--scheduler needs an address, e.g. tcp://host:8786",
         )
         self.address = address.strip()
+        require(
+            re.fullmatch(r"[a-z]+://\S+|[\w.\-\[\]:]+:\d+", self.address) is not None,
+            f"--scheduler {self.address!r} is not a scheduler address; expected e.g. tcp://host:8786",
+        )
         self.timeout = timeout
         self._client: Any = None
         self._futures: list[Any] = []
@@ -204,9 +211,9 @@ class DaskExecutor(Executor):
         try:
             client = distributed.Client(self.address, timeout=self.timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise FastfairError(
-                f"cannot connect to the Dask scheduler at {self.address!r}: {_one_line(exc)}"
-            ) from None
+            message = f"cannot connect to the Dask scheduler at {self.address!r}: {_one_line(exc)}"
+            _collect_quietly()  # the half-built Client's __del__ would print a traceback at exit
+            raise FastfairError(message) from None
         self._client = client
         try:
             self.workers = len(client.scheduler_info().get("workers", {}))
@@ -268,3 +275,13 @@ def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
         f"--jobs must be a positive integer, got {jobs!r}",
     )
     return SerialExecutor() if jobs == 1 else ProcessExecutor(jobs)
+
+
+def _collect_quietly() -> None:
+    """Garbage-collect now with the 'Exception ignored in ...' reporting switched off."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
