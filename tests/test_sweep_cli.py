@@ -343,3 +343,22 @@ def test_reproduce_quick_under_two_minutes_and_rerun_reuses(tmp_path):
     assert second <= 0.2 * first, (first, second)
     pd.testing.assert_frame_equal(before, read_results(out_dir))
     assert (Path(out_dir) / "report.html").is_file()
+
+
+def test_sweep_report_on_a_multigroup_csv(capsys, tmp_path):
+    """--report on any sweep: tables and figures, no claims section; a re-run reuses the report."""
+    loans = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
+    out_dir = tmp_path / "loans"
+    argv = (
+        "sweep", "--data", str(loans), "--target", "approved", "--sensitive", "region", "--positive", "yes",
+        "--solvers", "none", "trs", "--radii", "0.1", "--epochs", "1", "--out", str(out_dir), "--no-progress",
+        "--report",
+    )
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    text = (out_dir / "report.md").read_text()
+    assert text.startswith("# fastfair: sweep report") and "Claims" not in text
+    assert len(list((out_dir / "figures").glob("*.png"))) >= 2
+    stamp = (out_dir / "report.html").stat().st_mtime_ns
+    assert run_cli(capsys, *argv)[0] == 0
+    assert (out_dir / "report.html").stat().st_mtime_ns == stamp

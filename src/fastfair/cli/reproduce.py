@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from .. import __version__
 from ..errors import FastfairError, require
-from ..io import atomic_write_json, dumps_json
+from ..io import dumps_json
 from .common import check_out_dir
 from .sweep import add_run_arguments, execute, interrupted_message
 from .sweep import report as print_summary
@@ -89,16 +85,13 @@ def run(args: argparse.Namespace) -> int:
         "(--jobs, Dask) shared the machine, which can inflate their times."
     )
     try:
-        from ..report import build_report
+        from ..report import build_report_cached
     except ImportError as exc:
         raise FastfairError(f"the report builder is not available: {exc}") from None
     if not args.json:
         print("building the report (tables, figures, Unfair2D boundaries)...", file=sys.stderr)
     t_report = time.perf_counter()
-    written = _cached_report(Path(out), summary.results, args.quick, notes)
-    if written is None:
-        written = build_report(summary.results, Path(out), quick=args.quick, notes=notes)
-        _remember_report(Path(out), summary.results, args.quick, notes, written)
+    written = build_report_cached(summary.results, Path(out), quick=args.quick, notes=notes)
     report_seconds = time.perf_counter() - t_report
     total = time.perf_counter() - start
     html = written.get("report_html", Path(out) / "report.html")
@@ -118,32 +111,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {md} and {html} ({len(written)} files, {report_seconds:.1f} s); total {total:.1f} s")
     return 0
 
-
-REPORT_STATE = ".report-state.json"
-
-
-def _report_fingerprint(results: Any, quick: bool, notes: list[str]) -> str:
-    """sha256 of what the report is a pure function of: the results table, the mode, the notes, the version."""
-    header, *rows = results.to_csv(index=False).splitlines()
-    payload = json.dumps(
-        {"columns": header, "rows": sorted(rows), "quick": quick, "notes": notes, "version": __version__}
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _cached_report(out: Path, results: Any, quick: bool, notes: list[str]) -> dict[str, Path] | None:
-    """The files of the previous report when it was built from the very same inputs and is still complete."""
-    try:
-        state = json.loads((out / REPORT_STATE).read_text())
-        files = {k: Path(v) for k, v in state["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if state.get("fingerprint") != _report_fingerprint(results, quick, notes):
-        return None
-    return files if all(p.is_file() for p in files.values()) else None
-
-
-def _remember_report(out: Path, results: Any, quick: bool, notes: list[str], files: dict[str, Path]) -> None:
-    fingerprint = _report_fingerprint(results, quick, notes)
-    state = {"fingerprint": fingerprint, "files": {k: str(v) for k, v in files.items()}}
-    atomic_write_json(out / REPORT_STATE, state)

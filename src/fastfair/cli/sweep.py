@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -98,6 +99,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_run_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="validate the grid and list its cells; run nothing")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.md / report.html with tables and figures (gaps and accuracy vs radius)",
+    )
     p.set_defaults(run=run)
 
 
@@ -232,7 +238,15 @@ def run(args: argparse.Namespace) -> int:
         print(interrupted_message(args.out), file=sys.stderr)
         return 130
     report(summary, args)
-    return 0 if not summary.failed else 1
+    if summary.failed:
+        return 1
+    if args.report and not summary.results.empty:
+        from ..report import build_report_cached
+
+        written = build_report_cached(summary.results, Path(args.out), paper=False)
+        if not args.json:
+            print(f"report: {written['report_md']} and {written['report_html']}")
+    return 0
 
 
 def report(summary: Any, args: argparse.Namespace, *, table: bool = True) -> None:

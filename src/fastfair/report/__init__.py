@@ -6,7 +6,7 @@ and usable on their own.
 
 from __future__ import annotations
 
-from .build import build_report, key_numbers
+from .build import build_report, build_report_cached, key_numbers
 from .claims import RULES, Comparison, compare, evaluate_claims
 from .paper import PAPER
 from .tables import mean_ci, run_configuration, summarize, t_half_width, timing_long, timing_table
@@ -16,6 +16,7 @@ __all__ = [
     "RULES",
     "Comparison",
     "build_report",
+    "build_report_cached",
     "compare",
     "evaluate_claims",
     "key_numbers",

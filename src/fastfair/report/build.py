@@ -13,6 +13,8 @@ Layout of ``out_dir``::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_write_bytes, atomic_write_text
+from .. import __version__
+from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from . import boundaries as _boundaries
 from .claims import RULES, evaluate_claims
 from .document import (
@@ -112,6 +115,7 @@ def build_report(
     gap_splits: Sequence[str] | None = None,
     boundaries: bool = True,
     dpi: int | None = None,
+    paper: bool = True,
 ) -> dict[str, Path]:
     """Write the report of ``results`` (the tidy store, one row per cell x split) into ``out_dir``.
 
@@ -122,7 +126,9 @@ def build_report(
     train and test; train only when ``quick``); those present in the results are drawn. ``boundaries``
     trains the two Unfair2D models for the decision-boundary figure (skipped, with a note, when Unfair2D is
     not
-    in the results or training fails). Returns ``{name: path}`` of every file written.
+    in the results or training fails). ``paper=False`` makes it the report of any sweep: no claims table
+    (and no claims.csv), no decision-boundary figure, a neutral title. Returns ``{name: path}`` of every file
+    written.
     """
     df = normalise(results)
     out_dir = Path(out_dir)
@@ -140,11 +146,12 @@ def build_report(
 
     summary = summarize(df)
     timing = timing_table(df)
-    claims = evaluate_claims(df)
+    claims = evaluate_claims(df) if paper else None
     configuration = run_configuration(df)
     written["summary_csv"] = atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
     written["timing_csv"] = atomic_write_text(out_dir / "timing.csv", timing.to_csv(index=False))
-    written["claims_csv"] = atomic_write_text(out_dir / "claims.csv", claims.to_csv(index=False))
+    if claims is not None:
+        written["claims_csv"] = atomic_write_text(out_dir / "claims.csv", claims.to_csv(index=False))
 
     pairs = list(df[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
     pairs.sort()
@@ -221,7 +228,7 @@ def build_report(
         if not table.empty:
             key_tables[f"{section} at r={radius:g}" if radius is not None else section] = table
 
-    if boundaries:
+    if boundaries and paper:
         settings = _boundaries.boundary_settings(df)
         if settings is None:
             notes.append("Unfair2D decision-boundary figure skipped: unfair2d is not in these results.")
@@ -245,10 +252,15 @@ def build_report(
         ("summary.csv", "mean, std and 95% CI per dataset x model x solver x radius x split x metric"),
         ("timing.csv", "mean epoch seconds per solver and radius, with ratios"),
         ("timing.md", "the same timing table in Markdown"),
-        ("claims.csv", "the claims table"),
     ]
+    if claims is not None:
+        files.append(("claims.csv", "the claims table"))
     content = ReportContent(
-        title="fastfair: reproduction of Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012)",
+        title=(
+            "fastfair: reproduction of Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012)"
+            if paper
+            else "fastfair: sweep report"
+        ),
         notes=notes,
         configuration=configuration,
         claims=claims,
@@ -282,3 +294,34 @@ def build_report(
     written["report_md"] = atomic_write_text(out_dir / "report.md", render_markdown(content))
     written["report_html"] = atomic_write_text(out_dir / "report.html", render_html(content))
     return written
+
+
+#: Where :func:`build_report_cached` keeps the fingerprint of the last report it built.
+REPORT_STATE = ".report-state.json"
+
+
+def build_report_cached(
+    results: pd.DataFrame, out_dir: Path, *, quick: bool = False, notes: Sequence[str] = (), paper: bool = True
+) -> dict[str, Path]:
+    """:func:`build_report`, unless ``out_dir`` already holds a complete report built from the very same inputs.
+
+    A report is a pure function of the results table (rows in any order), ``quick``, ``notes``, ``paper`` and
+    the fastfair version; their sha256 is kept in ``out_dir/.report-state.json`` with the list of files
+    written. So re-running a finished sweep costs no figure drawing or model training, while any new cell,
+    other option or missing file rebuilds the report.
+    """
+    out_dir = Path(out_dir)
+    header, *rows = results.to_csv(index=False).splitlines()
+    inputs = {"columns": header, "rows": sorted(rows), "quick": quick, "notes": list(notes), "paper": paper}
+    fingerprint = hashlib.sha256(json.dumps({**inputs, "version": __version__}).encode()).hexdigest()
+    try:
+        state = json.loads((out_dir / REPORT_STATE).read_text())
+        files = {k: Path(v) for k, v in state["files"].items()}
+        if state["fingerprint"] == fingerprint and all(p.is_file() for p in files.values()):
+            return files
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    files = build_report(results, out_dir, quick=quick, notes=notes, paper=paper)
+    state = {"fingerprint": fingerprint, "files": {k: str(v) for k, v in files.items()}}
+    atomic_write_json(out_dir / REPORT_STATE, state)
+    return files

@@ -64,7 +64,7 @@ class ReportContent:
     title: str
     notes: Sequence[str]
     configuration: pd.DataFrame
-    claims: pd.DataFrame
+    claims: pd.DataFrame | None  #: None: no claims section (a sweep that is not the paper's)
     rules: Sequence[str]
     timing: dict[str, pd.DataFrame]  # section label -> timing table (already formatted or numeric)
     timing_notes: Sequence[str]
@@ -111,9 +111,10 @@ def render_markdown(c: ReportContent) -> str:
     if c.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in c.notes] + [""]
     out += ["## Run configuration", "", markdown_table(formatted(c.configuration)), ""]
-    out += ["## Claims: the paper vs this run", ""]
-    out += [markdown_table(c.claims), "", "**Decision rules.**", ""] + [f"- {_md_escape(r)}" for r in c.rules]
-    out += [""]
+    if c.claims is not None:
+        out += ["## Claims: the paper vs this run", ""]
+        out += [markdown_table(c.claims), "", "**Decision rules.**", ""]
+        out += [f"- {_md_escape(r)}" for r in c.rules] + [""]
     out += [
         "## Timing (the paper's Table 1)",
         "",
@@ -193,12 +194,13 @@ def render_html(c: ReportContent) -> str:
             + "</ul></div>"
         )
     out += ["<h2>Run configuration</h2>", _html_table(formatted(c.configuration))]
-    out += [
-        "<h2>Claims: the paper vs this run</h2>",
-        _claims_html(c.claims),
-        "<p><strong>Decision rules.</strong></p>",
-        "<ul>" + "".join(f"<li>{e(r)}</li>" for r in c.rules) + "</ul>",
-    ]
+    if c.claims is not None:
+        out += [
+            "<h2>Claims: the paper vs this run</h2>",
+            _claims_html(c.claims),
+            "<p><strong>Decision rules.</strong></p>",
+            "<ul>" + "".join(f"<li>{e(r)}</li>" for r in c.rules) + "</ul>",
+        ]
     out += [
         "<h2>Timing (the paper's Table 1)</h2>",
         "<p>Mean seconds per training epoch (inner solver included, evaluation excluded) per solver and "
