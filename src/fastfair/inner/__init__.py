@@ -2,6 +2,7 @@
 
     inner = make_inner("trs")                     # None for "none"
     result = inner.perturb(model, x, y, radius)   # InnerResult: x_adv, loss, iterations, certificate, extras
+    x_adv = inner.attack(model, x, y, r)          # the training loop's call: x + δ only, trusted inputs
 
 Solvers (``SOLVERS``):
 
