@@ -149,10 +149,9 @@ class TrustRegionAdversary(InnerMaximizer):
         return x + solve_trs_fast(-der.grad, -der.hessian, r)
 
     def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
-        if not self.certify:
-            path = self.path_for(model, x.shape[1])
-            return self._result(model, x, self.attack(model, x, y, r), y, 1, None, {"path": path})
         path = self.path_for(model, x.shape[1])
+        if not self.certify:
+            return self._result(model, x, self.attack(model, x, y, r), y, 1, None, {"path": path})
         if path == "affine-closed-form":
             return self._affine(model, x, y, r)
         if path == "mlp-subspace":
