@@ -228,7 +228,7 @@ def solve_trs(
     _check_same(g, H, "g", "H")
     _check_finite("g", g)
     _check_finite("H", H)
-    r = _radius_tensor(radius, n, g)
+    r = radius_tensor(radius, n, g)
     hs = (0.5 * H).add_(H.mT, alpha=0.5)  # ½H + ½Hᵀ: cannot overflow where H + Hᵀ would
     eigvals, eigvecs = torch.linalg.eigh(hs)
     c = (eigvecs.mT @ g.unsqueeze(-1)).squeeze(-1)
@@ -282,7 +282,7 @@ def solve_trs_eig(
         _check_finite("eigvecs", eigvecs)
     _check_finite("c", c)
     _check_finite("eigvals", eigvals)
-    r = _radius_tensor(radius, n, c)
+    r = radius_tensor(radius, n, c)
     return _solve(c, eigvals, eigvecs, r, tol, max_iter, grad=None, hess=None)
 
 
@@ -561,8 +561,9 @@ def _check_finite(name: str, t: Tensor) -> None:
         raise FastfairError(f"{name} contains NaN or Inf")
 
 
-def _radius_tensor(radius: float | Tensor, n: int, like: Tensor) -> Tensor:
-    """The radius as an ``(n,)`` tensor of ``like``'s dtype/device; every entry positive and finite."""
+def radius_tensor(radius: float | Tensor, n: int, like: Tensor) -> Tensor:
+    """The radius as an ``(n,)`` tensor of ``like``'s dtype/device; FastfairError unless every entry is positive
+    and finite (shared by the solvers here and by :mod:`fastfair.inner`)."""
     if isinstance(radius, bool):
         raise FastfairError(f"radius must be a positive number, got {radius!r}")
     if isinstance(radius, Tensor):

@@ -17,8 +17,6 @@ from ..inner import SOLVERS
 from ..models import ACTIVATIONS, MODELS
 from ..training import DTYPES, TrainConfig
 
-GAP_KEYS = ("independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
-
 
 def parse_value(text: str) -> Any:
     """Read a command-line value: JSON where it parses (numbers, true/false, lists), else the raw string."""

@@ -10,8 +10,9 @@ import pandas as pd
 import torch
 
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
+from ..metrics import GAP_KEYS
 from ..training import evaluate, inner_diagnostics, train
-from .common import GAP_KEYS, add_data_arguments, add_training_arguments, check_out_dir, config_from_args, format_table
+from .common import add_data_arguments, add_training_arguments, check_out_dir, config_from_args, format_table
 from .common import load_data as load_data_from_args
 
 

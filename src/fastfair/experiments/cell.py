@@ -17,9 +17,10 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from ..metrics import GAP_KEYS
 from .grid import Cell, DataSpec
 
-GAPS = ("independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
+GAPS = GAP_KEYS
 METRICS = ("accuracy", "auc", *GAPS)
 TIMING = ("epoch_seconds", "inner_seconds")
 #: Columns of the results table, in order: one row per cell x split.

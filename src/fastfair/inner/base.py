@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..derivatives import logistic_loss
 from ..errors import FastfairError
-from ..trs import TRSCertificate
+from ..trs import TRSCertificate, radius_tensor
 
 
 @dataclass
@@ -95,28 +95,6 @@ def check_batch(x: Tensor, y: Tensor, radius: float | Tensor) -> tuple[Tensor, T
     x = x.detach()
     y = y.detach().to(device=x.device, dtype=x.dtype)
     return x, y, radius_tensor(radius, n, x)
-
-
-def radius_tensor(radius: float | Tensor, n: int, like: Tensor) -> Tensor:
-    """The radius as an (n,) tensor in ``like``'s dtype/device; FastfairError unless positive and finite."""
-    if isinstance(radius, bool):
-        raise FastfairError(f"radius must be a positive number, got {radius!r}")
-    if isinstance(radius, Tensor):
-        r = radius.detach().to(device=like.device, dtype=like.dtype)
-        if r.ndim == 0:
-            r = r.expand(n)
-        if r.shape != (n,):
-            raise FastfairError(f"radius must be a float or a tensor of shape ({n},), got {tuple(r.shape)}")
-        if n and not bool((torch.isfinite(r) & (r > 0)).all()):
-            raise FastfairError("radius must be positive and finite for every sample")
-        return r.contiguous()
-    try:
-        value = float(radius)
-    except (TypeError, ValueError):
-        raise FastfairError(f"radius must be a positive number, got {radius!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise FastfairError(f"radius must be positive and finite, got {radius!r}")
-    return torch.full((n,), value, dtype=like.dtype, device=like.device)
 
 
 def check_positive_int(name: str, value: Any) -> int:

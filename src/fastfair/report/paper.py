@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-#: Gap and accuracy columns of the results store, in display order.
-GAPS: tuple[str, ...] = (
-    "independence",
-    "separation_tpr",
-    "separation_fpr",
-    "sufficiency_ppv",
-    "sufficiency_for",
-)
+from ..metrics import GAP_KEYS
+
+#: Gap columns of the results store, in display order (the metrics' own order).
+GAPS: tuple[str, ...] = GAP_KEYS
 GAP_LABELS = MappingProxyType(
     {
         "independence": "Independence",
