@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from fastfair.derivatives import (
+    FactoredQuadratic,
     has_analytic_derivatives,
     logistic_loss,
     logistic_loss_derivatives,
@@ -16,6 +20,7 @@ from fastfair.derivatives import (
 )
 from fastfair.errors import FastfairError
 from fastfair.models import MLP, Affine, bce_per_sample
+from fastfair.trs import DenseQuadratic, solve_trs, solve_trs_operator
 
 DT = torch.float64
 
@@ -244,7 +249,8 @@ def test_mlp_reduced_derivatives_lift_to_the_autograd_derivatives(activation, d,
     m = MLP(d, hidden=hidden, activation=activation).double()
     x = torch.randn(16, d, dtype=torch.float64) * 2
     y = torch.randint(0, 2, (16,)).double()
-    U, g, H = mlp_reduced_derivatives(m, x, y)
+    U, quad = mlp_reduced_derivatives(m, x, y)
+    g, H = quad.g, quad.hessian()
     assert (U is None) == (hidden >= d)
     if U is not None:
         assert U.shape == (d, hidden)
@@ -252,3 +258,73 @@ def test_mlp_reduced_derivatives_lift_to_the_autograd_derivatives(activation, d,
     ref = loss_input_derivatives(m, x, y, backend="func")
     torch.testing.assert_close(g, ref.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(H, ref.hessian, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# FactoredQuadratic: the MLP's quadratic model without its dense Hessian
+# ------------------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def factored(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """Random ``(a, b, c, e, M)`` with entries across many scales (and exact zeros)."""
+    n, k, h = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 7))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = 10.0 ** rng.integers(-4, 5, size=5).astype(float)
+    a = rng.standard_normal((n, k)) * scale[0]
+    b, c = rng.standard_normal(n) * scale[1], rng.standard_normal(n) * scale[2]
+    e = rng.standard_normal((n, h)) * scale[3]
+    M = rng.standard_normal((h, k)) * scale[4]
+    for arr in (a, b, c, e):  # some exact zeros: a zero gradient, a vanishing curvature term
+        arr[rng.uniform(size=arr.shape) < 0.2] = 0.0
+    return a, b, c, e, M
+
+
+@settings(max_examples=60, deadline=None)
+@given(factored())
+def test_factored_quadratic_matches_its_dense_form(data: tuple[np.ndarray, ...]) -> None:
+    """g, H, ∇q(p) and -q against numpy, and the curvature bound against numpy's eigenvalues."""
+    a, b, c, e, M = data
+    quad = FactoredQuadratic(*(torch.as_tensor(t, dtype=DT) for t in data))
+    H = c[:, None, None] * a[:, :, None] * a[:, None, :] + np.einsum("lk,nl,lj->nkj", M, e, M)
+    g = b[:, None] * a
+    size = np.abs(H).max() + np.abs(g).max() + 1e-300
+    np.testing.assert_allclose(quad.g.numpy(), g, rtol=1e-13, atol=1e-13 * size)
+    np.testing.assert_allclose(quad.hessian().numpy(), H, rtol=1e-12, atol=1e-13 * size)
+    p = np.random.default_rng(1).standard_normal(a.shape)
+    want = g + np.einsum("nkj,nj->nk", H, p)
+    got = quad.gradient(torch.as_tensor(p)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * size * (1 + np.abs(p).max()))
+    np.testing.assert_allclose(quad.neg().gradient(torch.as_tensor(p)).numpy(), -got, rtol=0, atol=0)
+    rows = torch.tensor([a.shape[0] - 1, 0])
+    g_rows, H_rows = quad.rows(rows)
+    torch.testing.assert_close(g_rows, quad.g[rows], rtol=0, atol=0)
+    torch.testing.assert_close(H_rows, quad.hessian()[rows], rtol=1e-14, atol=1e-14 * size)
+    lam_min = np.linalg.eigvalsh(H)[:, 0]
+    bound = quad.curvature_bound().numpy()
+    assert (bound >= 0).all()
+    assert (bound >= -lam_min - 1e-10 * np.abs(H).max(axis=(1, 2))).all(), (bound, lam_min)
+
+
+@pytest.mark.parametrize("d,hidden", [(5, 16), (40, 16), (12, 3)])
+@pytest.mark.parametrize("r", [0.05, 2.0])
+def test_factored_and_dense_forms_give_the_certified_step(d, hidden, r):
+    """solve_trs_operator on the factored model, on its dense form and solve_trs agree (the maximiser of the
+    loss model), whichever form ``for_products`` picks."""
+    torch.manual_seed(5)
+    m = MLP(d, hidden=hidden).double()
+    x = torch.randn(48, d, dtype=DT) * 2
+    y = torch.randint(0, 2, (48,)).double()
+    _, quad = mlp_reduced_derivatives(m, x, y)
+    neg = quad.neg()
+    rad = torch.full((48,), r, dtype=DT)
+    k = neg.M.shape[1]
+    assert isinstance(neg.for_products(), DenseQuadratic) == (k * (hidden + 10) < 20 * hidden)
+    factored_step = solve_trs_operator(neg, rad)
+    dense_step = solve_trs_operator(DenseQuadratic(neg.g, neg.hessian()), rad)
+    ref = solve_trs(neg.g, neg.hessian(), rad)
+    for step in (factored_step, dense_step):
+        q = (neg.g * step).sum(-1) + 0.5 * (step * (neg.hessian() @ step.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        size = neg.g.norm(dim=-1) * r + torch.linalg.matrix_norm(neg.hessian(), 2) * r * r
+        assert bool((q - ref.objective <= 1e-12 * size).all())
+        assert bool((step.norm(dim=-1) <= rad).all())

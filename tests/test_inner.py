@@ -495,7 +495,8 @@ def test_cuda_follows_device(name, options, kind):
     [
         ("affine", 5, 3, True),
         ("affine", 5, 3, False),
-        ("mlp", 12, 3, True),  # h < d: row-space reduction
+        ("mlp", 12, 3, True),  # h < d: row-space reduction (k = 3: dense reduced Hessian)
+        ("mlp", 40, 16, True),  # k = h = 16: factored products, H̃ never formed
         ("mlp", 4, 16, True),  # h >= d: full d×d analytic Hessian
         ("mlp", 12, 3, False),
         ("two-hidden", 4, 3, True),  # torch.func derivatives

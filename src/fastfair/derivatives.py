@@ -51,6 +51,7 @@ from torch.nn import functional as F
 
 from .errors import FastfairError
 from .models import MLP, Affine
+from .trs import DenseQuadratic
 
 BACKENDS = ("auto", "analytic", "func")
 
@@ -93,6 +94,83 @@ class SubspaceDerivatives:
     def full_hessian(self) -> Tensor:
         """∇²ₓL = U H̃ Uᵀ, shape (n, d, d). Materialises O(n·d²) memory; meant for checks."""
         return self.basis @ self.hessian @ self.basis.T
+
+
+@dataclass(frozen=True)
+class FactoredQuadratic:
+    r"""A batch of quadratic models kept in the factored form of a one-hidden-layer network's loss derivatives.
+
+    Per row i (``n`` rows, ``k`` variables), with ``a`` (n, k), ``b``, ``c`` (n,), ``e`` (n, h) and one shared
+    ``M`` (h, k) whose rows are ``M_l``:
+
+        q(p) = b·aᵀp + ½ c·(aᵀp)² + ½ Σ_l e_l (M_l p)²,     i.e.   g = b a,   H = c a aᵀ + Mᵀ diag(e) M.
+
+    For the MLP's loss (:func:`mlp_reduced_derivatives`) ``a = Mᵀ(v ⊙ φ′)`` is ∇f, ``b = ℓ′``, ``c = ℓ″`` and
+    ``e = ℓ′ v ⊙ φ″``. It is a :class:`fastfair.trs.QuadraticBatch`:
+
+    * :meth:`gradient` ``∇q(p) = (b + c aᵀp) a + Mᵀ(e ⊙ Mp)`` -- two ``(n, h)×(h, k)`` products, O(n·h·k);
+    * :meth:`curvature_bound` ``B ≥ -λ_min(H)``. ``-H = (-c) aaᵀ + Mᵀ diag(-e) M ⪯ (-c)₊ aaᵀ + Mᵀ diag((-e)₊) M``,
+      and the PSD second term has ``λ_max ≤ min(‖M‖₂² maxₗ (-eₗ)₊, trace = Σₗ (-eₗ)₊ ‖M_l‖²)``, so
+
+          B = (-c)₊ ‖a‖² + min(‖M‖₂² maxₗ (-eₗ)₊,  Σₗ (-eₗ)₊ ‖M_l‖²);
+
+    * :meth:`hessian` / :meth:`rows` form ``H`` densely (``(n, k, k)``) when it is needed.
+
+    :meth:`neg` is the model ``-q`` (to *maximise* the loss model, minimise ``-q``).
+    """
+
+    a: Tensor  #: (n, k)
+    b: Tensor  #: (n,)
+    c: Tensor  #: (n,)
+    e: Tensor  #: (n, h)
+    M: Tensor  #: (h, k), shared by the rows
+
+    @property
+    def g(self) -> Tensor:
+        """``(n, k)`` the gradient at ``p = 0``: ``b a``."""
+        return self.b.unsqueeze(-1) * self.a
+
+    def gradient(self, p: Tensor) -> Tensor:
+        """``(n, k)`` ``∇q(p) = g + Hp`` without forming ``H``."""
+        curv = ((p @ self.M.T) * self.e) @ self.M
+        return torch.addcmul(curv, (self.b + self.c * torch.linalg.vecdot(self.a, p)).unsqueeze(-1), self.a)
+
+    def curvature_bound(self) -> Tensor:
+        """``(n,)`` an upper bound on ``max(0, -λ_min(H))`` (class docs)."""
+        neg_e = self.e.neg().clamp_min(0)
+        spectral = torch.linalg.matrix_norm(self.M, ord=2).square() * neg_e.amax(-1)
+        trace = neg_e @ self.M.square().sum(-1)
+        rank_one = self.c.neg().clamp_min(0) * torch.linalg.vecdot(self.a, self.a)
+        return rank_one + torch.minimum(spectral, trace)
+
+    def hessian(self, index: Tensor | None = None) -> Tensor:
+        """Dense ``H`` (``(n, k, k)``), or of the rows ``index`` only."""
+        a, c, e = (self.a, self.c, self.e) if index is None else (self.a[index], self.c[index], self.e[index])
+        k = self.M.shape[1]
+        outer = (self.M.unsqueeze(-1) * self.M.unsqueeze(-2)).reshape(-1, k * k)  # row l: M_l M_lᵀ
+        hess = (e @ outer).view(-1, k, k)
+        return hess.add_((c.unsqueeze(-1) * a).unsqueeze(-1) * a.unsqueeze(-2))
+
+    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """``(g, H)`` of the rows ``index``, dense."""
+        return self.b[index].unsqueeze(-1) * self.a[index], self.hessian(index)
+
+    def neg(self) -> FactoredQuadratic:
+        """The model ``-q``: ``b``, ``c`` and ``e`` change sign."""
+        return FactoredQuadratic(self.a, self.b.neg(), self.c.neg(), self.e.neg(), self.M)
+
+    def for_products(self, count: int = 10) -> FactoredQuadratic | DenseQuadratic:
+        """The cheaper form for about ``count`` products with ``H``: this one, or the dense :class:`DenseQuadratic`.
+
+        Per row, ``count`` factored products cost about ``2·count·h·k`` multiply-adds; forming ``H`` costs
+        ``h·k²`` and then ``count·k²``. Dense wins when ``k(h + count) < 2·count·h`` -- e.g. ``k ≤ 12`` for
+        ``h = 16``: the input dimension of Adult (k = d = 5) but not the row space of a ``d = 100`` input
+        (k = h = 16). Fewer, larger tensor operations also suit small batches.
+        """
+        h, k = self.M.shape
+        if k * (h + count) < 2 * count * h:
+            return DenseQuadratic(self.g, self.hessian())
+        return self
 
 
 def logistic_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -219,17 +297,18 @@ def _mlp_forward_parts(model: MLP, x: Tensor, y: Tensor):
     return W, v, p1, p2, logits, loss, d1, d2
 
 
+def _mlp_quadratic(v: Tensor, p1: Tensor, p2: Tensor, d1: Tensor, d2: Tensor, M: Tensor) -> FactoredQuadratic:
+    """The loss's quadratic model in coordinates ``p`` that move the pre-activation by ``M p`` (``M = W`` for the
+    input space itself, ``Rᵀ`` for the row space): ``a = Mᵀ(v ⊙ φ′)``, ``b = ℓ′``, ``c = ℓ″``, ``e = ℓ′ v ⊙ φ″``."""
+    return FactoredQuadratic(a=(p1 * v) @ M, b=d1, c=d2, e=(p2 * v) * d1.unsqueeze(-1), M=M)
+
+
 def _mlp_derivatives(model: MLP, x: Tensor, y: Tensor, hessian: bool) -> InputDerivatives:
     """∇f = Wᵀ(v⊙φ′), ∇²f = Wᵀ diag(v⊙φ″) W; ∇ₓL = ℓ′∇f, ∇²ₓL = ℓ″∇f∇fᵀ + ℓ′∇²f."""
     W, v, p1, p2, logits, loss, d1, d2 = _mlp_forward_parts(model, x, y)
-    grad_f = (v * p1) @ W  # (n, d)
-    grad = d1[:, None] * grad_f
-    hess = None
-    if hessian:
-        m = v * p2  # (n, h)
-        hess_f = W.T @ (m[:, :, None] * W)  # (n, d, d) = Wᵀ diag(m) W
-        hess = d2[:, None, None] * (grad_f[:, :, None] * grad_f[:, None, :]) + d1[:, None, None] * hess_f
-    return InputDerivatives(loss=loss, logits=logits, grad=grad, hessian=hess)
+    quad = _mlp_quadratic(v, p1, p2, d1, d2, W)
+    hess = quad.hessian() if hessian else None
+    return InputDerivatives(loss=loss, logits=logits, grad=quad.g, hessian=hess)
 
 
 def row_space_basis(W: Tensor) -> tuple[Tensor, Tensor]:
@@ -256,12 +335,8 @@ def mlp_subspace_derivatives(model: MLP, x: Tensor, y: Tensor) -> SubspaceDeriva
     with torch.no_grad():
         W, v, p1, p2, logits, loss, d1, d2 = _mlp_forward_parts(model, x, y)
         U, R = row_space_basis(W)
-        g_f = (v * p1) @ R.T  # (n, k): coordinates of ∇f in U
-        grad = d1[:, None] * g_f
-        m = v * p2  # (n, h)
-        hess_f = (R * m[:, None, :]) @ R.T  # (n, k, k)
-        hess = d2[:, None, None] * (g_f[:, :, None] * g_f[:, None, :]) + d1[:, None, None] * hess_f
-    return SubspaceDerivatives(basis=U, loss=loss, logits=logits, grad=grad, hessian=hess)
+        quad = _mlp_quadratic(v, p1, p2, d1, d2, R.T)
+    return SubspaceDerivatives(basis=U, loss=loss, logits=logits, grad=quad.g, hessian=quad.hessian())
 
 
 def _func_derivatives(model: nn.Module, x: Tensor, y: Tensor, hessian: bool) -> InputDerivatives:
@@ -297,16 +372,17 @@ def _func_derivatives(model: nn.Module, x: Tensor, y: Tensor, hessian: bool) -> 
 
 
 @torch.no_grad()
-def mlp_reduced_derivatives(model: MLP, x: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
-    """The training fast path of the MLP: ``(U, g̃, H̃)`` with as few tensor operations as possible.
+def mlp_reduced_derivatives(model: MLP, x: Tensor, y: Tensor) -> tuple[Tensor | None, FactoredQuadratic]:
+    """The training fast path of the MLP: ``U`` and the loss's quadratic model, factored, in few tensor operations.
 
     With M = Rᵀ from the thin QR Wᵀ = U R when h < d (as in :func:`mlp_subspace_derivatives`), or M = W and
-    ``U = None`` when h ≥ d (the full d×d derivatives of :func:`loss_input_derivatives`):
+    ``U = None`` when h ≥ d (coordinates of the input space itself), the returned :class:`FactoredQuadratic`
+    has ``g = g̃`` and ``H = H̃``:
 
-        g̃_f = a M,   g̃ = ℓ′ g̃_f,   H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M,    a = v ⊙ φ′(z), m = v ⊙ φ″(z).
+        g̃_f = Mᵀ a,   g̃ = ℓ′ g̃_f,   H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M,    a = v ⊙ φ′(z), m = v ⊙ φ″(z),
 
-    No validation and no loss: the caller (the TRS maximiser in training mode) passes a checked batch with
-    ``y`` already in ``x``'s dtype. Only the gradient/Hessian pair is returned, never the loss.
+    and ``∇ₓL = U g̃``, ``∇²ₓL = U H̃ Uᵀ``. No validation and no loss: the caller (the TRS maximiser in training
+    mode) passes a checked batch with ``y`` already in ``x``'s dtype.
     """
     W, b, v, c = mlp_parameters(model, x)
     phi, p1, p2 = activation_derivatives(model.activation, torch.addmm(b, x, W.T))
@@ -316,12 +392,7 @@ def mlp_reduced_derivatives(model: MLP, x: Tensor, y: Tensor) -> tuple[Tensor | 
     if W.shape[0] < W.shape[1]:
         U, R = row_space_basis(W)
         M = R.T
-    k = M.shape[1]
-    g_f = (p1 * v) @ M  # (n, k)
-    outer = (M.unsqueeze(-1) * M.unsqueeze(-2)).reshape(-1, k * k)  # (h, k·k): row l is M_l M_lᵀ
-    hess = ((p2 * v * d1.unsqueeze(-1)) @ outer).view(-1, k, k)
-    hess.baddbmm_((d2.unsqueeze(-1) * g_f).unsqueeze(-1), g_f.unsqueeze(-2))
-    return U, d1.unsqueeze(-1) * g_f, hess
+    return U, _mlp_quadratic(v, p1, p2, d1, d2, M)
 
 
 def _check_batch(x: Tensor, y: Tensor) -> None:

@@ -54,6 +54,17 @@ Numerics
 * **Input.** NaN/Inf entries, non-positive radii or mismatched shapes raise
   :class:`~fastfair.errors.FastfairError`.
 
+Lean path (training)
+--------------------
+:func:`solve_trs_fast` (dense ``H``) and :func:`solve_trs_operator` (any :class:`QuadraticBatch`, e.g. the
+factored MLP Hessian of :class:`fastfair.derivatives.FactoredQuadratic`, never formed) return only the step.
+They first run the boundary fixed point ``p ← -r ∇q(p)/‖∇q(p)‖`` -- one product with ``H`` per step, no
+eigendecomposition -- and accept a row only when its own a-posteriori bound ``‖p - p*‖ ≤ 2‖e‖/(λ - B)``
+(``e`` the change of ``∇q`` over the last step, ``B ≥ -λ₁`` a cheap curvature bound) is below ``8 (k + 8) eps
+· r``; see :func:`solve_trs_operator` for the proof. That is the common case of adversarial training
+(``λ ≈ ‖g‖/r`` far above the curvature; a handful of steps). Every other row -- interior, hard and near-hard
+cases, ``g = 0``, large radii -- is solved by the eigendecomposition path above.
+
 The solver runs under :func:`torch.no_grad`: its outputs carry no autograd graph. Device and dtype follow the
 inputs (float32 or float64, CPU or CUDA).
 """
@@ -62,13 +73,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from fastfair.errors import FastfairError
 
-__all__ = ["TRSCertificate", "TRSResult", "solve_trs", "solve_trs_eig", "solve_trs_fast"]
+__all__ = [
+    "DenseQuadratic",
+    "QuadraticBatch",
+    "TRSCertificate",
+    "TRSResult",
+    "solve_trs",
+    "solve_trs_eig",
+    "solve_trs_fast",
+    "solve_trs_operator",
+]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -286,26 +307,155 @@ def solve_trs_eig(
     return _solve(c, eigvals, eigvecs, r, tol, max_iter, grad=None, hess=None)
 
 
+class QuadraticBatch(Protocol):
+    r"""A batch of ``n`` quadratic models ``q(p) = gᵀp + ½ pᵀHp`` in ``k`` variables, known through products.
+
+    The input of :func:`solve_trs_operator`: ``H`` need never be formed. Implementations: :class:`DenseQuadratic`
+    (``H`` given as an ``(n, k, k)`` tensor) and :class:`fastfair.derivatives.FactoredQuadratic` (the one-hidden-
+    layer network's rank-one-plus-congruence Hessian).
+    """
+
+    @property
+    def g(self) -> Tensor:
+        """``(n, k)`` the gradients ``g`` (= :meth:`gradient` at ``p = 0``)."""
+        ...
+
+    def gradient(self, p: Tensor) -> Tensor:
+        """``(n, k)`` the model gradients ``∇q(p) = g + Hp`` of the rows of ``p`` (``(n, k)``)."""
+        ...
+
+    def curvature_bound(self) -> Tensor:
+        """``(n,)`` an upper bound ``B ≥ max(0, -λ_min(H))`` per row (any valid bound; tighter certifies more)."""
+        ...
+
+    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """``(g, H)`` of the rows ``index``, dense: ``(m, k)`` and ``(m, k, k)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class DenseQuadratic:
+    """:class:`QuadraticBatch` of explicit ``g`` (``(n, k)``) and symmetric ``H`` (``(n, k, k)``).
+
+    ``∇q(p)`` is one batched mat-vec; the curvature bound is the Frobenius norm ``‖H‖_F ≥ ‖H‖₂ ≥ -λ_min(H)``.
+    """
+
+    g: Tensor
+    H: Tensor
+
+    def gradient(self, p: Tensor) -> Tensor:
+        return torch.baddbmm(self.g.unsqueeze(-1), self.H, p.unsqueeze(-1)).squeeze(-1)
+
+    def curvature_bound(self) -> Tensor:
+        return torch.linalg.matrix_norm(self.H)
+
+    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        return self.g[index], self.H[index]
+
+
 @torch.no_grad()
 def solve_trs_fast(g: Tensor, H: Tensor, radius: Tensor, *, max_iter: int = 50) -> Tensor:
     r"""The minimiser ``p`` of the same TRS as :func:`solve_trs`, with as few tensor operations as possible.
 
-    This is the training fast path: on small batches (the paper's batch sizes are 5 and 100) the cost of a
-    solve is the *number* of tensor operations, not their size, so this variant keeps only what the step
-    needs -- no input validation (``radius`` must already be an ``(n,)`` tensor of positive radii), no
-    multiplier, objective or certificate. The mathematics is that of :func:`solve_trs` (module docs):
-
-    * ``H = Q diag(λ) Qᵀ`` by one batched ``eigh`` (ascending, so ``λ₁`` is column 0), ``c = Qᵀg``;
-    * the same scaling (unit radius, ``max(|λ|, ‖c‖/r) = 1``) and shifted multiplier ``δ = μ - μ_lo`` with
-      gaps ``base = λ + μ_lo ≥ 0``, the same numerical eigenspace of ``λ₁`` and hard-case test;
-    * interior (``H ⪰ 0``, ``‖H⁺g‖ ≤ r``), hard case (``p(μ_lo) + τ q₁``) or easy case. The easy-case root of
-      ``φ(δ) = 1/‖u(δ)‖ - 1`` is found by plain Newton started at ``δ₀ = max(0, maxᵢ |cᵢ| - baseᵢ) ≤ δ*``:
-      φ is concave and increasing, so every tangent root stays left of ``δ*`` and the iteration increases
-      monotonically (no bracket is needed); it stops when ``|‖u‖ - 1| ≤ 8 (k + 8) eps`` for all samples.
-
-    The result is feasible (``‖p‖ ≤ r``), never NaN for finite input, and equal to :func:`solve_trs`'s step to
-    working precision (tested on random easy, hard, interior and degenerate instances).
+    This is the training fast path: :func:`solve_trs_operator` on :class:`DenseQuadratic` ``(g, H)`` -- the
+    certified fixed-point iteration, and the eigendecomposition for the rows it cannot certify. No input
+    validation: ``radius`` must already be an ``(n,)`` tensor of positive radii. The result is feasible
+    (``‖p‖ ≤ r``), never NaN for finite input, and equal to :func:`solve_trs`'s step to working precision.
     """
+    return solve_trs_operator(DenseQuadratic(g, H), radius, max_iter=max_iter)
+
+
+@torch.no_grad()
+def solve_trs_operator(
+    quad: QuadraticBatch, radius: Tensor, *, max_iter: int = 50, fixed_point_iter: int = 30
+) -> Tensor:
+    r"""Minimise ``q(p) = gᵀp + ½ pᵀHp`` over ``‖p‖ ≤ r`` for a :class:`QuadraticBatch`, without forming ``H``.
+
+    **Fixed point.** On the boundary, stationarity ``(H + λI)p = -g`` says that ``p`` points against the
+    model gradient: ``p = -r ∇q(p)/‖∇q(p)‖`` with ``λ = ‖∇q(p)‖/r``. We iterate exactly this map from
+    ``p₀ = 0`` (so ``p₁ = -r g/‖g‖``):
+
+        ``λⱼ = ‖∇q(pⱼ)‖/r``,   ``pⱼ₊₁ = -∇q(pⱼ)/λⱼ``.
+
+    Each step is one product with ``H`` (for the one-hidden-layer network, two ``(n, h)×(h, k)`` products
+    instead of an ``(n, k, k)`` eigendecomposition). Near the solution the error contracts by
+    ``‖(I - p̂p̂ᵀ)H‖/λ``; the rank-one part of a loss Hessian along ``g`` is projected out, so for small radii
+    (``λ ≈ ‖g‖/r`` large) a handful of steps reach rounding level.
+
+    **Certificate** (per row, from quantities the iteration has anyway). Write ``e = ∇q(pⱼ) - ∇q(pⱼ₊₁) =
+    H(pⱼ - pⱼ₊₁)``. Then ``(H + λⱼI) pⱼ₊₁ = -(g + e)`` and ``‖pⱼ₊₁‖ = r``: ``pⱼ₊₁`` satisfies the Moré-Sorensen
+    conditions of the TRS with gradient ``g + e``, provided ``H + λⱼI ⪰ γI`` with ``γ = λⱼ - B > 0``
+    (``B`` = :meth:`QuadraticBatch.curvature_bound`). Both problems then have the global minimisers ``pⱼ₊₁``
+    and ``p*``, and for feasible ``p`` the perturbed model grows at least ``½γ‖p - pⱼ₊₁‖²`` away from its
+    minimiser (``q(p) - q(pⱼ₊₁) = ½λⱼ(r² - ‖p‖²) + ½(p - pⱼ₊₁)ᵀ(H + λⱼI)(p - pⱼ₊₁)``); comparing the two
+    optimal values gives
+
+        ``‖pⱼ₊₁ - p*‖ ≤ 2‖e‖/(λⱼ - B)``.
+
+    A row is accepted when this bound is below ``tol·r`` with ``tol = 8 (k + 8) eps`` (the accuracy of the
+    eigendecomposition path) and ``‖∇q(pⱼ)‖`` is finite. The bound is rigorous: the hard and near-hard cases
+    (``λ* ≤ -λ₁ + small``), interior solutions, ``g = 0`` and rows whose bound ``B`` is too loose are simply
+    never accepted. Iteration stops when every row is accepted, after ``fixed_point_iter`` steps, or when no
+    row left is contracting fast enough to be accepted within the steps left.
+
+    **Fallback.** Rows not accepted are solved exactly through one batched ``eigh`` of their dense ``H``
+    (:meth:`QuadraticBatch.rows`): the interior / easy / hard-case logic of :func:`solve_trs` (module docs),
+    with the same scaling, shifted multiplier and plain monotone Newton started at
+    ``δ₀ = max(maxᵢ |cᵢ| - baseᵢ, ‖c‖ - max base) ≤ δ*``.
+
+    Every step returned on the boundary is rescaled to ``‖p‖ = r (1 - 4 eps)``, so it is feasible in floating
+    point; ``radius`` must be an ``(n,)`` tensor of positive radii (no validation: this is the training path).
+    """
+    p, done = _fixed_point(quad, radius, max_iter=fixed_point_iter)
+    if not bool(done.all()):
+        index = (~done).nonzero().squeeze(-1)
+        g_rows, H_rows = quad.rows(index)
+        p = p.index_copy(0, index, _solve_eigh_lean(g_rows, H_rows, radius[index], max_iter))
+    return p
+
+
+def _fixed_point(quad: QuadraticBatch, r: Tensor, *, max_iter: int, check_from: int = 3) -> tuple[Tensor, Tensor]:
+    """The certified fixed-point iteration of :func:`solve_trs_operator`: ``(p, accepted)``, ``p`` rescaled.
+
+    Stops early when every row is accepted, or when no row left is still on course: a row is on course while
+    ``λⱼ > B`` and its bound, shrunk by the observed contraction ``θ = ‖eⱼ‖/‖eⱼ₋₁‖`` over the steps left,
+    would fall below the tolerance. (This only saves work: rows not accepted are solved by the fallback.)
+    """
+    g = quad.g
+    n, k = g.shape
+    eps = torch.finfo(g.dtype).eps
+    tiny = torch.finfo(g.dtype).tiny
+    half_tol = 4 * (k + 8) * eps  # accept when 2‖e‖ ≤ tol (λ - B) r, i.e. ‖e‖ ≤ (tol/2)(‖∇q‖ - r B)
+    rb = quad.curvature_bound() * r
+    neg_r = r.neg()
+    q = g
+    qnorm = torch.linalg.vector_norm(q, dim=-1)
+    p = torch.zeros_like(g)
+    done = torch.zeros(n, dtype=torch.bool, device=g.device)
+    change_before = None
+    for it in range(max_iter):
+        p = q * (neg_r / qnorm.clamp_min(tiny)).unsqueeze(-1)
+        q_next = quad.gradient(p)
+        change = torch.linalg.vector_norm(q_next - q, dim=-1)  # ‖e‖ of the step just taken
+        if it >= check_from:
+            allowed = half_tol * (qnorm - rb)
+            done = (change < allowed) & torch.isfinite(qnorm)
+            if bool(done.all()):
+                break
+            theta = change / change_before.clamp_min(tiny)
+            on_course = (change * theta.pow(max_iter - 1 - it) < allowed) & (theta < 1) & ~done
+            if not bool(on_course.any()):
+                break
+        change_before = change
+        q = q_next
+        qnorm = torch.linalg.vector_norm(q, dim=-1)
+    # ‖p‖ = r up to rounding: put accepted steps at r (1 - 4 eps), inside the ball however the norm is computed
+    factor = r * (1 - 4 * eps) / torch.linalg.vector_norm(p, dim=-1).clamp_min(tiny)
+    return p * factor.unsqueeze(-1), done
+
+
+def _solve_eigh_lean(g: Tensor, H: Tensor, radius: Tensor, max_iter: int) -> Tensor:
+    """The lean eigendecomposition path of :func:`solve_trs_operator` (its docstring; module docs)."""
     eps = torch.finfo(g.dtype).eps
     tiny = torch.finfo(g.dtype).tiny
     k = g.shape[-1]

@@ -87,7 +87,7 @@ QUICK_PAPER_MAX_ITER = 100
 def default_solvers(quick: bool = False, seed: int = 0) -> list[SolverSpec]:
     """The contenders, in table order.
 
-    * ``trs`` -- the lean training path (``certify=False``: structured paths, :func:`~fastfair.trs.solve_trs_fast`),
+    * ``trs`` -- the lean training path (``certify=False``: structured paths, :mod:`fastfair.trs`'s fixed point),
       i.e. the step ``fastfair train --solver trs`` takes; it is the reference of every ratio;
     * ``trs[certified]`` -- the same step from the certified solver, with its KKT certificate (diagnostic);
     * the tuned-PGD ladder (:func:`pgd_ladder`), ``pgd-paper`` (with ``quick``: capped at

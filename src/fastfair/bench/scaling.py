@@ -3,10 +3,11 @@
 Methods (each timed as one call on a batch of n samples in d dimensions, model weights from a seed):
 
 * ``trs affine closed-form`` -- ``make_inner("trs", certify=False)`` on the affine model: O(n·d);
-* ``trs affine generic`` -- ``structured=False``: analytic (n, d, d) Hessian + one batched ``eigh``: O(n·d³);
+* ``trs affine generic`` -- ``structured=False``: analytic (n, d, d) Hessian + :func:`~fastfair.trs.solve_trs_fast`
+  (fixed-point products, O(n·d²) each; ``eigh``, O(n·d³), for the rows the fixed point cannot certify);
 * ``trs mlp subspace`` -- the MLP (h=16) on its row-space path (used when d > h; below that the method is the
-  generic path, and the record's ``path`` says so): O(n·h·d + n·h³);
-* ``trs mlp generic`` -- ``structured=False`` on the MLP: O(n·d³);
+  generic path, and the record's ``path`` says so): O(n·h·d), the reduced Hessian kept factored;
+* ``trs mlp generic`` -- ``structured=False`` on the MLP: as the affine generic path;
 * ``derivatives analytic`` / ``derivatives torch.func`` -- :func:`fastfair.derivatives.loss_input_derivatives`
   of the MLP with ``hessian=True``: closed forms vs ``vmap(jacfwd(grad))``, both O(n·d²) memory.
 

@@ -41,8 +41,12 @@ Three paths, chosen per model (``structured=False`` forces the generic one):
     one batched :func:`~fastfair.trs.solve_trs`.
 
 Training mode: :meth:`TrustRegionAdversary.attack` (what the training loop calls) and ``certify=False`` return
-the same step through the lean :func:`~fastfair.trs.solve_trs_fast` and
-:func:`~fastfair.derivatives.mlp_reduced_derivatives`, and for hard labels the affine step is the O(1)-operation
+the same step through the lean solvers of :mod:`fastfair.trs` (a certified fixed point, with the
+eigendecomposition only for the rows it cannot certify). The MLP's reduced model comes factored from
+:func:`~fastfair.derivatives.mlp_reduced_derivatives` (``H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M``) and is solved by
+:func:`~fastfair.trs.solve_trs_operator` with products only, or with the dense k×k H̃ when k is small
+(:meth:`~fastfair.derivatives.FactoredQuadratic.for_products`); other models go through
+:func:`~fastfair.trs.solve_trs_fast`. For hard labels the affine step is the O(1)-operation
 ``x + r (1 - 2y) w/‖w‖`` (for y ∈ {0, 1}, sign(σ(z) - y) = 1 - 2y for every finite z). On the paper's batch
 sizes a solve costs its number of tensor operations, so this is what keeps a robust epoch within a small
 factor of a non-robust one; the certified path remains the reference it is tested against.
@@ -67,7 +71,7 @@ from ..derivatives import (
 )
 from ..errors import FastfairError
 from ..models import MLP, Affine
-from ..trs import TRSCertificate, TRSResult, solve_trs, solve_trs_fast
+from ..trs import TRSCertificate, TRSResult, solve_trs, solve_trs_fast, solve_trs_operator
 from .base import (
     InnerMaximizer,
     InnerResult,
@@ -142,8 +146,8 @@ class TrustRegionAdversary(InnerMaximizer):
             u = w / wnorm if bool(wnorm > 0) else w
             return torch.addr(x, (1 - 2 * y) * r, u)
         if self.structured and isinstance(model, MLP) and has_analytic_derivatives(model):  # any width h
-            U, g, H = mlp_reduced_derivatives(model, x, y)
-            step = solve_trs_fast(-g, -H, r)
+            U, quad = mlp_reduced_derivatives(model, x, y)
+            step = solve_trs_operator(quad.neg().for_products(), r)
             return x + (step if U is None else step @ U.T)
         der = loss_input_derivatives(model, x, y, hessian=True, backend=self.backend)
         return x + solve_trs_fast(-der.grad, -der.hessian, r)
