@@ -310,7 +310,7 @@ def test_factored_quadratic_matches_its_dense_form(data: tuple[np.ndarray, ...])
 @pytest.mark.parametrize("r", [0.05, 2.0])
 def test_factored_and_dense_forms_give_the_certified_step(d, hidden, r):
     """solve_trs_operator on the factored model, on its dense form and solve_trs agree (the maximiser of the
-    loss model), whichever form ``for_products`` picks."""
+    loss model), whichever form ``prefers_dense`` picks."""
     torch.manual_seed(5)
     m = MLP(d, hidden=hidden).double()
     x = torch.randn(48, d, dtype=DT) * 2
@@ -319,7 +319,7 @@ def test_factored_and_dense_forms_give_the_certified_step(d, hidden, r):
     neg = quad.neg()
     rad = torch.full((48,), r, dtype=DT)
     k = neg.M.shape[1]
-    assert isinstance(neg.for_products(), DenseQuadratic) == (k * (hidden + 10) < 20 * hidden)
+    assert neg.prefers_dense() == (k * (hidden + 10) < 20 * hidden)  # k ≤ 12 at h = 16
     factored_step = solve_trs_operator(neg, rad)
     dense_step = solve_trs_operator(DenseQuadratic(neg.g, neg.hessian()), rad)
     ref = solve_trs(neg.g, neg.hessian(), rad)

@@ -920,7 +920,8 @@ def fixed_point_np(G: np.ndarray, HH: np.ndarray, R: np.ndarray, max_iter: int =
     from fastfair.trs import DenseQuadratic, _fixed_point
 
     g, H, r = (torch.as_tensor(a, dtype=torch.float64) for a in (G, HH, R))
-    p, done = _fixed_point(DenseQuadratic(g, H), r, max_iter=max_iter)
+    quad = DenseQuadratic(g, H)
+    p, done = _fixed_point(quad, r, quad.curvature_bound() * r, max_iter=max_iter)
     return p.numpy(), done.numpy()
 
 

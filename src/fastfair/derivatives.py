@@ -51,7 +51,6 @@ from torch.nn import functional as F
 
 from .errors import FastfairError
 from .models import MLP, Affine
-from .trs import DenseQuadratic
 
 BACKENDS = ("auto", "analytic", "func")
 
@@ -159,18 +158,22 @@ class FactoredQuadratic:
         """The model ``-q``: ``b``, ``c`` and ``e`` change sign."""
         return FactoredQuadratic(self.a, self.b.neg(), self.c.neg(), self.e.neg(), self.M)
 
-    def for_products(self, count: int = 10) -> FactoredQuadratic | DenseQuadratic:
-        """The cheaper form for about ``count`` products with ``H``: this one, or the dense :class:`DenseQuadratic`.
+    def prefers_dense(self, count: int = 10) -> bool:
+        """Whether about ``count`` products with ``H`` are cheaper through the dense ``(n, k, k)`` Hessian.
 
         Per row, ``count`` factored products cost about ``2·count·h·k`` multiply-adds; forming ``H`` costs
-        ``h·k²`` and then ``count·k²``. Dense wins when ``k(h + count) < 2·count·h`` -- e.g. ``k ≤ 12`` for
-        ``h = 16``: the input dimension of Adult (k = d = 5) but not the row space of a ``d = 100`` input
-        (k = h = 16). Fewer, larger tensor operations also suit small batches.
+        ``h·k²`` and then ``count·k²`` (:func:`dense_is_cheaper`) -- e.g. dense for ``k ≤ 12`` at ``h = 16``: the
+        input dimension of Adult (k = d = 5) but not the row space of a ``d = 100`` input (k = h = 16). Fewer,
+        larger tensor operations also suit small batches.
         """
         h, k = self.M.shape
-        if k * (h + count) < 2 * count * h:
-            return DenseQuadratic(self.g, self.hessian())
-        return self
+        return dense_is_cheaper(h, k, count)
+
+
+def dense_is_cheaper(h: int, k: int, count: int = 10) -> bool:
+    """``k(h + count) < 2·count·h``: forming the k×k Hessian of :class:`FactoredQuadratic` (``h·k²``) and then
+    ``count`` dense products (``k²`` each) costs fewer multiply-adds than ``count`` factored ones (``2hk``)."""
+    return k * (h + count) < 2 * count * h
 
 
 def logistic_loss(logits: Tensor, y: Tensor) -> Tensor:

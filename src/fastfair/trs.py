@@ -396,17 +396,27 @@ def solve_trs_operator(
     eigendecomposition path) and ``‖∇q(pⱼ)‖`` is finite. The bound is rigorous: the hard and near-hard cases
     (``λ* ≤ -λ₁ + small``), interior solutions, ``g = 0`` and rows whose bound ``B`` is too loose are simply
     never accepted. Iteration stops when every row is accepted, after ``fixed_point_iter`` steps, or when no
-    row left is contracting fast enough to be accepted within the steps left.
+    row left is contracting fast enough to be accepted within the steps left (checks are scheduled by the
+    observed contraction rate, see ``_fixed_point``).
 
     **Fallback.** Rows not accepted are solved exactly through one batched ``eigh`` of their dense ``H``
     (:meth:`QuadraticBatch.rows`): the interior / easy / hard-case logic of :func:`solve_trs` (module docs),
     with the same scaling, shifted multiplier and plain monotone Newton started at
-    ``δ₀ = max(maxᵢ |cᵢ| - baseᵢ, ‖c‖ - max base) ≤ δ*``.
+    ``δ₀ = max(maxᵢ |cᵢ| - baseᵢ, ‖c‖ - max base) ≤ δ*``. A small batch (``n·k³ ≤ 20000``) with a row where
+    ``‖g‖/r ≤ B`` (such rows are rarely accepted: larger radii) skips the fixed point and goes to ``eigh`` whole,
+    which then costs less than the fixed point's small operations.
 
     Every step returned on the boundary is rescaled to ``‖p‖ = r (1 - 4 eps)``, so it is feasible in floating
     point; ``radius`` must be an ``(n,)`` tensor of positive radii (no validation: this is the training path).
     """
-    p, done = _fixed_point(quad, radius, max_iter=fixed_point_iter)
+    g = quad.g
+    n, k = g.shape
+    rb = quad.curvature_bound() * radius
+    if n * k**3 <= _SMALL_EIGH_WORK and bool((torch.linalg.vector_norm(g, dim=-1) <= rb).any()):
+        # a row with ‖g‖/r ≤ B will most likely need the fallback; on a small batch one eigh of every row costs
+        # less than the fixed point's ~100 small operations would
+        return _solve_eigh_lean(*quad.rows(torch.arange(n, device=g.device)), radius, max_iter)
+    p, done = _fixed_point(quad, radius, rb, max_iter=fixed_point_iter)
     if not bool(done.all()):
         index = (~done).nonzero().squeeze(-1)
         g_rows, H_rows = quad.rows(index)
@@ -414,39 +424,53 @@ def solve_trs_operator(
     return p
 
 
-def _fixed_point(quad: QuadraticBatch, r: Tensor, *, max_iter: int, check_from: int = 3) -> tuple[Tensor, Tensor]:
+#: Batches with ``n·k³`` at most this (k³: the work of one small eigendecomposition) go straight to ``eigh``
+#: when one of their rows looks uncertifiable (k = 5: up to 160 rows; k = 16: up to 4).
+_SMALL_EIGH_WORK = 20_000
+
+
+def _fixed_point(
+    quad: QuadraticBatch, r: Tensor, rb: Tensor, *, max_iter: int, check_from: int = 3
+) -> tuple[Tensor, Tensor]:
     """The certified fixed-point iteration of :func:`solve_trs_operator`: ``(p, accepted)``, ``p`` rescaled.
 
-    Stops early when every row is accepted, or when no row left is still on course: a row is on course while
-    ``λⱼ > B`` and its bound, shrunk by the observed contraction ``θ = ‖eⱼ‖/‖eⱼ₋₁‖`` over the steps left,
-    would fall below the tolerance. (This only saves work: rows not accepted are solved by the fallback.)
+    ``rb`` is ``r·B`` per row (:meth:`QuadraticBatch.curvature_bound`). Acceptance is checked at step
+    ``check_from`` and then when the observed contraction ``θ`` of ``‖e‖`` (per step, since the last check)
+    predicts that the slowest row still *on course* -- ``λⱼ > B``, ``θ < 1`` and predicted to pass within the
+    steps left -- will pass; checks cost a norm and a sync, and the iteration contracts steadily, so this saves
+    most of them. It stops when every row is accepted or none is on course. (Scheduling only saves work: a row
+    not accepted is solved by the fallback.)
     """
     g = quad.g
     n, k = g.shape
     eps = torch.finfo(g.dtype).eps
     tiny = torch.finfo(g.dtype).tiny
     half_tol = 4 * (k + 8) * eps  # accept when 2‖e‖ ≤ tol (λ - B) r, i.e. ‖e‖ ≤ (tol/2)(‖∇q‖ - r B)
-    rb = quad.curvature_bound() * r
     neg_r = r.neg()
     q = g
     qnorm = torch.linalg.vector_norm(q, dim=-1)
     p = torch.zeros_like(g)
     done = torch.zeros(n, dtype=torch.bool, device=g.device)
-    change_before = None
+    next_check, last_check, change_before = check_from, check_from - 1, None
     for it in range(max_iter):
         p = q * (neg_r / qnorm.clamp_min(tiny)).unsqueeze(-1)
         q_next = quad.gradient(p)
-        change = torch.linalg.vector_norm(q_next - q, dim=-1)  # ‖e‖ of the step just taken
-        if it >= check_from:
-            allowed = half_tol * (qnorm - rb)
-            done = (change < allowed) & torch.isfinite(qnorm)
-            if bool(done.all()):
-                break
-            theta = change / change_before.clamp_min(tiny)
-            on_course = (change * theta.pow(max_iter - 1 - it) < allowed) & (theta < 1) & ~done
-            if not bool(on_course.any()):
-                break
-        change_before = change
+        if it in (next_check, check_from - 1):
+            change = torch.linalg.vector_norm(q_next - q, dim=-1)  # ‖e‖ of the step just taken
+            if it == next_check:
+                allowed = half_tol * (qnorm - rb)
+                done = (change < allowed) & torch.isfinite(qnorm)  # ‖∇q‖ = inf (overflow) would accept anything
+                if bool(done.all()):
+                    break
+                theta = (change / change_before.clamp_min(tiny)).pow(1.0 / (it - last_check))
+                steps = torch.log(allowed / change) / torch.log(theta)  # to acceptance, at rate θ
+                left = max_iter - 1 - it
+                on_course = (allowed > 0) & (theta < 1) & (steps <= left) & ~done
+                if not bool(on_course.any()):
+                    break
+                next_check = it + max(1, min(left, math.ceil(float(steps.masked_fill(~on_course, 0).amax()))))
+                last_check = it
+            change_before = change
         q = q_next
         qnorm = torch.linalg.vector_norm(q, dim=-1)
     # ‖p‖ = r up to rounding: put accepted steps at r (1 - 4 eps), inside the ball however the norm is computed

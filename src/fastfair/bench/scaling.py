@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..derivatives import loss_input_derivatives
+from ..derivatives import dense_is_cheaper, loss_input_derivatives
 from ..errors import require
 from ..inner import make_inner
 from ..models import build_model
@@ -119,10 +119,13 @@ class ScalingPlan:
 
 def estimated_bytes(method: Method, n: int, d: int, hidden: int, itemsize: int) -> float:
     """Rough peak memory of one call: dense methods hold a few (n, d, d) tensors, structured ones (n, d) and
-    (n, h, h) ones. Used only to decide what to skip."""
+    either (n, k, k) reduced Hessians (small k) or (n, h) factors. Used only to decide what to skip."""
     if method.dense:
         return method.memory_factor * itemsize * n * d * d
-    reduced = n * min(hidden, d) ** 2 if method.model == "mlp" else 0  # the (n, k, k) reduced Hessians
+    reduced = 0
+    if method.model == "mlp":
+        k = min(hidden, d)
+        reduced = n * k * k if dense_is_cheaper(hidden, k) else n * hidden
     return method.memory_factor * itemsize * (n * d + reduced)
 
 
