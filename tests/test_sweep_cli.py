@@ -217,6 +217,43 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(capsys, tmp_p
     pd.testing.assert_frame_equal(metrics(a), metrics(b))
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+def test_sigkill_of_a_jobs_sweep_leaves_no_worker_running(tmp_path):
+    """The workers notice their sweep is gone and exit, instead of computing queued cells nobody will store."""
+    out_dir = tmp_path / "killed"
+    grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(out_dir), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out_dir / "cells").glob("*.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    workers = {json.loads(p.read_text())["pid"] for p in (out_dir / "cells").glob("*.json")}
+    assert workers and proc.pid not in workers
+    deadline = time.monotonic() + 15
+    while any(_process_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its killed sweep"
+        time.sleep(0.1)
+
+
 def test_ctrl_c_with_worker_processes_keeps_finished_cells(tmp_path):
     out_dir = tmp_path / "interrupted"
     grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
@@ -358,6 +395,8 @@ def test_sweep_report_on_a_multigroup_csv(capsys, tmp_path):
     assert code == 0, err
     text = (out_dir / "report.md").read_text()
     assert text.startswith("# fastfair: sweep report") and "Claims" not in text
+    assert "## Timing\n" in text and "Table 1" not in text and "the paper" not in text, text
+    assert "Table 1" not in (out_dir / "report.html").read_text()
     assert len(list((out_dir / "figures").glob("*.png"))) >= 2
     stamp = (out_dir / "report.html").stat().st_mtime_ns
     assert run_cli(capsys, *argv)[0] == 0

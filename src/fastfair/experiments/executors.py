@@ -9,7 +9,8 @@ in the caller is not swallowed.
 * :class:`SerialExecutor` -- one after the other, here.
 * :class:`ProcessExecutor` -- ``jobs`` local processes (``concurrent.futures`` with the ``forkserver`` start
   method where available, else ``spawn``; never plain ``fork``). Workers ignore SIGINT and use one torch
-  thread; the parent handles Ctrl-C and terminates them.
+  thread; the parent handles Ctrl-C and terminates them. If the parent dies without clean-up (SIGKILL), each
+  worker notices within a second and exits.
 * :class:`DaskExecutor` -- a ``dask.distributed`` cluster at a scheduler address. Dask is an optional extra
   (``pip install 'fastfair[dask]'``) imported only here, on use. Workers need fastfair installed, and any CSV
   dataset readable at the same path.
@@ -23,6 +24,8 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -99,14 +102,43 @@ class SerialExecutor(Executor):
         return "in this process"
 
 
-def _init_worker() -> None:
-    """Worker set-up: leave Ctrl-C to the parent, one torch thread, no nested BLAS threading."""
+def _init_worker(parent_pid: int) -> None:
+    """Worker set-up: leave Ctrl-C to the parent, exit when the parent is gone, one torch thread, no nested BLAS
+    threading."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="fastfair-orphan-watch", daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     import torch
 
     torch.set_num_threads(1)
+
+
+def _exit_when_orphaned(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Exit the worker within ``interval_s`` of its parent's death (e.g. SIGKILL, which no clean-up survives).
+
+    A worker's own parent is the fork server, not the sweep, so the sweep's pid is polled. Without this, a killed
+    sweep left its workers computing their queued cells for minutes, and with them the fork server and the
+    resource tracker (both hold pipes the workers inherit). Their results could not have been stored anyway."""
+    while True:
+        time.sleep(interval_s)
+        if not _alive(parent_pid):
+            os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process of ours (a zombie, dead but not yet reaped, counts as dead on Linux)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the pid was reused by another user's process
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (not Linux): the signal check is all there is
+        return True
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -135,7 +167,7 @@ class ProcessExecutor(Executor):
             return
         self.workers = min(self.jobs, len(items))
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=_mp_context(), initializer=_init_worker
+            max_workers=self.workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(os.getpid(),)
         )
         pending = {self._pool.submit(fn, item): item for item in items}
         while pending:

@@ -276,10 +276,14 @@ def build_report(
             seeds_difference(
                 int(df.groupby(["dataset", "model", "solver", "radius"])["seed"].nunique().max())
             ),
-        ],
+        ]
+        if paper
+        else [],
+        paper=paper,
         figures_intro=(
             f"Gap figures show the {' and '.join(shown_splits) or 'available'} split"
-            f"{'s' if len(shown_splits) != 1 else ''} (the paper shows train for Unfair2D). Points are "
+            f"{'s' if len(shown_splits) != 1 else ''}{' (the paper shows train for Unfair2D)' if paper else ''}. "
+            "Points are "
             "means over "
             "seeds; bands are 95% t-intervals (none with a single seed); the dashed black line and grey "
             "band are "

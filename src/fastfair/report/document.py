@@ -8,6 +8,7 @@ relative to the report, so the output folder can be moved or served as is. The H
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,9 +72,21 @@ class ReportContent:
     key_numbers: dict[str, pd.DataFrame]  # section label -> table of mean ± CI strings
     figures: Sequence[FigureEntry]
     files: Sequence[tuple[str, str]]  # (relpath, description)
-    differences: Sequence[str] = field(default_factory=lambda: DIFFERENCES_FROM_PAPER)
+    differences: Sequence[str] = field(default_factory=lambda: DIFFERENCES_FROM_PAPER)  #: empty: no section
     generated: str = ""
     figures_intro: str = ""
+    paper: bool = True  #: the paper's protocol: timing is its Table 1, its PGD our ``pgd-paper``
+
+
+def timing_heading(c: ReportContent) -> tuple[str, str]:
+    """Heading and introduction of the timing section (the paper's Table 1 only in a reproduction)."""
+    intro = (
+        "Mean seconds per training epoch (inner solver included, evaluation excluded) per solver and radius; "
+        "`none` is the non-robust epoch, repeated on every row. Ratios are ratios of means"
+    )
+    if c.paper:
+        return "Timing (the paper's Table 1)", intro + "; the paper's PGD is our `pgd-paper`."
+    return "Timing", intro + "."
 
 
 TIMING_FORMATS = {
@@ -115,14 +128,8 @@ def render_markdown(c: ReportContent) -> str:
         out += ["## Claims: the paper vs this run", ""]
         out += [markdown_table(c.claims), "", "**Decision rules.**", ""]
         out += [f"- {_md_escape(r)}" for r in c.rules] + [""]
-    out += [
-        "## Timing (the paper's Table 1)",
-        "",
-        "Mean seconds per training epoch (inner solver included, evaluation excluded) per solver and radius; "
-        "`none` is the non-robust epoch, repeated on every row. Ratios are ratios of means; the paper's PGD "
-        "is our `pgd-paper`.",
-        "",
-    ]
+    heading, intro = timing_heading(c)
+    out += [f"## {heading}", "", intro, ""]
     out += [f"- {n}" for n in c.timing_notes] + ([""] if c.timing_notes else [])
     for label, table in c.timing.items():
         out += [f"### {label}", "", markdown_table(formatted(table, formats=TIMING_FORMATS)), ""]
@@ -137,7 +144,8 @@ def render_markdown(c: ReportContent) -> str:
             section = f.section
             out += [f"### {section}", ""]
         out += [f"![{f.key}]({f.relpath})", "", f"_{f.caption}_", ""]
-    out += ["## Differences from the paper", ""] + [f"- {d}" for d in c.differences] + [""]
+    if c.differences:
+        out += ["## Differences from the paper", ""] + [f"- {d}" for d in c.differences] + [""]
     out += ["## Files", ""] + [f"- [`{p}`]({p}): {d}" for p, d in c.files] + [""]
     return "\n".join(out)
 
@@ -201,13 +209,9 @@ def render_html(c: ReportContent) -> str:
             "<p><strong>Decision rules.</strong></p>",
             "<ul>" + "".join(f"<li>{e(r)}</li>" for r in c.rules) + "</ul>",
         ]
-    out += [
-        "<h2>Timing (the paper's Table 1)</h2>",
-        "<p>Mean seconds per training epoch (inner solver included, evaluation excluded) per solver and "
-        "radius; "
-        "<code>none</code> is the non-robust epoch, repeated on every row. Ratios are ratios of means; the "
-        "paper's PGD is our <code>pgd-paper</code>.</p>",
-    ]
+    heading, intro = timing_heading(c)
+    code = re.sub(r"`([^`]*)`", r"<code>\1</code>", e(intro, quote=False))
+    out += [f"<h2>{e(heading, quote=False)}</h2>", f"<p>{code}</p>"]
     if c.timing_notes:
         out.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in c.timing_notes) + "</ul>")
     for label, table in c.timing.items():
@@ -228,10 +232,11 @@ def render_html(c: ReportContent) -> str:
             f'<figure><img src="{e(f.relpath, quote=True)}" alt="{e(f.caption, quote=True)}">'
             f"<figcaption>{e(f.caption)}</figcaption></figure>"
         )
-    out += [
-        "<h2>Differences from the paper</h2>",
-        "<ul>" + "".join(f"<li>{e(d)}</li>" for d in c.differences) + "</ul>",
-    ]
+    if c.differences:
+        out += [
+            "<h2>Differences from the paper</h2>",
+            "<ul>" + "".join(f"<li>{e(d)}</li>" for d in c.differences) + "</ul>",
+        ]
     out += [
         "<h2>Files</h2>",
         "<ul>"
