@@ -31,7 +31,10 @@ exploits this: with one thin QR factorisation Wᵀ = U R per batch (U: d×k with
       ∇²f = U (R diag(m) Rᵀ) Uᵀ,    m = v ⊙ φ″(z),
 
 so the reduced gradient g̃ = Uᵀ∇ₓL (n×k) and reduced Hessian H̃ = Uᵀ∇²ₓL U (n×k×k) cost O(n·h·d + n·h³)
-and the n×d×d Hessian is never formed; ∇ₓL = U g̃ and ∇²ₓL = U H̃ Uᵀ exactly.
+and the n×d×d Hessian is never formed; ∇ₓL = U g̃ and ∇²ₓL = U H̃ Uᵀ exactly. All three MLP paths build one
+:class:`FactoredQuadratic` (H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M with M = W or Rᵀ); the training path
+(:func:`mlp_reduced_derivatives`) keeps it factored, so that a product with H̃ costs O(n·h·k) and H̃ itself
+need not be formed at all.
 
 Any other ``nn.Module`` mapping (n, d) to (n,) logits is differentiated per sample with ``torch.func``
 (``vmap`` of ``grad`` for the gradient, of ``jacfwd(grad)`` for the Hessian), called with detached parameters.
