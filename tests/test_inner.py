@@ -517,6 +517,21 @@ def test_attack_and_uncertified_perturb_equal_the_certified_step(kind, d, hidden
     assert bool((norms(res, x) <= r * (1 + 1e-12)).all())
 
 
+def test_uncertified_perturb_reports_the_lean_solver_work():
+    """iterations = fixed-point products; rows the fixed point cannot certify (a large radius) are counted."""
+    m = model("mlp", 40, seed=4, hidden=16)
+    x, y = batch(64, 40, seed=5)
+    lean = TrustRegionAdversary(certify=False)
+    small = lean.perturb(m, x, y, 0.05)
+    assert small.extras["fallback_rows"] == 0 and small.extras["products"] >= 2
+    assert bool((small.iterations == small.extras["products"]).all())
+    large = lean.perturb(m, x, y, 50.0)
+    assert large.extras["fallback_rows"] > 0
+    torch.testing.assert_close(large.loss, TrustRegionAdversary().perturb(m, x, y, 50.0).loss, rtol=1e-9, atol=1e-12)
+    affine_res = TrustRegionAdversary(certify=False).perturb(model("affine", 5, seed=4), *batch(8, 5, seed=5), 0.1)
+    assert affine_res.extras == {"path": "affine-closed-form"} and bool((affine_res.iterations == 1).all())
+
+
 def test_attack_affine_soft_labels_and_zero_weights():
     m = affine([3.0, -4.0], b=0.5)
     x, _ = batch(32, 2, seed=6)

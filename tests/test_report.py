@@ -395,3 +395,16 @@ def test_build_report_trains_the_unfair2d_boundary_models(tmp_path):
     assert len(pngs) == 3
     md = written["report_md"].read_text()
     assert "unfair2d decision boundaries (affine model, seed 0, 2 epochs, batch size 20" in md
+
+
+def test_cached_report_is_reused_only_for_the_same_inputs_and_report_code(tmp_path, monkeypatch):
+    import fastfair.report.build as build
+
+    df = make_results(lambda *a: {}, datasets=("toy",), seeds=(0, 1))
+    first = build.build_report_cached(df, tmp_path, paper=False)
+    stamp = first["report_md"].stat().st_mtime_ns
+    assert build.build_report_cached(df.sample(frac=1.0, random_state=0), tmp_path, paper=False) == first
+    assert first["report_md"].stat().st_mtime_ns == stamp  # rows in another order: reused
+    monkeypatch.setattr(build, "renderer_digest", lambda: "other report code")
+    build.build_report_cached(df, tmp_path, paper=False)
+    assert first["report_md"].stat().st_mtime_ns != stamp  # rebuilt

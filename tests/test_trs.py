@@ -921,7 +921,7 @@ def fixed_point_np(G: np.ndarray, HH: np.ndarray, R: np.ndarray, max_iter: int =
 
     g, H, r = (torch.as_tensor(a, dtype=torch.float64) for a in (G, HH, R))
     quad = DenseQuadratic(g, H)
-    p, done = _fixed_point(quad, r, quad.curvature_bound() * r, max_iter=max_iter)
+    p, done, _ = _fixed_point(quad, r, quad.curvature_bound() * r, max_iter=max_iter)
     return p.numpy(), done.numpy()
 
 
@@ -972,8 +972,11 @@ def test_fixed_point_accepts_small_radii_and_rejects_what_it_cannot_certify() ->
     cases = [(np.zeros(d), H[0], 1.0), (hard_g, hard_H, hard_r), (inner_g, inner_H, inner_r), (G[0], H[0], 1e3)]
     _, done = fixed_point_np(*(np.stack([c[i] for c in cases]) for i in range(2)), np.array([c[2] for c in cases]))
     assert not done.any()
-    # ... and solve_trs_fast still solves them exactly (eigendecomposition fallback)
+    # ... and solve_trs_fast still solves them exactly (eigendecomposition fallback), and says so
     P = fast_np(np.stack([c[0] for c in cases]), np.stack([c[1] for c in cases]), np.array([c[2] for c in cases]))
+    stats: dict[str, int] = {}
+    solve_trs_fast(*(torch.as_tensor(a) for a in (G, H, R)), stats=stats)
+    assert stats["fallback_rows"] == 0 and 1 <= stats["products"] <= 30
     for j, (g, Hj, r) in enumerate(cases):
         _, q_star, _ = oracle_trs(g, Hj, r)
         assert objective_close(q_of(g, Hj, P[j]), q_star, g, Hj, r), j

@@ -354,7 +354,9 @@ class DenseQuadratic:
 
 
 @torch.no_grad()
-def solve_trs_fast(g: Tensor, H: Tensor, radius: Tensor, *, max_iter: int = 50) -> Tensor:
+def solve_trs_fast(
+    g: Tensor, H: Tensor, radius: Tensor, *, max_iter: int = 50, stats: dict[str, int] | None = None
+) -> Tensor:
     r"""The minimiser ``p`` of the same TRS as :func:`solve_trs`, with as few tensor operations as possible.
 
     This is the training fast path: :func:`solve_trs_operator` on :class:`DenseQuadratic` ``(g, H)`` -- the
@@ -362,12 +364,17 @@ def solve_trs_fast(g: Tensor, H: Tensor, radius: Tensor, *, max_iter: int = 50) 
     validation: ``radius`` must already be an ``(n,)`` tensor of positive radii. The result is feasible
     (``‖p‖ ≤ r``), never NaN for finite input, and equal to :func:`solve_trs`'s step to working precision.
     """
-    return solve_trs_operator(DenseQuadratic(g, H), radius, max_iter=max_iter)
+    return solve_trs_operator(DenseQuadratic(g, H), radius, max_iter=max_iter, stats=stats)
 
 
 @torch.no_grad()
 def solve_trs_operator(
-    quad: QuadraticBatch, radius: Tensor, *, max_iter: int = 50, fixed_point_iter: int = 30
+    quad: QuadraticBatch,
+    radius: Tensor,
+    *,
+    max_iter: int = 50,
+    fixed_point_iter: int = 30,
+    stats: dict[str, int] | None = None,
 ) -> Tensor:
     r"""Minimise ``q(p) = gᵀp + ½ pᵀHp`` over ``‖p‖ ≤ r`` for a :class:`QuadraticBatch`, without forming ``H``.
 
@@ -408,6 +415,7 @@ def solve_trs_operator(
 
     Every step returned on the boundary is rescaled to ``‖p‖ = r (1 - 4 eps)``, so it is feasible in floating
     point; ``radius`` must be an ``(n,)`` tensor of positive radii (no validation: this is the training path).
+    A ``stats`` dict, if given, receives ``products`` (fixed-point steps taken) and ``fallback_rows``.
     """
     g = quad.g
     n, k = g.shape
@@ -415,12 +423,18 @@ def solve_trs_operator(
     if n * k**3 <= _SMALL_EIGH_WORK and bool((torch.linalg.vector_norm(g, dim=-1) <= rb).any()):
         # a row with ‖g‖/r ≤ B will most likely need the fallback; on a small batch one eigh of every row costs
         # less than the fixed point's ~100 small operations would
+        if stats is not None:
+            stats.update(products=0, fallback_rows=n)
         return _solve_eigh_lean(*quad.rows(torch.arange(n, device=g.device)), radius, max_iter)
-    p, done = _fixed_point(quad, radius, rb, max_iter=fixed_point_iter)
+    p, done, products = _fixed_point(quad, radius, rb, max_iter=fixed_point_iter)
+    fallback = 0
     if not bool(done.all()):
         index = (~done).nonzero().squeeze(-1)
+        fallback = index.numel()
         g_rows, H_rows = quad.rows(index)
         p = p.index_copy(0, index, _solve_eigh_lean(g_rows, H_rows, radius[index], max_iter))
+    if stats is not None:
+        stats.update(products=products, fallback_rows=fallback)
     return p
 
 
@@ -431,8 +445,9 @@ _SMALL_EIGH_WORK = 20_000
 
 def _fixed_point(
     quad: QuadraticBatch, r: Tensor, rb: Tensor, *, max_iter: int, check_from: int = 3
-) -> tuple[Tensor, Tensor]:
-    """The certified fixed-point iteration of :func:`solve_trs_operator`: ``(p, accepted)``, ``p`` rescaled.
+) -> tuple[Tensor, Tensor, int]:
+    """The certified fixed-point iteration of :func:`solve_trs_operator`: ``(p, accepted, products)``, ``p``
+    rescaled, ``products`` the number of steps taken.
 
     ``rb`` is ``r·B`` per row (:meth:`QuadraticBatch.curvature_bound`). Acceptance is checked at step
     ``check_from`` and then when the observed contraction ``θ`` of ``‖e‖`` (per step, since the last check)
@@ -451,8 +466,9 @@ def _fixed_point(
     qnorm = torch.linalg.vector_norm(q, dim=-1)
     p = torch.zeros_like(g)
     done = torch.zeros(n, dtype=torch.bool, device=g.device)
-    next_check, last_check, change_before = check_from, check_from - 1, None
+    next_check, last_check, change_before, products = check_from, check_from - 1, None, 0
     for it in range(max_iter):
+        products = it + 1
         p = q * (neg_r / qnorm.clamp_min(tiny)).unsqueeze(-1)
         q_next = quad.gradient(p)
         if it in (next_check, check_from - 1):
@@ -475,7 +491,7 @@ def _fixed_point(
         qnorm = torch.linalg.vector_norm(q, dim=-1)
     # ‖p‖ = r up to rounding: put accepted steps at r (1 - 4 eps), inside the ball however the norm is computed
     factor = r * (1 - 4 * eps) / torch.linalg.vector_norm(p, dim=-1).clamp_min(tiny)
-    return p * factor.unsqueeze(-1), done
+    return p * factor.unsqueeze(-1), done, products
 
 
 def _solve_eigh_lean(g: Tensor, H: Tensor, radius: Tensor, max_iter: int) -> Tensor:

@@ -91,7 +91,9 @@ class TrustRegionAdversary(InnerMaximizer):
             False forces the generic full-Hessian path.
         certify: solve with the certified :func:`~fastfair.trs.solve_trs` and attach the KKT certificate of the
             quadratic model (:class:`~fastfair.trs.TRSCertificate`) and the extras below. False: the lean
-            training path (same step, see module docs); ``extras`` then holds only ``"path"``.
+            training path (same step, see module docs); ``extras`` then holds ``"path"`` and, except for the
+            affine closed form, the lean solver's ``"products"`` (fixed-point steps, also the reported iteration
+            count) and ``"fallback_rows"`` (rows solved by ``eigh`` instead).
         tol, max_iter: passed to :func:`~fastfair.trs.solve_trs` (unused by the Affine closed form).
         backend: derivative backend of the generic path (``"auto"``, ``"analytic"``, ``"func"``).
 
@@ -137,6 +139,10 @@ class TrustRegionAdversary(InnerMaximizer):
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
         """x + δ through the lean training path (see module docs); the batch is trusted, as in the base class."""
+        return self._lean(model, x, y, r, None)
+
+    def _lean(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor, stats: dict[str, int] | None) -> Tensor:
+        """:meth:`attack`; ``stats`` (if given) receives the lean solver's counts (:func:`solve_trs_operator`)."""
         path = self.path_for(model, x.shape[1])
         if path == "affine-closed-form":
             if not bool(((y == 0) | (y == 1)).all()):  # soft labels: the end-point comparison is needed
@@ -148,15 +154,19 @@ class TrustRegionAdversary(InnerMaximizer):
         if self.structured and isinstance(model, MLP) and has_analytic_derivatives(model):  # any width h
             U, quad = mlp_reduced_derivatives(model, x, y)
             quad = quad.neg()  # maximise the loss model: minimise its negative
-            step = solve_trs_operator(DenseQuadratic(quad.g, quad.hessian()) if quad.prefers_dense() else quad, r)
+            quad = DenseQuadratic(quad.g, quad.hessian()) if quad.prefers_dense() else quad
+            step = solve_trs_operator(quad, r, stats=stats)
             return x + (step if U is None else step @ U.T)
         der = loss_input_derivatives(model, x, y, hessian=True, backend=self.backend)
-        return x + solve_trs_fast(-der.grad, -der.hessian, r)
+        return x + solve_trs_fast(-der.grad, -der.hessian, r, stats=stats)
 
     def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         path = self.path_for(model, x.shape[1])
         if not self.certify:
-            return self._result(model, x, self.attack(model, x, y, r), y, 1, None, {"path": path})
+            stats: dict[str, int] = {}
+            x_adv = self._lean(model, x, y, r, stats)
+            extras = {"path": path, **stats}
+            return self._result(model, x, x_adv, y, max(1, stats.get("products", 1)), None, extras)
         if path == "affine-closed-form":
             return self._affine(model, x, y, r)
         if path == "mlp-subspace":

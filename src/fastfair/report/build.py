@@ -304,20 +304,30 @@ def build_report(
 REPORT_STATE = ".report-state.json"
 
 
+def renderer_digest() -> str:
+    """sha256 of the source of :mod:`fastfair.report`: a report made by other report code is not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def build_report_cached(
     results: pd.DataFrame, out_dir: Path, *, quick: bool = False, notes: Sequence[str] = (), paper: bool = True
 ) -> dict[str, Path]:
     """:func:`build_report`, unless ``out_dir`` already holds a complete report built from the very same inputs.
 
-    A report is a pure function of the results table (rows in any order), ``quick``, ``notes``, ``paper`` and
-    the fastfair version; their sha256 is kept in ``out_dir/.report-state.json`` with the list of files
-    written. So re-running a finished sweep costs no figure drawing or model training, while any new cell,
-    other option or missing file rebuilds the report.
+    A report is a pure function of the results table (rows in any order), ``quick``, ``notes``, ``paper``, the
+    fastfair version and the report code itself (:func:`renderer_digest`); their sha256 is kept in
+    ``out_dir/.report-state.json`` with the list of files written. So re-running a finished sweep costs no
+    figure drawing or model training, while any new cell, other option, changed report code or missing file
+    rebuilds the report.
     """
     out_dir = Path(out_dir)
     header, *rows = results.to_csv(index=False).splitlines()
     inputs = {"columns": header, "rows": sorted(rows), "quick": quick, "notes": list(notes), "paper": paper}
-    fingerprint = hashlib.sha256(json.dumps({**inputs, "version": __version__}).encode()).hexdigest()
+    code = {"version": __version__, "renderer": renderer_digest()}
+    fingerprint = hashlib.sha256(json.dumps({**inputs, **code}).encode()).hexdigest()
     try:
         state = json.loads((out_dir / REPORT_STATE).read_text())
         files = {k: Path(v) for k, v in state["files"].items()}
