@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -170,6 +171,27 @@ def test_jobs_2_equals_serial(capsys, tmp_path):
     assert os.getpid() not in pids
 
 
+def _sweep_until_first_cell(args: list[str], out_dir: Path, **popen: Any) -> subprocess.Popen:
+    """Start ``fastfair sweep ARGS --out OUT_DIR`` in a child process; return it once its first cell is stored."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "sweep", *args, "--out", str(out_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out_dir / "cells").glob("*.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no cell finished in time"
+            time.sleep(0.01)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
 def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(capsys, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     grid = [
@@ -183,20 +205,9 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_duplicates_nothing(capsys, tmp_p
         "0",
         "1",
     ]  # 2 x (1 + 3 x 2) = 14 cells
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(killed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not list((killed / "cells").glob("*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    proc = _sweep_until_first_cell(grid, killed)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     assert proc.returncode == -signal.SIGKILL
     finished = list((killed / "cells").glob("*.json"))
     assert 1 <= len(finished) < 14, "the sweep was not interrupted mid-way"
@@ -232,20 +243,9 @@ def test_sigkill_of_a_jobs_sweep_leaves_no_worker_running(tmp_path):
     """The workers notice their sweep is gone and exit, instead of computing queued cells nobody will store."""
     out_dir = tmp_path / "killed"
     grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(out_dir), "--jobs", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not list((out_dir / "cells").glob("*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    proc = _sweep_until_first_cell([*grid, "--jobs", "2"], out_dir)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     workers = {json.loads(p.read_text())["pid"] for p in (out_dir / "cells").glob("*.json")}
     assert workers and proc.pid not in workers
     deadline = time.monotonic() + 15
@@ -257,18 +257,12 @@ def test_sigkill_of_a_jobs_sweep_leaves_no_worker_running(tmp_path):
 def test_ctrl_c_with_worker_processes_keeps_finished_cells(tmp_path):
     out_dir = tmp_path / "interrupted"
     grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "sweep", *grid, "--out", str(out_dir), "--jobs", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    proc = _sweep_until_first_cell(
+        [*grid, "--jobs", "2"],
+        out_dir,
         start_new_session=True,  # its own process group, like a terminal's foreground job
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    while not list((out_dir / "cells").glob("*.json")):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "no cell finished in time"
-        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the parent and its workers
     _, err_bytes = proc.communicate(timeout=60)
     err = err_bytes.decode()

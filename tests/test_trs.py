@@ -499,11 +499,10 @@ def test_logistic_rank_one_negative_semidefinite_matches_closed_form() -> None:
     torch.testing.assert_close(res.step, expected, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("c1", [1e-3, 1e-6, 1e-9, 1e-12, 1e-14])
-@pytest.mark.parametrize("rho", [0.5, 0.999, 1 - 1e-9])
-def test_near_hard_case_objective_is_accurate(c1: float, rho: float) -> None:
-    rng = np.random.default_rng(11)
-    d = 8
+def near_hard_instance(seed: int, c1: float, rho: float, d: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``(g, H)`` with λ₁ = -1 simple, ‖p(-λ₁)‖ = ρ r for r = 1 without the q₁ component, and weight ``c1`` on q₁:
+    an easy case whose multiplier sits ``≈ |c1|`` above -λ₁."""
+    rng = np.random.default_rng(seed)
     Q = rand_orth(rng, d)
     w = np.concatenate([[-1.0], rng.uniform(-0.5, 2.0, d - 1)])
     c = rng.standard_normal(d)
@@ -511,8 +510,13 @@ def test_near_hard_case_objective_is_accurate(c1: float, rho: float) -> None:
     c *= rho / np.linalg.norm(c[1:] / (w[1:] + 1.0))  # ‖p(-λ₁)‖ = ρ r with r = 1
     c[0] = c1
     H = (Q * w) @ Q.T
-    H = 0.5 * (H + H.T)
-    g = Q @ c
+    return Q @ c, 0.5 * (H + H.T)
+
+
+@pytest.mark.parametrize("c1", [1e-3, 1e-6, 1e-9, 1e-12, 1e-14])
+@pytest.mark.parametrize("rho", [0.5, 0.999, 1 - 1e-9])
+def test_near_hard_case_objective_is_accurate(c1: float, rho: float) -> None:
+    g, H = near_hard_instance(11, c1, rho)
     res = solve_np(g, H, 1.0, max_iter=16)  # the safeguarded iteration needs ≤ 13 here (plain Newton: ≤ 28)
     _, q_star, _ = oracle_trs(g, H, 1.0)
     assert abs(float(res.objective[0]) - q_star) <= 1e-13 * abs(q_star)
@@ -859,17 +863,7 @@ def test_fast_solver_matches_oracle_float64(d: int) -> None:
 @pytest.mark.parametrize("c1", [1e-3, 1e-9, 1e-14])
 @pytest.mark.parametrize("rho", [0.5, 1 - 1e-9])
 def test_fast_solver_near_hard_case(c1: float, rho: float) -> None:
-    rng = np.random.default_rng(12)
-    d = 8
-    Q = rand_orth(rng, d)
-    w = np.concatenate([[-1.0], rng.uniform(-0.5, 2.0, d - 1)])
-    c = rng.standard_normal(d)
-    c[0] = 0.0
-    c *= rho / np.linalg.norm(c[1:] / (w[1:] + 1.0))
-    c[0] = c1
-    H = (Q * w) @ Q.T
-    H = 0.5 * (H + H.T)
-    g = Q @ c
+    g, H = near_hard_instance(12, c1, rho)
     p = fast_np(g, H, 1.0)[0]
     _, q_star, _ = oracle_trs(g, H, 1.0)
     assert vnorm(p) <= 1.0 and abs(q_of(g, H, p) - q_star) <= 1e-12 * abs(q_star)
@@ -921,7 +915,7 @@ def fixed_point_np(G: np.ndarray, HH: np.ndarray, R: np.ndarray, max_iter: int =
 
     g, H, r = (torch.as_tensor(a, dtype=torch.float64) for a in (G, HH, R))
     quad = DenseQuadratic(g, H)
-    p, done, _ = _fixed_point(quad, r, quad.curvature_bound() * r, max_iter=max_iter)
+    p, done, _ = _fixed_point(quad, r, quad.curvature_bound() * r, g.norm(dim=-1), max_iter=max_iter)
     return p.numpy(), done.numpy()
 
 

@@ -153,9 +153,10 @@ class FactoredQuadratic:
         hess = (e @ outer).view(-1, k, k)
         return hess.add_((c.unsqueeze(-1) * a).unsqueeze(-1) * a.unsqueeze(-2))
 
-    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        """``(g, H)`` of the rows ``index``, dense."""
-        return self.b[index].unsqueeze(-1) * self.a[index], self.hessian(index)
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(g, H)`` of the rows ``index`` (``None``: all rows), dense."""
+        g = self.g if index is None else self.b[index].unsqueeze(-1) * self.a[index]
+        return g, self.hessian(index)
 
     def neg(self) -> FactoredQuadratic:
         """The model ``-q``: ``b``, ``c`` and ``e`` change sign."""

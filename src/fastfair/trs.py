@@ -328,8 +328,8 @@ class QuadraticBatch(Protocol):
         """``(n,)`` an upper bound ``B ≥ max(0, -λ_min(H))`` per row (any valid bound; tighter certifies more)."""
         ...
 
-    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        """``(g, H)`` of the rows ``index``, dense: ``(m, k)`` and ``(m, k, k)``."""
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(g, H)`` of the rows ``index`` (``None``: all rows), dense: ``(m, k)`` and ``(m, k, k)``."""
         ...
 
 
@@ -349,8 +349,8 @@ class DenseQuadratic:
     def curvature_bound(self) -> Tensor:
         return torch.linalg.matrix_norm(self.H)
 
-    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        return self.g[index], self.H[index]
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        return (self.g, self.H) if index is None else (self.g[index], self.H[index])
 
 
 @torch.no_grad()
@@ -420,13 +420,14 @@ def solve_trs_operator(
     g = quad.g
     n, k = g.shape
     rb = quad.curvature_bound() * radius
-    if n * k**3 <= _SMALL_EIGH_WORK and bool((torch.linalg.vector_norm(g, dim=-1) <= rb).any()):
+    gnorm = torch.linalg.vector_norm(g, dim=-1)
+    if n * k**3 <= _SMALL_EIGH_WORK and bool((gnorm <= rb).any()):
         # a row with ‖g‖/r ≤ B will most likely need the fallback; on a small batch one eigh of every row costs
         # less than the fixed point's ~100 small operations would
         if stats is not None:
             stats.update(products=0, fallback_rows=n)
-        return _solve_eigh_lean(*quad.rows(torch.arange(n, device=g.device)), radius, max_iter)
-    p, done, products = _fixed_point(quad, radius, rb, max_iter=fixed_point_iter)
+        return _solve_eigh_lean(*quad.rows(None), radius, max_iter)
+    p, done, products = _fixed_point(quad, radius, rb, gnorm, max_iter=fixed_point_iter)
     fallback = 0
     if not bool(done.all()):
         index = (~done).nonzero().squeeze(-1)
@@ -444,17 +445,17 @@ _SMALL_EIGH_WORK = 20_000
 
 
 def _fixed_point(
-    quad: QuadraticBatch, r: Tensor, rb: Tensor, *, max_iter: int, check_from: int = 3
+    quad: QuadraticBatch, r: Tensor, rb: Tensor, gnorm: Tensor, *, max_iter: int, check_from: int = 3
 ) -> tuple[Tensor, Tensor, int]:
     """The certified fixed-point iteration of :func:`solve_trs_operator`: ``(p, accepted, products)``, ``p``
     rescaled, ``products`` the number of steps taken.
 
-    ``rb`` is ``r·B`` per row (:meth:`QuadraticBatch.curvature_bound`). Acceptance is checked at step
-    ``check_from`` and then when the observed contraction ``θ`` of ``‖e‖`` (per step, since the last check)
-    predicts that the slowest row still *on course* -- ``λⱼ > B``, ``θ < 1`` and predicted to pass within the
-    steps left -- will pass; checks cost a norm and a sync, and the iteration contracts steadily, so this saves
-    most of them. It stops when every row is accepted or none is on course. (Scheduling only saves work: a row
-    not accepted is solved by the fallback.)
+    ``rb`` is ``r·B`` per row (:meth:`QuadraticBatch.curvature_bound`), ``gnorm`` is ``‖g‖``. Acceptance is
+    checked at step ``check_from`` and then when the observed contraction ``θ`` of ``‖e‖`` (per step, since the
+    last check) predicts that the slowest row still *on course* -- ``λⱼ > B``, ``θ < 1`` and predicted to pass
+    within the steps left -- will pass; checks cost a norm and a sync, and the iteration contracts steadily, so
+    this saves most of them. It stops when every row is accepted or none is on course. (Scheduling only saves
+    work: a row not accepted is solved by the fallback.)
     """
     g = quad.g
     n, k = g.shape
@@ -462,8 +463,7 @@ def _fixed_point(
     tiny = torch.finfo(g.dtype).tiny
     half_tol = 4 * (k + 8) * eps  # accept when 2‖e‖ ≤ tol (λ - B) r, i.e. ‖e‖ ≤ (tol/2)(‖∇q‖ - r B)
     neg_r = r.neg()
-    q = g
-    qnorm = torch.linalg.vector_norm(q, dim=-1)
+    q, qnorm = g, gnorm
     p = torch.zeros_like(g)
     done = torch.zeros(n, dtype=torch.bool, device=g.device)
     next_check, last_check, change_before, products = check_from, check_from - 1, None, 0

@@ -42,6 +42,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dataset", metavar="NAME", help=f"bundled dataset: {', '.join(datasets.DATASETS)}"
     )
+    add_data_source_arguments(group)
+
+
+def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--data CSV --target COL --sensitive COL [--features ...] [--positive V]`` and ``--data-option``: what
+    ``train`` and ``sweep`` share besides their ``--dataset`` (one name, or several)."""
     group.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
     group.add_argument("--target", metavar="COL", help="label column of --data (must have two values)")
     group.add_argument(

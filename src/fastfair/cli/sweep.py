@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import FastfairError, require
 from ..io import dumps_json
-from .common import check_out_dir, format_table, parse_key_values, parse_value
+from .common import add_data_source_arguments, check_out_dir, format_table, parse_key_values, parse_value
 
 EPILOG = """\
 grid file (--config FILE, YAML or TOML; only 'datasets' is required):
@@ -59,21 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     grid.add_argument(
         "--dataset", metavar="NAME", nargs="+", help="bundled dataset(s): unfair2d, adult, lsat"
     )
-    grid.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
-    grid.add_argument("--target", metavar="COL", help="label column of --data")
-    grid.add_argument(
-        "--sensitive", metavar="COL", help="sensitive column of --data (adult: sex, race, race_all)"
-    )
-    grid.add_argument(
-        "--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)"
-    )
-    grid.add_argument("--positive", metavar="VALUE", help="positive label value of --target")
-    grid.add_argument(
-        "--data-option",
-        metavar="KEY=VALUE",
-        action="append",
-        help="dataset option, repeatable (e.g. balanced=true)",
-    )
+    add_data_source_arguments(grid)
     grid.add_argument("--solvers", metavar="SOLVER", nargs="+", help="none, trs, pgd, pgd-paper, random")
     grid.add_argument(
         "--radii", metavar="R", nargs="+", help="radii and/or start:stop:step ranges (stop included)"

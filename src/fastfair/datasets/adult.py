@@ -63,20 +63,7 @@ CATEGORICAL = (
 DEFAULT_FEATURES = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 #: ``features="all"``: every attribute except fnlwgt (a census sampling weight, not a property of the person),
 #: education (the same information as education-num) and the column used as the sensitive attribute.
-ALL_FEATURES = (
-    "age",
-    "education-num",
-    "capital-gain",
-    "capital-loss",
-    "hours-per-week",
-    "workclass",
-    "marital-status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "native-country",
-)
+ALL_FEATURES = (*DEFAULT_FEATURES, *(c for c in CATEGORICAL if c != "education"))
 SENSITIVE = ("sex", "race", "race_all")
 RACES = ("Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White")
 LABELS = {"<=50K": 0, ">50K": 1}

@@ -23,15 +23,11 @@ from .grid import Cell, DataSpec
 GAPS = GAP_KEYS
 METRICS = ("accuracy", "auc", *GAPS)
 TIMING = ("epoch_seconds", "inner_seconds")
+#: The columns that identify a row of the results table: the cell and the split.
+KEYS = ("cell_id", "dataset", "model", "solver", "radius", "seed", "split")
 #: Columns of the results table, in order: one row per cell x split.
 COLUMNS = (
-    "cell_id",
-    "dataset",
-    "model",
-    "solver",
-    "radius",
-    "seed",
-    "split",
+    *KEYS,
     "n",
     *METRICS,
     *TIMING,

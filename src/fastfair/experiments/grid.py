@@ -48,7 +48,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,14 +293,22 @@ class Grid:
 
 def parse_radii(value: Any, where: str = "radii") -> tuple[float, ...]:
     """Radii from a number, a ``"start:stop:step"`` range (stop included), or a list of either."""
+    return _parse_values(value, where, _radius, _float_range)
+
+
+def _parse_values(
+    value: Any, where: str, one: Callable[[Any, str], Any], many: Callable[[str, str], list[Any]]
+) -> tuple[Any, ...]:
+    """A value or a non-empty list of values, each parsed by ``one``, or by ``many`` when it is a range string
+    (it contains ``:``); no duplicates."""
     items = value if isinstance(value, (list, tuple)) else [value]
     require(len(items) > 0, f"{where} must not be empty")
-    out: list[float] = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, str) and ":" in item:
-            out.extend(_float_range(item, where))
+            out.extend(many(item, where))
         else:
-            out.append(_radius(item, where))
+            out.append(one(item, where))
     _no_duplicates(out, where)
     return tuple(out)
 
@@ -340,33 +348,29 @@ def _float_range(text: str, where: str) -> list[float]:
 
 def parse_seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
     """Seeds from an integer, a ``"start:stop"`` range (stop excluded), or a list of either."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    require(len(items) > 0, f"{where} must not be empty")
-    out: list[int] = []
-    for item in items:
-        if isinstance(item, str) and ":" in item:
-            parts = item.split(":")
-            try:
-                start, stop = (int(p) for p in parts)
-            except ValueError:
-                raise FastfairError(
-                    f"{where}: malformed range {item!r}; expected start:stop, e.g. 0:5"
-                ) from None
-            require(0 <= start < stop, f"{where}: range {item!r} needs 0 <= start < stop")
-            out.extend(range(start, stop))
-            continue
-        if isinstance(item, str):
-            try:
-                item = int(item)
-            except ValueError:
-                raise FastfairError(f"{where}: {item!r} is not an integer or a start:stop range") from None
-        require(
-            isinstance(item, int) and not isinstance(item, bool) and item >= 0,
-            f"{where} must be non-negative integers, got {item!r}",
-        )
-        out.append(int(item))
-    _no_duplicates(out, where)
-    return tuple(out)
+    return _parse_values(value, where, _seed, _int_range)
+
+
+def _seed(item: Any, where: str) -> int:
+    if isinstance(item, str):
+        try:
+            item = int(item)
+        except ValueError:
+            raise FastfairError(f"{where}: {item!r} is not an integer or a start:stop range") from None
+    require(
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0,
+        f"{where} must be non-negative integers, got {item!r}",
+    )
+    return int(item)
+
+
+def _int_range(text: str, where: str) -> list[int]:
+    try:
+        start, stop = (int(p) for p in text.split(":"))
+    except ValueError:
+        raise FastfairError(f"{where}: malformed range {text!r}; expected start:stop, e.g. 0:5") from None
+    require(0 <= start < stop, f"{where}: range {text!r} needs 0 <= start < stop")
+    return list(range(start, stop))
 
 
 def _names(value: Any, where: str, allowed: Sequence[str], kind: str) -> tuple[str, ...]:

@@ -19,33 +19,16 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import FastfairError
+from ..experiments import cell
 from .paper import GAPS
 
-#: Columns the results store must have.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "cell_id",
-    "dataset",
-    "model",
-    "solver",
-    "radius",
-    "seed",
-    "split",
-    "accuracy",
-    "auc",
-    *GAPS,
-    "epoch_seconds",
-    "inner_seconds",
-    "epochs",
-    "batch_size",
-    "lr",
-    "train_size",
-    "n",
-)
-#: Metrics summarised per (dataset, model, solver, radius, split).
-METRICS: tuple[str, ...] = ("accuracy", "auc", *GAPS, "epoch_seconds", "inner_seconds")
+#: Metrics summarised per (dataset, model, solver, radius, split): the store's metrics and timings.
+METRICS: tuple[str, ...] = (*cell.METRICS, *cell.TIMING)
+#: Columns the results store must have (a subset of :data:`fastfair.experiments.cell.COLUMNS`).
+REQUIRED_COLUMNS: tuple[str, ...] = (*cell.KEYS, *METRICS, "epochs", "batch_size", "lr", "train_size", "n")
 #: Display order of solvers; any other solver name follows, sorted.
 SOLVER_ORDER: tuple[str, ...] = ("none", "trs", "pgd-paper", "pgd", "random")
-SPLIT_ORDER: tuple[str, ...] = ("train", "val", "test")
+SPLIT_ORDER: tuple[str, ...] = cell.SPLITS
 BASELINE = "none"
 GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "solver", "radius", "split")
 #: Radii are rounded to this many decimals so that 0.1 + 0.02·k and 0.12 compare equal.
