@@ -42,6 +42,8 @@ from ._containers import Dataset
 FEATURE_NAMES = ("x1", "x2")
 #: Group 0 ("A") is disadvantaged by the shift, group 1 ("B") advantaged.
 GROUP_NAMES = ("A", "B")
+#: (negative, positive): the class labels as they are, 0 below the line and 1 above it.
+LABEL_NAMES = ("0", "1")
 
 DEFAULTS: dict[str, Any] = {
     "p1": 0.5,
@@ -155,6 +157,7 @@ def load_unfair2d(seed: int, options: dict[str, Any]) -> Dataset:
             "test": (X_test, y_test, s_test),
         },
         feature_names=FEATURE_NAMES,
+        label_names=LABEL_NAMES,
         group_names=GROUP_NAMES,
         standardize=standardize,
         info=info,
