@@ -377,3 +377,9 @@ def test_arbitrary_bytes_give_a_dataset_or_a_one_line_error(tmp_path_factory, bl
             load_csv(path, target="y", sensitive="s")
     except FastfairError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_file_separated_by_semicolons_gets_a_hint(tmp_path):
+    path = _write(tmp_path, ["x;s;y", *[f"{i};{'ab'[i % 2]};{i % 2}" for i in range(20)]])
+    with pytest.raises(FastfairError, match=r"not found in data.csv: 'y', 's'; .* separated by ';'\? only commas"):
+        load_csv(path, target="y", sensitive="s")

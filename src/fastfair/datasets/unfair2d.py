@@ -17,7 +17,8 @@ Meaning of ``p1``/``p2``. In the reference implementation (elizabethnewman/fast-
 ``max(1, floor(p2 · n))`` class-1 points, while the help text of ``ex_unfair_2d.py`` calls ``p1`` the
 "percent of s = 0 in class y = 0". We follow the *code*: ``p1`` (``p2``) is the fraction of class 0
 (class 1) in group ``s = 1``. With the default ``p1 = p2 = 0.5`` both readings coincide. Unlike the reference
-we do not force at least one ``s = 1`` point per class (``p = 0`` means none).
+we do not force at least one ``s = 1`` point per class (``p = 0`` means none); :func:`load_unfair2d` refuses
+options that leave group B without rows in the training, validation or test split (e.g. ``p1 = p2 = 0``).
 """
 
 from __future__ import annotations

@@ -167,9 +167,12 @@ def load_csv(
             require(col not in features, f"the {role} column {col!r} cannot also be a feature")
     wanted = [target, sensitive, *features]
     missing = [c for c in wanted if c not in frame.columns]
+    only = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+    separator = next((sep for sep in (";", "\t", "|") if sep in only), None)
     require(
         not missing,
-        f"column(s) not found in {file.name}: {_names(missing)}; available: {_names(list(frame.columns))}",
+        f"column(s) not found in {file.name}: {_names(missing)}; available: {_names(list(frame.columns))}"
+        + (f" (fields separated by {separator!r}? only commas separate fields)" if separator else ""),
     )
     frame = frame[wanted]
     _check_missing(frame, file.name, target, sensitive)
