@@ -75,7 +75,7 @@ def load_csv(
         ``("not 2", "2")`` for one-vs-rest.
     sensitive : str
         Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``. The
-        rule, checked before anything is split, guarantees that every group occurs in train, validation and
+        rule, checked when the file is loaded, guarantees that every group occurs in train, validation and
         test (so nothing computed per group can fail later):
 
         * at least 2 and at most ``MAX_GROUPS`` (50) distinct values; more look like a continuous column, to
@@ -106,8 +106,8 @@ def load_csv(
     the bundled datasets, whose splits keep file order), so the first rows of ``train`` are a random sample
     even for a sorted file.
 
-    Features are standardised without overflow (see :func:`fastfair.datasets._scaling.standardization`), and
-    every stored value must be finite and within float32's range.
+    Standardisation cannot overflow (each column is divided by a power of two near its largest magnitude
+    before squaring), and every stored feature value must be finite and within float32's range.
 
     Raises
     ------
