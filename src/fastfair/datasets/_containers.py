@@ -262,20 +262,18 @@ def _check_groups_present(split: Split, name: str) -> None:
 def _check_features_representable(split: Split, name: str, standardized: bool) -> None:
     if not len(split) or not split.n_features:
         return
-    X = split.X
-    finite = np.isfinite(X).all(axis=0)
-    peak = np.where(finite, np.abs(np.where(np.isfinite(X), X, 0.0)).max(axis=0), np.inf)
-    bad = np.flatnonzero(peak > FLOAT32_MAX)
+    peak = np.abs(split.X).max(axis=0)  # NaN if the column holds a NaN
+    bad = np.flatnonzero(~(peak <= FLOAT32_MAX))
     if not len(bad):
         return
     j = int(bad[0])
     column = split.feature_names[j]
     how = " after standardisation with the training split's mean and scale" if standardized else ""
-    fix = "rescale, clip or drop that column" if standardized else "standardise, rescale, clip or drop that column"
-    if not finite[j]:
+    if not np.isfinite(split.X[:, j]).all():
         raise FastfairError(f"feature {column!r} has non-finite values (NaN or infinite) in the {name} split{how}")
+    fix = "rescale, clip or drop that column" if standardized else "standardise, rescale, clip or drop that column"
     raise FastfairError(
-        f"feature {column!r} reaches {peak[j]:.3g} in the {name} split{how}, beyond float32's range "
+        f"feature {column!r} reaches {float(peak[j]):.3g} in the {name} split{how}, beyond float32's range "
         f"(±{FLOAT32_MAX:.3g}); {fix}"
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Smallest scaling exponent used; 2^1000 is finite, and columns this small cannot overflow anyway.
+MIN_EXPONENT = -1000
 
 def standardization(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and (population) standard deviation of the training rows; a zero scale becomes 1.
@@ -19,7 +21,7 @@ def standardization(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(X_train):
         return np.zeros(X_train.shape[1]), np.ones(X_train.shape[1])
     exponent = _column_exponents(X_train)
-    Z = np.ldexp(X_train, -exponent)
+    Z = X_train * np.ldexp(1.0, -exponent)  # exact: a product with a power of two
     mean = np.ldexp(Z.mean(axis=0), exponent)
     scale = np.ldexp(Z.std(axis=0), exponent)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
@@ -36,13 +38,19 @@ def apply_standardization(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) ->
     X = np.asarray(X, dtype=np.float64)
     mean = np.asarray(mean, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
-    exponent = _column_exponents(np.vstack([mean, scale]))
+    down = np.ldexp(1.0, -_column_exponents(np.vstack([mean, scale])))
     with np.errstate(over="ignore"):  # a result beyond float64 becomes inf and is reported by Dataset
-        return (np.ldexp(X, -exponent) - np.ldexp(mean, -exponent)) / np.ldexp(scale, -exponent)
+        Z = X * down
+        Z -= mean * down
+        Z /= scale * down
+    return Z
 
 
 def _column_exponents(A: np.ndarray) -> np.ndarray:
-    """Per column, ``e`` with ``max |column| = a · 2^e``, ``a ∈ [½, 1)`` (0 for an all-zero column)."""
+    """Per column, ``e`` with ``max |column| = a · 2^e``, ``a ∈ [½, 1)`` (0 for an all-zero column).
+
+    Raised to at least -1000 (columns below 2^-1000 need no care against overflow), so that ``2^-e`` is finite.
+    """
     peak = np.abs(A).max(axis=0) if len(A) else np.zeros(A.shape[1])
     peak = np.where(np.isfinite(peak), peak, 0.0)
-    return np.frexp(peak)[1].astype(np.int64)
+    return np.maximum(np.frexp(peak)[1].astype(np.int64), MIN_EXPONENT)
