@@ -273,6 +273,15 @@ def test_extreme_columns_near_float64_max_standardise_finitely():
     np.testing.assert_allclose(Z[:, 0], (ref[:, 0] - ref.mean()) / ref.std(), rtol=1e-12)
 
 
+def test_subnormal_columns_standardise_too():
+    base = np.array([[1.0], [3.0], [0.0], [2.0]])
+    X = base * 1000 * 2.0**-1074  # exact multiples of the smallest subnormal; squares underflow to 0
+    mean, scale = standardization(X)
+    assert scale[0] < 1e-300  # the column's own scale, not the placeholder 1 of a zero standard deviation
+    # the stored scale is itself subnormal (about 11 significant bits here), hence the loose tolerance
+    np.testing.assert_allclose(apply_standardization(X, mean, scale), (base - base.mean()) / base.std(), rtol=1e-3)
+
+
 # ------------------------------------------------------------------------------------- which label is positive
 
 
