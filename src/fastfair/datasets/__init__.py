@@ -7,7 +7,12 @@
 
 Every loader returns a :class:`Dataset` with ``train``, ``val`` and ``test`` :class:`Split` objects holding
 ``X`` (float64, (n, d)), ``y`` (int64 in {0, 1}, 1 = positive outcome) and ``s`` (int64 group codes), plus the
-standardisation statistics (from the training split only) and an ``info`` dict with provenance and options.
+standardisation statistics (from the training split only), ``label_names`` (the text of the negative and the
+positive outcome) and an ``info`` dict with provenance and options.
+
+Whatever would make a run fail after training is refused when the data is loaded: a group missing from any of
+the three splits, and a feature value that is not finite or beyond float32's range (after standardisation,
+which itself cannot overflow).
 
 Bundled files are verified against the sha256 in ``data/provenance.json`` before first use; parsed files are
 cached per process, so repeated loads are fast. See ``data/PROVENANCE.md`` for sources and licences.
@@ -70,29 +75,33 @@ def load(name: str, *, seed: int = 0, **options: Any) -> Dataset:
             class 0 in group s=1), ``p2=0.5`` (fraction of class 1 in group s=1), ``alpha=0.1`` (shift
             length), ``u=(1, 1)`` (shift direction), ``n_per_class=250`` (train + validation points per
             class, split ``val_fraction=0.2`` per class: 200 + 50), ``n_test_per_class=50`` (an
-            independent draw), ``standardize=False``. Groups ("A", "B"); features ("x1", "x2").
+            independent draw), ``standardize=False``. Groups ("A", "B"); features ("x1", "x2"); labels
+            ("0", "1"). A group left empty in some split (e.g. ``p1=p2=0``) is refused.
             **Not standardised by default**: the paper's radii (e.g. r = 0.18) are in unit-square units.
         ``"adult"``
             UCI Adult (:mod:`fastfair.datasets.adult`). Options: ``features="default"`` (age, education-num,
             capital-gain, capital-loss, hours-per-week) or ``"all"`` (one-hot categoricals) or a list;
             ``sensitive="sex"`` (groups ("Female", "Male")), ``"race"`` (("non-white", "white")) or
             ``"race_all"`` (five groups); ``val_fraction=0.2``; ``missing="any"`` (drop records with a '?' in
-            any column) or ``"used"``; ``standardize=True``. Test is the official adult.test.
+            any column) or ``"used"``; ``standardize=True``. Test is the official adult.test. Labels
+            ("<=50K", ">50K"): income above 50K is positive.
         ``"lsat"``
             Law-school data (:mod:`fastfair.datasets.lsat`): features LSAT, UGPA; label first-year pass;
-            groups ("non-white", "white"). Options: ``balanced=False`` (equal (y, s) cells in train),
+            groups ("non-white", "white"); labels ("fail", "pass"). Options: ``balanced=False`` (equal (y, s)
+            cells in train),
             ``val_fraction=0.2``, ``test_fraction=0.2``, ``standardize=True``.
     seed : int
         Seeds everything random (generation, splits, balancing): same seed, same dataset.
     **options
         Dataset options as above; ``standardize`` overrides the dataset's default. Standardisation always uses
-        the training split's mean and standard deviation (a constant column gets scale 1).
+        the training split's mean and standard deviation (a constant column gets scale 1), computed without
+        overflow.
 
     Raises
     ------
     FastfairError
-        Unknown dataset or option, an invalid option value, or a bundled file that is missing or fails its
-        checksum.
+        Unknown dataset or option, an invalid option value, options that leave a group without rows in a split,
+        or a bundled file that is missing or fails its checksum.
     """
     loader, defaults = _lookup(name)
     seed = check_seed(seed)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import FastfairError, require
 from ._containers import Dataset, Split
+from ._scaling import apply_standardization, standardization
 
 
 def check_seed(seed: Any) -> int:
@@ -78,6 +79,50 @@ def check_split_fractions(val_fraction: Any, test_fraction: Any) -> tuple[float,
     return v, t
 
 
+def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
+    """Rows of an ``n``-row stratum that :func:`stratified_split` sends to each extra part.
+
+    ``round(f * n)`` (halves rounded up) per fraction ``f``; while that leaves no row for train, the largest
+    count is lowered by one, so train always keeps at least one row of a non-empty stratum.
+    """
+    counts = [math.floor(f * n + 0.5) for f in fractions]
+    while sum(counts) > n - 1 and any(counts):  # keep one row of every stratum in train
+        counts[int(np.argmax(counts))] -= 1
+    return counts
+
+
+def min_stratum_rows(fractions: Sequence[float]) -> int:
+    """The fewest rows ``m`` for which a stratum of ``m`` *or more* rows has a row in every part of the split.
+
+    With ``k`` extra parts and smallest fraction ``f_min`` this is ``m* = max(k + 1, ceil(1 / (2 f_min)))``:
+    a stratum needs ``k + 1`` rows to give one to train and one to each extra part, and
+    ``floor(f_min · m + ½) ≥ 1`` exactly when ``f_min · m ≥ ½``. Beyond ``m*`` nothing is lost: the
+    pre-adjustment counts of :func:`split_counts` never decrease with ``m``, and once ``m - 1 ≥ k`` lowering
+    the largest count until the parts fit into ``m - 1`` rows cannot empty a part (emptying one would need
+    every count ≤ 1, i.e. a total ≤ k ≤ m - 1, when the lowering has already stopped). Computed with the
+    very counts the split uses, so floating-point rounding of ``f · m`` cannot make the two disagree.
+    """
+    k = len(fractions)
+    m = max(k + 1, math.ceil(0.5 / min(fractions)))
+    while min(split_counts(m, fractions)) < 1:
+        m += 1
+    while m - 1 >= k + 1 and min(split_counts(m - 1, fractions)) >= 1:
+        m -= 1
+    return m
+
+
+def min_group_rows(fractions: Sequence[float]) -> int:
+    """The fewest rows a group needs to occur in train and in every extra part of a (label, group) split.
+
+    The split of :func:`stratified_split` by ``strata_codes(y, s)`` treats each (label, group) cell on its own.
+    A group of ``n`` rows and binary labels has a cell of at least ``ceil(n / 2)`` rows, and a cell of
+    ``m* = min_stratum_rows(fractions)`` or more rows has a row in every part. So ``2 m* - 1`` rows guarantee
+    that the group occurs in every part, whatever its labels: 5 rows for validation and test fractions of 0.2
+    (``m* = 3``).
+    """
+    return 2 * min_stratum_rows(fractions) - 1
+
+
 def stratified_split(
     strata: np.ndarray, fractions: Sequence[float], rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -85,17 +130,14 @@ def stratified_split(
 
     Within each stratum (sorted by value), the rows are permuted with ``rng`` and the first
     ``round(f * n_stratum)`` go to each extra part, in the order of ``fractions``; the rest stay in the first
-    part ("train"). Whenever a stratum has rows, at least one of them stays in train. Returns
-    ``[train, part_1, ...]``, each sorted ascending, i.e. in the original row order.
+    part ("train"). Whenever a stratum has rows, at least one of them stays in train (:func:`split_counts`).
+    Returns ``[train, part_1, ...]``, each sorted ascending, i.e. in the original row order.
     """
     strata = np.asarray(strata)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for value in np.unique(strata):
         rows = np.flatnonzero(strata == value)
-        n = len(rows)
-        counts = [math.floor(f * n + 0.5) for f in fractions]
-        while sum(counts) > n - 1 and any(counts):  # keep one row of every stratum in train
-            counts[int(np.argmax(counts))] -= 1
+        counts = split_counts(len(rows), fractions)
         perm = rng.permutation(rows)
         start = 0
         for j, c in enumerate(counts, start=1):
@@ -119,24 +161,23 @@ def balance_cells(y: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
-def standardization(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and (population) standard deviation of the training rows; a zero scale becomes 1."""
-    mean = X_train.mean(axis=0) if len(X_train) else np.zeros(X_train.shape[1])
-    scale = X_train.std(axis=0) if len(X_train) else np.ones(X_train.shape[1])
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    return mean.astype(np.float64), scale.astype(np.float64)
-
-
 def make_dataset(
     name: str,
     parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     *,
     feature_names: Sequence[str],
     group_names: Sequence[str],
+    label_names: tuple[str, str],
     standardize: bool,
     info: dict[str, Any],
 ) -> Dataset:
-    """Build a :class:`Dataset` from raw ``(X, y, s)`` per split, standardising with TRAIN statistics only."""
+    """Build a :class:`Dataset` from raw ``(X, y, s)`` per split, standardising with TRAIN statistics only.
+
+    ``label_names`` is ``(negative, positive)``, the text of the outcomes coded 0 and 1; it is also recorded as
+    ``info["label_names"]``. Standardisation uses :func:`standardization` and :func:`apply_standardization`,
+    which cannot overflow for finite input; the :class:`Dataset` then refuses any group missing from a split
+    and any feature value beyond float32's range.
+    """
     X_train = np.asarray(parts["train"][0], dtype=np.float64)
     if standardize:
         mean, scale = standardization(X_train)
@@ -146,9 +187,10 @@ def make_dataset(
     for key in ("train", "val", "test"):
         X, y, s = parts[key]
         X = np.asarray(X, dtype=np.float64)
-        X = (X - mean) / scale if standardize else X.copy()
+        X = apply_standardization(X, mean, scale) if standardize else X.copy()
         splits[key] = Split(X, y, s, tuple(feature_names), tuple(group_names))
     info = dict(info)
+    info["label_names"] = [str(label_names[0]), str(label_names[1])]
     info["sizes"] = {key: len(sp) for key, sp in splits.items()}
     return Dataset(
         name=name,
@@ -159,4 +201,5 @@ def make_dataset(
         scale=scale,
         standardized=bool(standardize),
         info=info,
+        label_names=label_names,
     )

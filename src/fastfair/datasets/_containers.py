@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FastfairError, require
+from ._scaling import apply_standardization
 
 SPLIT_NAMES = ("train", "val", "test")
+#: Largest magnitude a stored feature may have: the training code may run in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +31,8 @@ class Split:
     feature_names : tuple[str, ...]
         One name per column of ``X``.
     group_names : tuple[str, ...]
-        One name per group code (``k`` names); a split need not contain every group.
+        One name per group code (``k`` names); a split on its own need not contain every group (a
+        :class:`Dataset` requires every group in each of its three splits).
 
     The arrays are converted to the dtypes above on construction and checked for consistent shapes.
     """
@@ -142,7 +146,18 @@ class Dataset:
     standardized : bool
         Whether the features were standardised.
     info : dict
-        Provenance and the resolved options (source files and checksums, seed, row counts, ...).
+        Provenance and the resolved options (source files and checksums, seed, row counts, ...); its
+        ``"label_names"`` entry repeats :attr:`label_names` as a list.
+    label_names : tuple[str, str]
+        ``(negative, positive)``: the text of the outcome coded ``y = 0`` and of the one coded ``y = 1``
+        (e.g. ``("<=50K", ">50K")`` for Adult).
+
+    Checked on construction, so that whatever is computed from a Dataset later cannot fail on its contents:
+
+    * every group of ``group_names`` has at least one row in each of train, val and test (per-group metrics
+      and fairness gaps are computed on every split);
+    * every feature value is finite and at most float32's largest value (about 3.4e38) in magnitude, since
+      models may be trained in float32.
     """
 
     name: str
@@ -153,6 +168,7 @@ class Dataset:
     scale: np.ndarray
     standardized: bool
     info: dict[str, Any] = field(default_factory=dict)
+    label_names: tuple[str, str] = ("0", "1")
 
     def __post_init__(self) -> None:
         for other in (self.val, self.test):
@@ -165,8 +181,17 @@ class Dataset:
         mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
         scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
         require(mean.shape == (d,) and scale.shape == (d,), f"Dataset mean and scale must have shape ({d},)")
+        labels = self.label_names
+        require(
+            isinstance(labels, (tuple, list)) and len(labels) == 2 and str(labels[0]) != str(labels[1]),
+            f"label_names must be two different names (negative, positive), got {labels!r}",
+        )
+        for name in SPLIT_NAMES:
+            _check_groups_present(self.split(name), name)
+            _check_features_representable(self.split(name), name, bool(self.standardized))
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "label_names", (str(labels[0]), str(labels[1])))
 
     def __repr__(self) -> str:
         return (
@@ -204,7 +229,7 @@ class Dataset:
         """Standardise raw features the way the stored splits were: ``(X_raw - mean) / scale``."""
         X = np.asarray(X_raw, dtype=np.float64)
         require(X.ndim == 2 and X.shape[1] == self.n_features, f"expected an (n, {self.n_features}) array")
-        return (X - self.mean) / self.scale
+        return apply_standardization(X, self.mean, self.scale)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Map stored (standardised) features back to raw units: ``X * scale + mean``."""
@@ -221,6 +246,36 @@ class Dataset:
             row.update({f"n[{g}]": int(c) for g, c in zip(self.group_names, sp.group_counts(), strict=True)})
             rows[name] = row
         return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _check_groups_present(split: Split, name: str) -> None:
+    counts = split.group_counts()
+    absent = [g for g, c in zip(split.group_names, counts.tolist(), strict=True) if c == 0]
+    if absent:
+        raise FastfairError(
+            f"group {absent[0]!r} has no rows in the {name} split"
+            + (f" (nor do {len(absent) - 1} other group(s))" if len(absent) > 1 else "")
+            + "; every group must occur in train, val and test so that its metrics can be computed on each"
+        )
+
+
+def _check_features_representable(split: Split, name: str, standardized: bool) -> None:
+    if not len(split) or not split.n_features:
+        return
+    peak = np.abs(split.X).max(axis=0)  # NaN if the column holds a NaN
+    bad = np.flatnonzero(~(peak <= FLOAT32_MAX))
+    if not len(bad):
+        return
+    j = int(bad[0])
+    column = split.feature_names[j]
+    how = " after standardisation with the training split's mean and scale" if standardized else ""
+    if not np.isfinite(split.X[:, j]).all():
+        raise FastfairError(f"feature {column!r} has non-finite values (NaN or infinite) in the {name} split{how}")
+    fix = "rescale, clip or drop that column" if standardized else "standardise, rescale, clip or drop that column"
+    raise FastfairError(
+        f"feature {column!r} reaches {float(peak[j]):.3g} in the {name} split{how}, beyond float32's range "
+        f"(±{FLOAT32_MAX:.3g}); {fix}"
+    )
 
 
 def _as_int64(a: np.ndarray, what: str) -> np.ndarray:

@@ -67,6 +67,8 @@ ALL_FEATURES = (*DEFAULT_FEATURES, *(c for c in CATEGORICAL if c != "education")
 SENSITIVE = ("sex", "race", "race_all")
 RACES = ("Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White")
 LABELS = {"<=50K": 0, ">50K": 1}
+#: (negative, positive): income ``>50K`` is the positive, favourable outcome.
+LABEL_NAMES = ("<=50K", ">50K")
 
 DEFAULTS: dict[str, Any] = {
     "features": "default",
@@ -140,6 +142,7 @@ def load_adult(seed: int, options: dict[str, Any]) -> Dataset:
             "test": (encoder(test), y_test, s_test),
         },
         feature_names=encoder.names,
+        label_names=LABEL_NAMES,
         group_names=groups,
         standardize=standardize,
         info=info,

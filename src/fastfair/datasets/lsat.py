@@ -37,6 +37,8 @@ from ._containers import Dataset
 
 FEATURES = ("LSAT", "UGPA")
 GROUP_NAMES = ("non-white", "white")
+#: (negative, positive): failing (``PF_0``) and passing (``PF_1``) the first year; passing is positive.
+LABEL_NAMES = ("fail", "pass")
 
 DEFAULTS: dict[str, Any] = {
     "balanced": False,
@@ -82,6 +84,7 @@ def load_lsat(seed: int, options: dict[str, Any]) -> Dataset:
             "test": (X[test_idx], y[test_idx], s[test_idx]),
         },
         feature_names=FEATURES,
+        label_names=LABEL_NAMES,
         group_names=GROUP_NAMES,
         standardize=standardize,
         info=info,

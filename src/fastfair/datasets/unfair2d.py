@@ -17,7 +17,8 @@ Meaning of ``p1``/``p2``. In the reference implementation (elizabethnewman/fast-
 ``max(1, floor(p2 · n))`` class-1 points, while the help text of ``ex_unfair_2d.py`` calls ``p1`` the
 "percent of s = 0 in class y = 0". We follow the *code*: ``p1`` (``p2``) is the fraction of class 0
 (class 1) in group ``s = 1``. With the default ``p1 = p2 = 0.5`` both readings coincide. Unlike the reference
-we do not force at least one ``s = 1`` point per class (``p = 0`` means none).
+we do not force at least one ``s = 1`` point per class (``p = 0`` means none); :func:`load_unfair2d` refuses
+options that leave group B without rows in the training, validation or test split (e.g. ``p1 = p2 = 0``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from ._containers import Dataset
 FEATURE_NAMES = ("x1", "x2")
 #: Group 0 ("A") is disadvantaged by the shift, group 1 ("B") advantaged.
 GROUP_NAMES = ("A", "B")
+#: (negative, positive): the class labels as they are, 0 below the line and 1 above it.
+LABEL_NAMES = ("0", "1")
 
 DEFAULTS: dict[str, Any] = {
     "p1": 0.5,
@@ -155,6 +158,7 @@ def load_unfair2d(seed: int, options: dict[str, Any]) -> Dataset:
             "test": (X_test, y_test, s_test),
         },
         feature_names=FEATURE_NAMES,
+        label_names=LABEL_NAMES,
         group_names=GROUP_NAMES,
         standardize=standardize,
         info=info,

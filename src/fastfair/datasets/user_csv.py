@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ._common import (
     check_seed,
     check_split_fractions,
     make_dataset,
+    min_group_rows,
     strata_codes,
     stratified_split,
 )
@@ -26,6 +28,8 @@ from ._containers import Dataset
 
 #: A non-numeric feature column with all values distinct and at least this many rows is an identifier.
 ID_MIN_ROWS = 10
+#: Most distinct values a sensitive column may have: more look like a continuous column, to be binned first.
+MAX_GROUPS = 50
 #: Keyword options of :func:`load_csv` besides ``path``.
 CSV_OPTIONS = (
     "target",
@@ -61,16 +65,32 @@ def load_csv(
         The CSV file.
     target : str
         Label column. With ``positive`` given, ``y = (target == positive)`` (one-vs-rest if the column has
-        more than two values; ``positive`` may also be the value's text, e.g. ``"1"`` for an integer column).
-        Otherwise the column must have exactly two distinct values; sorted, the second is the positive class
-        (``y = 1``): ``1`` of {0, 1}, ``True`` of {False, True}, ``"yes"`` of {"no", "yes"}.
+        more than two values; ``positive`` may also be the value's text, e.g. ``"1"`` for an integer column,
+        and ``true``/``false`` in any case or ``1``/``0`` match the values of a True/False column).
+        **Without** ``positive``, the column must have exactly two distinct values and the positive class
+        (``y = 1``) is the *second in sorted order*: ``1`` of {0, 1}, ``True`` of {False, True}, ``"yes"`` of
+        {"no", "yes"} -- but also ``"rejected"`` of {"approved", "rejected"}; pass ``positive`` whenever the
+        sorted order is not the meaning. Either way the choice is recorded: ``label_names`` (and
+        ``info["label_names"]``) is ``(negative, positive)`` as text, e.g. ``("no", "yes")``, or
+        ``("not 2", "2")`` for one-vs-rest.
     sensitive : str
-        Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``. At
-        least two groups are required.
+        Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``. The
+        rule, checked when the file is loaded, guarantees that every group occurs in train, validation and
+        test (so nothing computed per group can fail later):
+
+        * at least 2 and at most ``MAX_GROUPS`` (50) distinct values; more look like a continuous column, to
+          be binned into a few groups first;
+        * every group has at least ``N = 2 m - 1`` rows, where ``m`` is the smallest size from which every
+          (label, group) cell of the stratified split gives a row to train, validation and test:
+          ``m = max(3, ceil(1 / (2 f)))`` for ``f = min(val_fraction, test_fraction)`` (up to rounding). A
+          group of ``N`` rows has a label cell of at least ``m`` rows, whatever its labels. With the default
+          fractions (0.2, 0.2): ``m = 3``, ``N = 5``. So at most ``n / N`` groups fit into ``n`` rows.
     features : list of str, optional
-        Feature columns; by default every column except ``target`` and ``sensitive``. Numeric columns are used
-        as they are; text, boolean and categorical columns are one-hot encoded (one ``column=value`` indicator
-        per value, categories taken from the whole file so all splits share the same columns).
+        Feature columns; by default every column except ``target`` and ``sensitive``, and except columns
+        without a name in the header (e.g. ``Unnamed: 0``, an index saved by pandas), which are dropped with a
+        warning; name them in ``features`` to use them. Numeric columns are used as they are; text, boolean
+        and categorical columns are one-hot encoded (one ``column=value`` indicator per value, categories taken
+        from the whole file so all splits share the same columns).
     positive : optional
         The positive label value (see ``target``).
     seed : int
@@ -86,13 +106,23 @@ def load_csv(
     the bundled datasets, whose splits keep file order), so the first rows of ``train`` are a random sample
     even for a sorted file.
 
+    Standardisation cannot overflow (each column is divided by a power of two near its largest magnitude
+    before squaring), and every stored feature value must be finite and within float32's range.
+
     Raises
     ------
     FastfairError
-        Missing or unreadable file, malformed or empty CSV, missing columns, target or sensitive listed
-        among the features, missing values in any used column, a target that is not binary, a sensitive column
-        with a single group, an unusable feature column (all missing, non-finite numbers, or text values that
+        Missing or unreadable file, malformed or empty CSV (ragged rows, data rows longer than the header, a
+        column name given twice in the header), missing columns, target or sensitive listed among the
+        features, missing values in any used column, a target that is not binary, a sensitive column with a
+        single group, too many groups or a group too small for the rule above, an unusable feature column (all
+        missing, non-finite numbers, values beyond float32's range after standardisation, or text values that
         are all distinct, like an identifier), too few rows to split.
+
+    Warns
+    -----
+    UserWarning
+        When columns without a header name are dropped from the default features.
     """
     if unknown:  # e.g. a dataset option from the command line that only bundled datasets know
         names = ", ".join(map(repr, sorted(unknown)))
@@ -108,10 +138,18 @@ def load_csv(
 
     file = Path(path)
     raw = _read_bytes(file)
-    frame = _parse_csv(raw, file)
+    frame, unnamed = _parse_csv(raw, file)
 
     if features is None:
-        features = [c for c in frame.columns if c not in (target, sensitive)]
+        features = [c for c in frame.columns if c not in (target, sensitive, *unnamed)]
+        dropped = [c for c in unnamed if c not in (target, sensitive)]
+        if dropped:
+            warnings.warn(
+                f"{file.name}: dropped {_names(dropped)} from the features: no name in the header (an index "
+                "saved by pandas?); name it in features to use it",
+                UserWarning,
+                stacklevel=2,
+            )
         require(
             len(features) > 0,
             f"{file.name} has no columns besides target {target!r} and sensitive {sensitive!r}",
@@ -129,14 +167,17 @@ def load_csv(
             require(col not in features, f"the {role} column {col!r} cannot also be a feature")
     wanted = [target, sensitive, *features]
     missing = [c for c in wanted if c not in frame.columns]
+    only = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+    separator = next((sep for sep in (";", "\t", "|") if sep in only), None)
     require(
         not missing,
-        f"column(s) not found in {file.name}: {_names(missing)}; available: {_names(list(frame.columns))}",
+        f"column(s) not found in {file.name}: {_names(missing)}; available: {_names(list(frame.columns))}"
+        + (f" (fields separated by {separator!r}? only commas separate fields)" if separator else ""),
     )
     frame = frame[wanted]
     _check_missing(frame, file.name, target, sensitive)
 
-    y, positive_value = _encode_target(frame[target], target, positive)
+    y, positive_value, label_names = _encode_target(frame[target], target, positive)
     s, group_names = _encode_groups(frame[sensitive], sensitive)
     X, feature_names, encoding = _encode_features(frame, features)
 
@@ -147,6 +188,7 @@ def load_csv(
         f"{file.name} has too few rows ({len(y)}) to split into train/val/test with "
         f"val_fraction={val_fraction} and test_fraction={test_fraction}",
     )
+    _check_group_sizes(s, group_names, sensitive, (val_fraction, test_fraction))
     parts = {}
     for key, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
         idx = rng.permutation(idx)
@@ -173,6 +215,7 @@ def load_csv(
         parts,
         feature_names=feature_names,
         group_names=group_names,
+        label_names=label_names,
         standardize=standardize,
         info=info,
     )
@@ -187,12 +230,25 @@ def _read_bytes(file: Path) -> bytes:
         raise FastfairError(f"cannot read {file}: {exc.strerror or exc}") from None
 
 
-def _parse_csv(raw: bytes, file: Path) -> pd.DataFrame:
+def _parse_csv(raw: bytes, file: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The parsed file and the (pandas-made) names of its columns that have no name in the header."""
     require(raw.strip() != b"", f"{file.name} is empty")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True)
+        with warnings.catch_warnings():
+            # index_col=False: a data row longer than the header must not silently shift every column onto
+            # the next name (pandas would make the first column an index); pandas then warns, and we refuse
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(raw), skipinitialspace=True, index_col=False)
+            header = pd.read_csv(
+                io.BytesIO(raw), header=None, nrows=1, dtype=str, keep_default_na=False, skipinitialspace=True
+            )
     except pd.errors.EmptyDataError:
         raise FastfairError(f"{file.name} has no columns (is it a CSV file?)") from None
+    except pd.errors.ParserWarning:
+        raise FastfairError(
+            f"malformed CSV {file.name}: data rows have more fields than the header row; name every column in "
+            "the header or remove the extra fields"
+        ) from None
     except pd.errors.ParserError as exc:
         raise FastfairError(f"malformed CSV {file.name}: {_one_line(exc)}") from None
     except UnicodeDecodeError:
@@ -200,12 +256,21 @@ def _parse_csv(raw: bytes, file: Path) -> pd.DataFrame:
     except (ValueError, csv.Error) as exc:
         raise FastfairError(f"cannot parse {file.name} as CSV: {_one_line(exc)}") from None
     require(len(frame) > 0, f"{file.name} has a header but no data rows")
-    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed: ")]
-    require(
-        not unnamed or len(frame.columns) > len(unnamed),
-        f"{file.name} has no header row with column names",
-    )
-    return frame
+    names = [str(v) for v in header.iloc[0].tolist()]
+    require(len(names) == len(frame.columns), f"malformed CSV {file.name}: cannot read its header row")
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name == "":
+            continue
+        require(
+            name not in seen,
+            f"the header of {file.name} names column {name!r} twice (columns {seen.get(name)} and {position}); "
+            "column names must be unique",
+        )
+        seen[name] = position
+    unnamed = [str(c) for c, name in zip(frame.columns, names, strict=True) if name == ""]
+    require(len(unnamed) < len(frame.columns), f"{file.name} has no header row with column names")
+    return frame, unnamed
 
 
 def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: str) -> None:
@@ -231,7 +296,8 @@ def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: s
         )
 
 
-def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndarray, Any]:
+def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndarray, Any, tuple[str, str]]:
+    """``y`` (1 where the value is the positive one), the positive value, and ``(negative, positive)`` text."""
     distinct = _sorted_unique(values)
     if positive is None:
         require(
@@ -253,7 +319,9 @@ def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndar
     relation = "equal" if y.all() else "differ from"
     single = f"target column {name!r} has a single class (all values {relation} {pos!r})"
     require(0 < int(y.sum()) < len(y), single)
-    return y, _plain(pos)
+    others = [v for v in distinct if v is not pos]
+    negative = str(others[0]) if len(others) == 1 else f"not {pos}"
+    return y, _plain(pos), (negative, str(pos))
 
 
 def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -262,6 +330,11 @@ def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str,
         len(distinct) >= 2,
         f"sensitive column {name!r} has a single group ({_values(distinct)}); need at least 2 groups",
     )
+    require(
+        len(distinct) <= MAX_GROUPS,
+        f"sensitive column {name!r} has {len(distinct)} distinct values, more than the {MAX_GROUPS} groups "
+        "allowed (is it continuous?); bin it into a few groups first, e.g. with pandas.cut",
+    )
     names = tuple(str(v) for v in distinct)
     require(
         len(set(names)) == len(names), f"sensitive column {name!r} has distinct values with the same text"
@@ -269,6 +342,30 @@ def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str,
     lookup = {v: i for i, v in enumerate(distinct)}
     codes = np.fromiter((lookup[v] for v in values.tolist()), dtype=np.int64, count=len(values))
     return codes, names
+
+
+def _check_group_sizes(
+    s: np.ndarray, group_names: Sequence[str], column: str, fractions: tuple[float, float]
+) -> None:
+    """Every group needs :func:`min_group_rows` rows, so that the split puts it into train, val and test."""
+    need = min_group_rows(fractions)
+    counts = np.bincount(s, minlength=len(group_names))
+    small = np.flatnonzero(counts < need)
+    if not len(small):
+        return
+    worst = int(small[np.argmin(counts[small])])
+    hint = (
+        f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: if the column is "
+        "continuous, bin it into a few groups)"
+        if len(small) > 1
+        else ""
+    )
+    raise FastfairError(
+        f"group {group_names[worst]!r} of sensitive column {column!r} has {int(counts[worst])} row"
+        f"{'s' if counts[worst] != 1 else ''}; every group needs at least {need} rows so that it appears in "
+        f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}); merge or "
+        f"drop it{hint}"
+    )
 
 
 def _encode_features(
@@ -310,12 +407,20 @@ _NO_MATCH = object()
 
 
 def _match_value(distinct: list[Any], wanted: Any) -> Any:
-    """The value of ``distinct`` equal to ``wanted``, or whose text or number equals it (CLI gives text)."""
+    """The value of ``distinct`` equal to ``wanted``, or whose text or number equals it (CLI gives text).
+
+    A True/False value also matches ``true``/``false`` in any case and ``1``/``0`` (as numbers or text).
+    """
     for v in distinct:
         if type(v) is type(wanted) and v == wanted:
             return v
+    flag = _as_flag(wanted)
     for v in distinct:
-        if isinstance(v, (bool, np.bool_)) != isinstance(wanted, (bool, np.bool_)):
+        if isinstance(v, (bool, np.bool_)):
+            if flag is not None and bool(v) == flag:
+                return v
+            continue
+        if isinstance(wanted, (bool, np.bool_)):
             continue
         try:
             if v == wanted:
@@ -334,12 +439,18 @@ def _match_value(distinct: list[Any], wanted: Any) -> Any:
         if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
             if float(v) == number:
                 return v
-    if text.lower() in ("true", "false"):
-        flag = text.lower() == "true"
-        for v in distinct:
-            if isinstance(v, (bool, np.bool_)) and bool(v) == flag:
-                return v
     return _NO_MATCH
+
+
+def _as_flag(value: Any) -> bool | None:
+    """``value`` read as a truth value: a bool, the number 1 or 0, or the text true/false/1/0 (any case)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return bool(value) if value in (0, 1) else None
+    if isinstance(value, str):
+        return {"true": True, "1": True, "false": False, "0": False}.get(value.strip().lower())
+    return None
 
 
 def _sorted_unique(values: pd.Series) -> list[Any]:
