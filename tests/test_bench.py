@@ -9,9 +9,19 @@ import pytest
 import torch
 
 from fastfair import cli
-from fastfair.bench import RECORD_KEYS, SolverSpec, compare_solvers, make_case, pgd_ladder, pgd_matched
+from fastfair.bench import (
+    RECORD_KEYS,
+    InnerBenchPlan,
+    SolverSpec,
+    compare_solvers,
+    make_case,
+    pgd_ladder,
+    pgd_matched,
+    timing,
+)
+from fastfair.bench import inner as inner_module
 from fastfair.bench.end_to_end import E2ESetting, EndToEndPlan, render_end_to_end, run_end_to_end
-from fastfair.bench.inner import relative_gap, render_inner
+from fastfair.bench.inner import estimated_case_bytes, relative_gap, render_inner
 from fastfair.bench.scaling import ScalingPlan, predicted_seconds, render_scaling, run_scaling, scaling_figure
 from fastfair.bench.timing import interleaved, repeat_counts, round_robin_order
 from fastfair.errors import FastfairError
@@ -233,3 +243,50 @@ def test_cli_text_table_and_bad_input(monkeypatch, capsys):
     assert code == 2 and err.startswith("fastfair: error:") and "Traceback" not in err
     code, out, err = _bench_cli(monkeypatch, capsys, "--end-to-end", "--solvers", "none", "--no-progress")
     assert code == 2 and "none" in err
+
+
+def test_cli_refuses_a_plan_that_cannot_fit_in_memory(monkeypatch, capsys):
+    # a float64 batch of 1e8 x 1000 alone is 800 GB: refused from the estimate, before anything is allocated
+    code, out, err = _bench_cli(monkeypatch, capsys, "--n", "100000000", "--dims", "1000", "--models", "affine")
+    assert code == 2 and out == ""
+    assert err.startswith("fastfair: error: the benchmark needs about ") and err.count("\n") == 1, err
+    assert "(affine, n=100000000, d=1000)" in err and "use a smaller --n or --dims" in err
+    # the estimate is compared with what the machine has available
+    monkeypatch.setattr(timing, "available_memory_bytes", lambda: 2**20)
+    code, _, err = _bench_cli(monkeypatch, capsys, "--quick", "--n", "4096", "--dims", "100", "--no-progress")
+    assert code == 2 and "more than the 0.0 GiB available" in err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried"),
+    ],
+)
+def test_cli_out_of_memory_is_one_line(monkeypatch, capsys, error):
+    def run(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(inner_module, "run_inner_bench", run)
+    code, _, err = _bench_cli(monkeypatch, capsys, "--quick", "--dims", "2", "--n", "8", "--no-progress")
+    assert code == 2
+    assert err == "fastfair: error: the benchmark ran out of memory; use a smaller --n or --dims (or --quick)\n"
+
+
+def test_cli_other_runtime_errors_are_not_called_out_of_memory(monkeypatch, capsys):
+    def run(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(inner_module, "run_inner_bench", run)
+    with pytest.raises(RuntimeError, match="a bug"):
+        _bench_cli(monkeypatch, capsys, "--quick", "--dims", "2", "--n", "8", "--no-progress")
+
+
+def test_case_memory_estimate_covers_the_batch_and_scales_with_n():
+    for model in ("affine", "mlp"):
+        one = estimated_case_bytes(model, 1000, 50, dtype="float64")
+        assert estimated_case_bytes(model, 2000, 50, dtype="float64") == 2 * one
+        assert one >= 3 * 8 * 1000 * 50  # the float64 draw, the batch and its tensor copy
+    plan = InnerBenchPlan.full(models=("affine", "mlp"), dims=(5, 100), n=4096)
+    assert plan.estimated_bytes() == (estimated_case_bytes("mlp", 4096, 100), "mlp, n=4096, d=100")

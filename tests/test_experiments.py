@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fastfair.errors import FastfairError
+from fastfair.errors import FastfairError, require
 from fastfair.experiments import (
     COLUMNS,
+    ProcessExecutor,
     ResultsStore,
     grid_from_dict,
     grid_from_file,
@@ -20,8 +24,14 @@ from fastfair.experiments import (
     parse_seeds,
     results_frame,
     run_cell,
+    run_sweep,
 )
+from fastfair.experiments import sweep as sweep_module
+from fastfair.experiments.executors import CellLost
+from fastfair.experiments.grid import DatasetPlan, GridTooLarge
 from fastfair.experiments.paper import paper_grid
+from fastfair.experiments.sweep import CellFailed
+from fastfair.training import TrainConfig
 
 TINY = {"datasets": ["unfair2d"], "epochs": 2, "batch_size": 20}
 
@@ -280,3 +290,147 @@ def test_quick_grid_has_the_boundary_radius_and_one_seed():
     assert 0.18 in {c.radius for c in cells if c.dataset == "unfair2d" and c.solver == "trs"}
     assert {c.solver for c in cells} == {"none", "trs", "pgd-paper", "pgd", "random"}
     assert any("Quick run" in n for n in notes)
+
+
+# ----------------------------------------------------------------------------------------------- grid size
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    solvers=st.lists(st.sampled_from(["none", "trs", "pgd", "random"]), min_size=1, max_size=4, unique=True),
+    n_radii=st.integers(1, 4),
+    seeds=st.lists(st.integers(0, 2**32), min_size=1, max_size=4, unique=True),
+    models=st.lists(st.sampled_from(["affine", "mlp"]), min_size=1, max_size=2, unique=True),
+    second=st.booleans(),
+)
+def test_grid_count_equals_the_number_of_expanded_cells(solvers, n_radii, seeds, models, second):
+    datasets = ["unfair2d", {"name": "lsat", "radii": [0.3]}] if second else ["unfair2d"]
+    grid = grid_from_dict(
+        {
+            "datasets": datasets,
+            "solvers": solvers,
+            "radii": [0.1 * (k + 1) for k in range(n_radii)],
+            "seeds": seeds,
+            "models": models,
+        }
+    )
+    assert grid.count() == len(grid.cells()) == len({c.cell_id for c in grid.cells()})
+
+
+def test_paper_grid_count_equals_its_cells():
+    grid, _ = paper_grid(seeds=3, pgd_paper_seeds=1)
+    # 3 seeds x (a none cell per dataset + 4 robust solvers x 11 + 6 + 11 radii), less pgd-paper's seeds 1 and 2
+    assert grid.count() == len(grid.cells()) == 3 * (3 + 4 * 28) - 2 * 28
+
+
+def test_a_large_grid_is_refused_from_its_axis_lengths_alone(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("the grid was expanded or validated cell by cell")
+
+    monkeypatch.setattr(DatasetPlan, "cells", boom)
+    monkeypatch.setattr(DatasetPlan, "probes", boom)
+    big = {"datasets": ["unfair2d"], "solvers": ["trs", "pgd"], "radii": "0.001:1:0.001", "seeds": "0:1000"}
+    with pytest.raises(GridTooLarge) as info:
+        grid_from_dict(big, max_cells=10_000)
+    assert (info.value.cells, info.value.limit) == (2 * 1000 * 1000, 10_000)
+    assert str(info.value) == "the grid has 2,000,000 cells, more than the limit of 10,000"
+    paper, _ = paper_grid(seeds=10**15)  # the seeds stay a lazy range: counting them costs nothing
+    with pytest.raises(GridTooLarge):
+        paper.check_size(10_000)
+
+
+def test_ranges_are_sized_before_they_are_built():
+    with pytest.raises(FastfairError, match=r"range '0:1000000000000' has 1,000,000,000,000 values"):
+        parse_seeds("0:1000000000000")
+    with pytest.raises(FastfairError, match="has more than 100,000 values"):
+        parse_radii("1e-300:1e300:1e-300")  # (stop - start) / step overflows to inf
+    assert len(parse_seeds("0:100000")) == 100_000
+
+
+def test_every_value_of_every_axis_goes_through_train_config_validation(monkeypatch):
+    """Not only the first radius and seed: a value only TrainConfig refuses is caught wherever it sits."""
+    original = TrainConfig.validate
+
+    def stricter(self):
+        require(self.seed != 7, f"seed {self.seed} is refused")
+        require(self.radius != 0.3, f"radius {self.radius} is refused")
+        return original(self)
+
+    monkeypatch.setattr(TrainConfig, "validate", stricter)
+    base = {"datasets": ["unfair2d"], "solvers": ["none", "random"], "radii": [0.1, 0.2], "seeds": [0, 1]}
+    assert grid_from_dict(base).count() == 2 + 2 * 2
+    with pytest.raises(FastfairError, match=r"^options: datasets\[0\] \(none\): seed 7 is refused$"):
+        grid_from_dict({**base, "seeds": [0, 1, 7]}, source="options")
+    with pytest.raises(FastfairError, match=r"datasets\[1\] \(random\): radius 0.3 is refused"):
+        grid_from_dict({**base, "datasets": ["unfair2d", {"name": "lsat", "radii": [0.1, 0.3]}]})
+    paper, _ = paper_grid(seeds=8)
+    with pytest.raises(FastfairError, match="seed 7 is refused"):
+        paper.validate()
+
+
+def test_unreadable_config_and_csv_paths_say_what_is_wrong(tmp_path):
+    (tmp_path / "grid.yaml").mkdir()
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    with pytest.raises(FastfairError, match=r"^config file '.*grid.yaml' is a directory$"):
+        grid_from_file(tmp_path / "grid.yaml")
+    with pytest.raises(FastfairError, match=r"^config file '.*loop.yaml' is a symlink loop$"):
+        grid_from_file(loop)
+    (tmp_path / "data.csv").mkdir()
+    entry = {"csv": "data.csv", "target": "y", "sensitive": "s"}
+    with pytest.raises(FastfairError, match=r"CSV file 'data\.csv' is a directory"):
+        grid_from_dict({"datasets": [entry]}, base_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- failures
+
+
+def test_a_cell_failing_on_its_input_stops_the_sweep_at_once(tmp_path, monkeypatch):
+    calls = []
+
+    def bad_input(cell):
+        calls.append(cell)
+        raise FastfairError("group 'c' is missing from the test split")
+
+    monkeypatch.setattr(sweep_module, "run_cell", bad_input)
+    grid = grid_from_dict({**TINY, "solvers": ["none", "trs"], "radii": [0.1, 0.2], "seeds": [0, 1]})
+    with pytest.raises(CellFailed) as info:
+        run_sweep(grid, tmp_path / "out", progress=False)
+    assert len(calls) == 1  # deterministic: the other five cells would fail the same way
+    message = str(info.value)
+    assert message.startswith(f"cell {calls[0].describe()}: group 'c' is missing from the test split")
+    assert "\n" not in message and "re-run" not in message
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert [(f["cell_id"], f["deterministic"]) for f in failures] == [(calls[0].cell_id, True)]
+    assert pd.read_csv(tmp_path / "out" / "results.csv").empty
+
+
+def test_unexpected_cell_failures_are_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = sweep_module.run_cell
+
+    def flaky(cell):
+        if cell.solver == "trs":
+            raise RuntimeError("connection reset")
+        return real(cell)
+
+    monkeypatch.setattr(sweep_module, "run_cell", flaky)
+    grid = grid_from_dict({**TINY, "epochs": 1, "solvers": ["none", "trs"], "radii": [0.1, 0.2]})
+    summary = run_sweep(grid, tmp_path / "out", progress=False)
+    assert (summary.ran, len(summary.failed)) == (1, 2)
+    assert {f["error"] for f in summary.failed} == {"RuntimeError: connection reset"}
+    assert not any(f["deterministic"] for f in summary.failed)
+
+
+def test_a_dead_worker_is_a_lost_cell_not_an_input_error():
+    with ProcessExecutor(1) as executor:
+        (outcome,) = executor.run(os._exit, [3])
+    assert isinstance(outcome.error, CellLost) and not isinstance(outcome.error, FastfairError)
+
+
+def test_a_store_path_that_is_a_directory_is_named(tmp_path):
+    (tmp_path / "results.csv").mkdir(parents=True)
+    grid = grid_from_dict({**TINY, "solvers": ["none"]})
+    with pytest.raises(FastfairError, match=r"results.csv' is a directory") as info:
+        run_sweep(grid, tmp_path, progress=False)
+    assert ".tmp" not in str(info.value)
+    assert not (tmp_path / "cells").exists()

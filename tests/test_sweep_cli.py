@@ -395,3 +395,143 @@ def test_sweep_report_on_a_multigroup_csv(capsys, tmp_path):
     stamp = (out_dir / "report.html").stat().st_mtime_ns
     assert run_cli(capsys, *argv)[0] == 0
     assert (out_dir / "report.html").stat().st_mtime_ns == stamp
+
+
+# ------------------------------------------------------------------------------------- reliability
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_mid_sweep_flushes_results_and_exits_143_quietly(tmp_path, jobs):
+    """SIGTERM is handled like Ctrl-C: workers stopped, results.csv written from the finished cells, one line."""
+    out_dir = tmp_path / "terminated"
+    grid = [*GRID, "--solvers", "none", "trs", "pgd-paper", "--radii", "0.1:0.2:0.05", "--seeds", "0", "1"]
+    proc = _sweep_until_first_cell([*grid, "--jobs", jobs], out_dir, start_new_session=True)
+    os.kill(proc.pid, signal.SIGTERM)  # the sweep only, as `kill PID` or a job scheduler does
+    _, err_bytes = proc.communicate(timeout=60)
+    err = err_bytes.decode()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    lines = [line for line in err.splitlines() if not line.startswith("sweep: 14 cells (0 stored, 14 to run")]
+    assert lines == [
+        f"fastfair: terminated; finished cells are kept in {out_dir}/cells and {out_dir}/results.csv - "
+        "run the same command again to resume"
+    ], err
+    finished = {p.stem for p in (out_dir / "cells").glob("*.json")}
+    assert 1 <= len(finished) < 14, (len(finished), err)
+    rows = pd.read_csv(out_dir / "results.csv")
+    assert set(rows["cell_id"]) == finished and (rows.groupby("cell_id").size() == 3).all()
+    time.sleep(0.5)
+    assert _live_processes_in_group(proc.pid) == [], "worker processes were left behind"
+
+
+def test_a_cell_failing_on_its_input_stops_the_sweep_with_one_error_line(capsys, tmp_path, monkeypatch):
+    """A FastfairError inside a cell would recur on every re-run: stop at once, exit 2, no 'retry' advice."""
+    from fastfair.errors import FastfairError
+    from fastfair.experiments import sweep as sweep_module
+
+    calls = []
+
+    def deterministic(cell):
+        calls.append(cell.describe())
+        raise FastfairError("group 'c' has 2 rows and is missing from the test split")
+
+    monkeypatch.setattr(sweep_module, "run_cell", deterministic)
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--out", str(out_dir))
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if not line.startswith("sweep: 5 cells")]
+    assert lines == [
+        f"fastfair: error: cell {calls[0]}: group 'c' has 2 rows and is missing from the test split "
+        f"(the sweep stopped; 0 finished cells kept in {out_dir})"
+    ]
+    assert len(calls) == 1 and "re-run" not in err and out == ""
+
+
+def test_unexpected_cell_failures_still_suggest_a_rerun(capsys, tmp_path, monkeypatch):
+    from fastfair.experiments import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "run_cell", lambda cell: 1 / 0)
+    code, _, err = run_cli(capsys, "sweep", *GRID, "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert err.count("failed: ") == 5 and "ZeroDivisionError" in err
+    assert "re-run the command to retry the failed cells" in err
+
+
+def test_a_large_grid_needs_allow_large_and_is_refused_without_expanding_it(capsys, tmp_path, monkeypatch):
+    from fastfair.cli import sweep as sweep_cli
+    from fastfair.experiments.grid import DatasetPlan
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the grid was expanded or validated cell by cell")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DatasetPlan, "cells", boom)
+        patch.setattr(DatasetPlan, "probes", boom)
+        args = ["--dataset", "unfair2d", "--solvers", "trs", "--radii", "0.001:1:0.001", "--seeds", "0:20"]
+        code, out, err = run_cli(capsys, "sweep", *args, "--dry-run", "--out", str(tmp_path / "big"))
+    assert code == 2 and out == ""
+    assert err == (
+        "fastfair: error: the grid has 20,000 cells, more than 10,000; pass --allow-large to run it anyway, "
+        "or use fewer radii / seeds\n"
+    )
+    monkeypatch.setattr(sweep_cli, "LARGE_GRID", 4)
+    code, _, err = run_cli(capsys, "sweep", *GRID, "--dry-run", "--out", str(tmp_path / "dry"))
+    assert code == 2 and "the grid has 5 cells, more than 4" in err
+    code, out, err = run_cli(capsys, "sweep", *GRID, "--dry-run", "--allow-large", "--out", str(tmp_path / "dry"))
+    assert code == 0 and "5 cells; nothing run" in out
+    code, _, err = run_cli(capsys, "reproduce", "--allow-large", "--out", str(tmp_path / "r"), "--jobs", "0")
+    assert code == 2 and "--jobs must be a positive integer" in err  # got past the size check
+    code, _, err = run_cli(capsys, "reproduce", "--seeds", "1", "--out", str(tmp_path / "r"))
+    assert code == 2 and "the grid has 115 cells, more than 4" in err
+    assert not (tmp_path / "dry").exists() and not (tmp_path / "r").exists()
+
+
+def test_the_sweep_announces_its_cell_count(capsys, tmp_path):
+    args = [*GRID, "--solvers", "none", "--out", str(tmp_path / "o")]
+    code, _, err = run_cli(capsys, "sweep", *args)
+    assert code == 0 and err == "sweep: 1 cell (0 stored, 1 to run in this process)\n"
+    code, _, err = run_cli(capsys, "sweep", *args)
+    assert code == 0 and err == "sweep: 1 cell (1 stored, 0 to run)\n"
+    code, out, err = run_cli(capsys, "sweep", *args, "--json")
+    assert code == 0 and err == "" and json.loads(out)["reused"] == 1
+
+
+def test_unwritable_store_paths_and_unreadable_configs_are_named(capsys, tmp_path):
+    (tmp_path / "out" / "results.csv").mkdir(parents=True)
+    code, _, err = run_cli(capsys, "sweep", *GRID, "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"'{tmp_path / 'out' / 'results.csv'}' is a directory" in err and ".tmp" not in err
+    assert not (tmp_path / "out" / "cells").exists()
+    code, _, err = run_cli(capsys, "sweep", "--config", str(tmp_path), "--out", str(tmp_path / "o2"))
+    assert code == 2 and err == f"fastfair: error: config file '{tmp_path}' is a directory\n"
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    code, _, err = run_cli(capsys, "sweep", "--config", str(loop), "--out", str(tmp_path / "o2"))
+    assert code == 2 and err == f"fastfair: error: config file '{loop}' is a symlink loop\n"
+
+
+# Values that pass the grid's own parsers but that TrainConfig refuses (seeds torch cannot take, radii the
+# float32 dtype cannot represent, an empty --out): refused up front, as one line, with nothing written.
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--radii", "0.1", "--seeds", "0", str(2**64)], "seed"),
+        (["--radii", "0.1", "1e39"], "radi"),
+    ],
+)
+def test_values_train_config_refuses_are_refused_before_any_cell_runs(capsys, tmp_path, args, word):
+    out_dir = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "sweep", "--dataset", "unfair2d", "--solvers", "trs", *args, "--out", str(out_dir)
+    )
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: options: datasets[0] (trs): "), err
+    assert word in lines[0].lower()
+    assert not out_dir.exists()
+
+
+def test_empty_out_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "sweep", *GRID, "--out", "")
+    assert code == 2 and err.startswith("fastfair: error: ") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@
 * :mod:`fastfair.bench.end_to_end` -- robust / non-robust epoch-time ratio per solver on Adult and Unfair2D.
 * :mod:`fastfair.bench.timing` -- interleaved round-robin repeats, medians, machine description.
 
-These print numbers; tests assert behaviour only (DESIGN.md §6). The command line is ``fastfair bench``.
+These print numbers; tests assert behaviour only, never timings. The command line is ``fastfair bench``.
 """
 
 from __future__ import annotations

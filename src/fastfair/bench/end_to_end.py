@@ -167,7 +167,7 @@ def run_end_to_end(plan: EndToEndPlan, *, progress: Any = None) -> list[dict[str
     return records
 
 
-#: The targets of issue 5: robust TRS epoch at most this many non-robust epochs.
+#: The targets: a robust TRS epoch costs at most this many non-robust epochs.
 TARGETS = {"affine": 2.0, "mlp": 3.0}
 
 

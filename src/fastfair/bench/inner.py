@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import FastfairError, require
 from ..inner import make_inner
 from ..models import MODELS, build_model
+from .scaling import METHODS, estimated_bytes
 from .timing import interleaved
 
 #: Record keys every row of :func:`run_inner_bench` has (the ``--json`` contract).
@@ -184,6 +185,25 @@ def make_case(
     x = torch.as_tensor(X, dtype=DTYPES[dtype], device=device)
     y = torch.as_tensor(Y, dtype=DTYPES[dtype], device=device)
     return BenchCase(model, net, x, y, info)
+
+
+#: The solvers of a comparison each keep a few (n, d) tensors (iterate, gradient, autograd graph), more than the
+#: structured TRS alone; their working set is taken as this many times the TRS estimate.
+SOLVER_MEMORY_FACTOR = 2.0
+
+
+def estimated_case_bytes(model: str, n: int, d: int, *, hidden: int = 16, dtype: str = "float64") -> float:
+    """Rough peak memory of one case of :func:`make_case` and :func:`compare_solvers`, in bytes.
+
+    The batch is drawn in float64 (numpy, 8·n·d bytes, plus a draw of the same size) and copied to a tensor
+    (itemsize·n·d); the solvers' working set is :data:`SOLVER_MEMORY_FACTOR` times the structured TRS's, as
+    :func:`fastfair.bench.scaling.estimated_bytes` estimates it. Only used to refuse plans that cannot fit.
+    """
+    require(dtype in DTYPES, f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    trs = next(m for m in METHODS if m.model == model and m.kind == "trs" and not m.dense)
+    batch = 2 * 8 * n * d + itemsize * n * d
+    return batch + SOLVER_MEMORY_FACTOR * estimated_bytes(trs, n, d, hidden, itemsize)
 
 
 def mean_loss(loss: torch.Tensor) -> float:
@@ -355,6 +375,17 @@ class InnerBenchPlan:
         """Number of timed runs (warm-ups included) at most: the length of the progress bar."""
         cases = len(self.models) * len(self.dims) * len(self.radii)
         return cases * len(self.solvers()) * (self.warmup + self.repeats)
+
+    def estimated_bytes(self) -> tuple[float, str]:
+        """The largest :func:`estimated_case_bytes` over the plan's cases, and which case it is."""
+        return max(
+            (
+                (estimated_case_bytes(m, self.n, d, hidden=self.hidden, dtype=self.dtype), f"{m}, n={self.n}, d={d}")
+                for m in self.models
+                for d in self.dims
+            ),
+            key=lambda pair: pair[0],
+        )
 
     def validate(self) -> InnerBenchPlan:
         for m in self.models:

@@ -1,9 +1,9 @@
 """Timing helpers shared by the benchmarks: interleaved round-robin repeats, medians, machine description.
 
-DESIGN.md §6: compare as ratios measured in the same process run, alternate the contenders, report the median
-of several repeats. :func:`interleaved` does exactly that: every task is run once as a warm-up (not counted),
-then in each repeat every task runs once, in an order rotated by one position per repeat, so that no contender
-is always first (cold caches) or last (a background job that just started).
+Honest timing on a shared, noisy machine: compare as ratios measured in the same process run, alternate the
+contenders, report the median of several repeats. :func:`interleaved` does exactly that: every task is run
+once as a warm-up (not counted), then in each repeat every task runs once, in an order rotated by one position
+per repeat, so that no contender is always first (cold caches) or last (a background job that just started).
 """
 
 from __future__ import annotations
@@ -158,6 +158,21 @@ def machine_info() -> dict[str, Any]:
     except OSError:  # pragma: no cover - not on every platform
         info["load_average_1m"] = None
     return info
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping: Linux's ``MemAvailable`` (``/proc/meminfo``), else the
+    physical memory size (``sysconf``); ``None`` where neither is known."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
 
 
 def describe_machine(info: Mapping[str, Any]) -> str:

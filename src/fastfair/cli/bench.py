@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Compare the inner maximisers on identical batches and model weights (median time of interleaved "
             "repeats, attained objective, and pgd-matched: the cheapest tuned PGD within 1e-6 of TRS's "
             "objective); or, with --scaling, time against n and d; or, with --end-to-end, the robust / "
-            "non-robust epoch-time ratio per solver on Adult and Unfair2D."
+            "non-robust epoch-time ratio per solver on Adult and Unfair2D. A comparison whose estimated memory "
+            "exceeds what the machine has available is refused before it starts."
         ),
         epilog=(
             "examples:\n"
@@ -119,8 +120,35 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         return _run(args, out_dir)
+    except MemoryError:
+        raise FastfairError(OUT_OF_MEMORY) from None
+    except RuntimeError as exc:
+        # torch reports a failed CPU allocation as a RuntimeError ("DefaultCPUAllocator: can't allocate memory",
+        # torch.OutOfMemoryError on a GPU)
+        if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
+            raise FastfairError(OUT_OF_MEMORY) from None
+        raise
     finally:
         torch.set_num_threads(threads)
+
+
+OUT_OF_MEMORY = "the benchmark ran out of memory; use a smaller --n or --dims (or --quick)"
+
+
+def check_memory(needed: float, what: str) -> None:
+    """Refuse a plan whose estimated peak memory ``needed`` (bytes) exceeds what the machine has available."""
+    from ..bench.timing import available_memory_bytes
+
+    available = available_memory_bytes()
+    require(
+        available is None or needed <= available,
+        f"the benchmark needs about {_gib(needed)} of memory ({what}), more than the {_gib(available or 0)} "
+        "available; use a smaller --n or --dims",
+    )
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
 
 
 def _run(args: argparse.Namespace, out_dir: Any) -> int:
@@ -186,6 +214,7 @@ def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, di
         if key in a:
             overrides[field] = a[key]
     plan = (InnerBenchPlan.quick_plan if args.quick else InnerBenchPlan.full)(**overrides).validate()
+    check_memory(*plan.estimated_bytes())
     with _progress(args, plan.runs(), "bench") as bar:
         records = run_inner_bench(plan, progress=bar)
     return records, render_inner(records), render_inner(records, markdown=True), {}

@@ -7,11 +7,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import FastfairError, require
 from ..io import dumps_json
 from .common import check_out_dir
-from .sweep import add_run_arguments, execute, interrupted_message
+from .sweep import add_run_arguments, cell_limit, execute, large_grid_hint, run_interruptibly
 from .sweep import report as print_summary
 
 
@@ -64,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
         f"--pgd-paper-seeds must be a positive integer, got {args.pgd_paper_seeds}",
     )
     grid, notes = paper_grid(quick=args.quick, seeds=args.seeds, pgd_paper_seeds=args.pgd_paper_seeds)
+    with large_grid_hint():
+        grid.check_size(cell_limit(args))
+    grid.validate()
+    return run_interruptibly(lambda: _run(args, grid, notes, out), args.out)
+
+
+def _run(args: argparse.Namespace, grid: Any, notes: list[str], out: Path) -> int:
     start = time.perf_counter()
-    try:
-        summary = execute(grid, args, default_jobs=_cores(), desc="reproduce")
-    except KeyboardInterrupt:
-        print(interrupted_message(args.out), file=sys.stderr)
-        return 130
+    summary = execute(grid, args, default_jobs=_cores(), desc="reproduce")
     if summary.failed or args.no_report or not args.json:
         print_summary(summary, args, table=False)
     if summary.failed:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,11 @@ import pandas as pd
 from ..errors import FastfairError, require
 from ..io import dumps_json
 from .common import add_data_source_arguments, check_out_dir, format_table, parse_key_values, parse_value
+
+#: Most cells a sweep runs (or lists with --dry-run) without --allow-large.
+LARGE_GRID = 10_000
+#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process killed by it).
+TERMINATED_EXIT = 128 + signal.SIGTERM
 
 EPILOG = """\
 grid file (--config FILE, YAML or TOML; only 'datasets' is required):
@@ -29,11 +38,15 @@ grid file (--config FILE, YAML or TOML; only 'datasets' is required):
   Any key but 'datasets' may also go inside a dataset entry, overriding the top level for that dataset.
   Command-line options replace the file's top-level keys. CSV paths are relative to the file.
 
+""" + f"""\
 results in --out DIR:
   DIR/results.csv        one row per cell x split (cell_id, dataset, model, solver, radius, seed, split, n,
                          accuracy, auc, the five gaps, epoch_seconds, inner_seconds, training settings)
   DIR/cells/ID.json      one file per finished cell, written atomically as it finishes
-  Re-running the same command reuses finished cells; an interrupted sweep loses nothing finished.
+  Re-running the same command reuses finished cells; an interrupted sweep (Ctrl-C, SIGTERM) loses nothing
+  finished. A cell that fails on its input or settings stops the sweep with that error (a re-run would fail
+  the same way); a cell lost otherwise (e.g. a worker died) is listed in DIR/failures.json and retried by a
+  re-run. A grid of more than {LARGE_GRID:,} cells needs --allow-large.
 
 examples:
   fastfair sweep --dataset unfair2d --solvers none trs pgd --radii 0.1:0.2:0.05 --seeds 0:3 \\
@@ -111,6 +124,11 @@ def add_run_arguments(p: argparse.ArgumentParser, *, jobs_default: int | None = 
     )
     run.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--allow-large",
+        action="store_true",
+        help=f"accept a grid of more than {LARGE_GRID:,} cells",
+    )
 
 
 def grid_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,17 +192,44 @@ def _split(tokens: list[str]) -> list[str]:
 
 
 def build_grid(args: argparse.Namespace) -> Any:
+    """The validated grid of the command line (and --config file); refused above :data:`LARGE_GRID` cells
+    unless --allow-large, before it is validated value by value or expanded."""
     from ..experiments.grid import grid_from_dict, grid_from_file
 
     options = grid_options(args)
-    if args.config is not None:
-        return grid_from_file(args.config, overrides=options)
-    require("datasets" in options, "give --config FILE, or --dataset NAME / --data CSV with the grid options")
-    return grid_from_dict(options, source="options")
+    limit = cell_limit(args)
+    with large_grid_hint():
+        if args.config is not None:
+            return grid_from_file(args.config, overrides=options, max_cells=limit)
+        require(
+            "datasets" in options, "give --config FILE, or --dataset NAME / --data CSV with the grid options"
+        )
+        return grid_from_dict(options, source="options", max_cells=limit)
+
+
+def cell_limit(args: argparse.Namespace) -> int | None:
+    """The most cells ``args`` allow: :data:`LARGE_GRID`, or no limit with --allow-large."""
+    return None if args.allow_large else LARGE_GRID
+
+
+@contextlib.contextmanager
+def large_grid_hint() -> Iterator[None]:
+    """Re-raise a too-large grid with the way out: --allow-large, or a smaller grid."""
+    from ..experiments.grid import GridTooLarge
+
+    try:
+        yield
+    except GridTooLarge as exc:
+        raise FastfairError(
+            f"the grid has {exc.cells:,} cells, more than {exc.limit:,}; "
+            "pass --allow-large to run it anyway, or use fewer radii / seeds"
+        ) from None
 
 
 def execute(grid: Any, args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep") -> Any:
-    """Run a grid with the execution options of ``args``; Ctrl-C keeps finished cells (exit 130)."""
+    """Run a grid with the execution options of ``args``; Ctrl-C or SIGTERM keeps finished cells (see
+    :func:`run_interruptibly`). The cell counts go to stderr once the run has passed its checks (not with
+    --json)."""
     from ..experiments import run_sweep
 
     require(
@@ -194,20 +239,69 @@ def execute(grid: Any, args: argparse.Namespace, *, default_jobs: int = 1, desc:
     jobs = args.jobs if args.jobs is not None else default_jobs
     require(jobs >= 1, f"--jobs must be a positive integer, got {jobs}")
     progress = not (args.json or args.no_progress) and sys.stderr.isatty()
-    return run_sweep(grid, args.out, jobs=jobs, scheduler=args.scheduler, progress=progress, desc=desc)
+    announce = None if args.json else _to_stderr
+    return run_sweep(
+        grid, args.out, jobs=jobs, scheduler=args.scheduler, progress=progress, desc=desc, announce=announce
+    )
 
 
-def interrupted_message(out: str) -> str:
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops exactly as on Ctrl-C (workers stopped, finished
+    cells flushed to results.csv)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (once: a second SIGTERM is
+    ignored, so that it cannot cut the flushing of results short; SIGKILL still ends the process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_interruptibly(body: Callable[[], int], out: str) -> int:
+    """Run a sweep-like command: Ctrl-C exits 130 and SIGTERM exits 143, each with one line on stderr, after
+    the sweep has stopped its workers and written results.csv from the finished cells."""
+    try:
+        with sigterm_as_interrupt():
+            return body()
+    except Terminated:
+        print(interrupted_message(out, "terminated"), file=sys.stderr)
+        return TERMINATED_EXIT
+    except KeyboardInterrupt:
+        print(interrupted_message(out), file=sys.stderr)
+        return 130
+
+
+def interrupted_message(out: str, what: str = "interrupted") -> str:
     return (
-        f"fastfair: interrupted; finished cells are kept in {out}/cells and {out}/results.csv - "
+        f"fastfair: {what}; finished cells are kept in {out}/cells and {out}/results.csv - "
         "run the same command again to resume"
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
+    return run_interruptibly(lambda: _run(args), args.out)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import summarize_cells
 
-    check_out_dir(args.out)
     grid = build_grid(args)
     cells = grid.cells()
     if args.dry_run:
@@ -218,11 +312,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_table(table.set_index("cell_id"), "{:g}"))
             print(f"{len(cells)} cells; nothing run (--dry-run)")
         return 0
-    try:
-        summary = execute(grid, args)
-    except KeyboardInterrupt:
-        print(interrupted_message(args.out), file=sys.stderr)
-        return 130
+    summary = execute(grid, args)
     report(summary, args)
     if summary.failed:
         return 1
@@ -249,7 +339,10 @@ def report(summary: Any, args: argparse.Namespace, *, table: bool = True) -> Non
     for failure in summary.failed:
         print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
     if summary.failed:
-        print(f"details in {summary.out_dir / 'failures.json'}; re-run the command to retry", file=sys.stderr)
+        print(
+            f"details in {summary.out_dir / 'failures.json'}; re-run the command to retry the failed cells",
+            file=sys.stderr,
+        )
     print(summary.line())
 
 

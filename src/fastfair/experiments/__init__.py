@@ -14,17 +14,29 @@ from __future__ import annotations
 
 from .cell import COLUMNS, run_cell
 from .executors import DaskExecutor, Executor, ProcessExecutor, SerialExecutor, make_executor
-from .grid import Cell, DataSpec, Grid, grid_from_dict, grid_from_file, load_config, parse_radii, parse_seeds
+from .grid import (
+    Cell,
+    DataSpec,
+    Grid,
+    GridTooLarge,
+    grid_from_dict,
+    grid_from_file,
+    load_config,
+    parse_radii,
+    parse_seeds,
+)
 from .store import ResultsStore, read_results, results_frame
-from .sweep import SweepSummary, run_sweep
+from .sweep import CellFailed, SweepSummary, run_sweep
 
 __all__ = [
     "COLUMNS",
     "Cell",
+    "CellFailed",
     "DaskExecutor",
     "DataSpec",
     "Executor",
     "Grid",
+    "GridTooLarge",
     "ProcessExecutor",
     "ResultsStore",
     "SerialExecutor",

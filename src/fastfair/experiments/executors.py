@@ -37,6 +37,11 @@ from typing import Any
 from ..errors import FastfairError, require
 
 
+class CellLost(RuntimeError):
+    """A cell that did not fail but was lost by its executor (a worker process died, a Dask task was
+    cancelled): running it again may well succeed, unlike a :class:`~fastfair.errors.FastfairError`."""
+
+
 @dataclass
 class Outcome:
     """What became of one item: its ``result``, or the ``error`` it raised (with a traceback text)."""
@@ -48,7 +53,7 @@ class Outcome:
 
 
 def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, FastfairError):
+    if isinstance(exc, (FastfairError, CellLost)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -177,7 +182,7 @@ class ProcessExecutor(Executor):
                 try:
                     result = future.result()
                 except BrokenProcessPool as exc:
-                    err = FastfairError("a worker process died (out of memory or killed?)")
+                    err = CellLost("a worker process died (out of memory or killed?)")
                     yield Outcome(item, error=err, traceback=f"{type(exc).__name__}: {exc}")
                 except Exception as exc:
                     yield Outcome(item, error=exc, traceback=_traceback_text(exc))
@@ -274,7 +279,7 @@ class DaskExecutor(Executor):
                 )
                 yield Outcome(item, error=exc, traceback=text)
             elif future.status == "cancelled":
-                yield Outcome(item, error=FastfairError("the Dask task was cancelled"))
+                yield Outcome(item, error=CellLost("the Dask task was cancelled"))
             else:
                 yield Outcome(item, result=future.result())
             future.release()

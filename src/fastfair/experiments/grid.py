@@ -38,16 +38,26 @@ A dataset's ``label`` (the ``dataset`` column of the results) defaults to its na
 labels must be unique. Solver ``none`` runs once per (dataset, model, seed) with radius 0, not once per
 radius.
 Unknown keys, wrong types, non-positive radii, empty lists, duplicate values and unknown datasets, models or
-solvers are rejected with a one-line :class:`~fastfair.errors.FastfairError` before anything runs.
+solvers are rejected with a one-line :class:`~fastfair.errors.FastfairError` before anything runs. So is every
+value that :meth:`fastfair.training.TrainConfig.validate` refuses (e.g. a seed torch cannot take): each
+distinct value of each axis is put through it (:meth:`Grid.validate`), not just the first.
+
+Size
+----
+A grid's cell count is known before it is expanded (:meth:`Grid.count`: per dataset, models x (radii per
+robust solver + 1 for ``none``) x seeds). ``grid_from_dict(..., max_cells=N)`` refuses a larger grid with
+:class:`GridTooLarge` before validating or expanding it; a range holds at most :data:`MAX_RANGE_VALUES` values.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +69,8 @@ from ..errors import FastfairError, require
 CELL_SCHEMA = 2
 #: Decimals radii are rounded to (so that 0.1 + 3·0.01 == 0.13).
 RADIUS_DECIMALS = 10
+#: Most values one ``start:stop[:step]`` range may hold (its length is computed before it is built).
+MAX_RANGE_VALUES = 100_000
 
 #: Keys allowed at the top level and inside a dataset entry (overriding the top level).
 GRID_KEYS = ("solvers", "radii", "seeds", "models", "solver_options")
@@ -224,10 +236,61 @@ class DatasetPlan:
     data: DataSpec
     solvers: tuple[str, ...]
     radii: tuple[float, ...]
-    seeds: tuple[int, ...]
+    seeds: Sequence[int]  # a tuple, or a range (which stays lazy: a grid is counted before it is expanded)
     models: tuple[str, ...]
     settings: Mapping[str, Any]
     solver_options: Mapping[str, Mapping[str, Any]]
+
+    def count(self) -> int:
+        """Number of cells: models x (radii for each robust solver, one radius-0 run for ``none``) x seeds."""
+        per_seed = sum(1 if solver == BASELINE else len(self.radii) for solver in self.solvers)
+        return len(self.models) * per_seed * len(self.seeds)
+
+    def probes(self) -> list[Cell]:
+        """A few cells that together hold every distinct value of every axis, each with every solver.
+
+        :meth:`fastfair.training.TrainConfig.validate` checks each field on its own (the plan's dtype and other
+        settings are the same in every cell), so a value it accepts in one of these cells it accepts in every
+        cell of the plan. Their number is linear in the axis lengths, not their product.
+        """
+        seen: set[tuple[str, str, float, int]] = set()
+        out = []
+
+        def probe(model: str, solver: str, radius: float, seed: int) -> None:
+            radius = 0.0 if solver == BASELINE else radius
+            if (model, solver, radius, seed) not in seen:
+                seen.add((model, solver, radius, seed))
+                out.append(self._cell(model, solver, radius, seed))
+
+        radius0 = self.radii[0] if self.radii else 0.0
+        for solver in self.solvers:
+            for model in self.models:
+                probe(model, solver, radius0, self.seeds[0])
+            for radius in self.radii if solver != BASELINE else ():
+                probe(self.models[0], solver, radius, self.seeds[0])
+            for seed in self.seeds:
+                probe(self.models[0], solver, radius0, seed)
+        return out
+
+    def _cell(self, model: str, solver: str, radius: float, seed: int) -> Cell:
+        return Cell(
+            data=self.data,
+            model=model,
+            solver=solver,
+            radius=radius,
+            seed=seed,
+            solver_options=dict(self.solver_options.get(solver, {})),
+            **self.settings,
+        )
+
+    def validate(self, where: str) -> None:
+        """Put every distinct setting of this plan through :meth:`Cell.train_config` (see :meth:`probes`);
+        a refused value raises :class:`FastfairError` prefixed with ``where`` and the solver."""
+        for cell in self.probes():
+            try:
+                cell.train_config()
+            except FastfairError as exc:
+                raise FastfairError(f"{where} ({cell.solver}): {exc}") from None
 
     def cells(self) -> list[Cell]:
         out = []
@@ -236,17 +299,7 @@ class DatasetPlan:
                 radii = (0.0,) if solver == BASELINE else self.radii
                 for radius in radii:
                     for seed in self.seeds:
-                        out.append(
-                            Cell(
-                                data=self.data,
-                                model=model,
-                                solver=solver,
-                                radius=radius,
-                                seed=seed,
-                                solver_options=dict(self.solver_options.get(solver, {})),
-                                **self.settings,
-                            )
-                        )
+                        out.append(self._cell(model, solver, radius, seed))
         return out
 
 
@@ -270,6 +323,28 @@ class Grid:
     def __len__(self) -> int:
         return len(self.cells())
 
+    def count(self) -> int:
+        """The number of cells, from the axis lengths alone (nothing is expanded).
+
+        Equal to ``len(self.cells())`` unless two plans share a cell (same data, settings, model, solver, radius
+        and seed), which :func:`grid_from_dict` and the paper grid never produce; an upper bound otherwise.
+        """
+        return sum(plan.count() for plan in self.plans)
+
+    def check_size(self, max_cells: int | None) -> int:
+        """The cell count; :class:`GridTooLarge` if it exceeds ``max_cells`` (``None``: no limit)."""
+        count = self.count()
+        if max_cells is not None and count > max_cells:
+            raise GridTooLarge(count, max_cells)
+        return count
+
+    def validate(self) -> Grid:
+        """Put every distinct value of every axis through :meth:`fastfair.training.TrainConfig.validate`
+        (:meth:`DatasetPlan.probes`); the first refused one raises :class:`FastfairError`."""
+        for plan in self.plans:
+            plan.validate(plan.data.label)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view of the resolved grid (written next to the results for provenance)."""
         return {
@@ -286,6 +361,14 @@ class Grid:
                 for p in self.plans
             ]
         }
+
+
+class GridTooLarge(FastfairError):
+    """A grid with more cells than the caller allows (``cells`` of them; the limit is ``limit``)."""
+
+    def __init__(self, cells: int, limit: int) -> None:
+        self.cells, self.limit = cells, limit
+        super().__init__(f"the grid has {cells:,} cells, more than the limit of {limit:,}")
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -341,8 +424,12 @@ def _float_range(text: str, where: str) -> list[float]:
         all(math.isfinite(v) for v in (start, stop, step)) and step > 0 and stop >= start,
         f"{where}: range {text!r} needs finite start <= stop and step > 0",
     )
-    count = math.floor((stop - start) / step + 1e-9) + 1
-    require(count <= 100_000, f"{where}: range {text!r} has too many values ({count})")
+    steps = (stop - start) / step  # may overflow to inf: compare before converting to an integer
+    count = math.floor(steps + 1e-9) + 1 if steps < MAX_RANGE_VALUES else MAX_RANGE_VALUES + 1
+    require(
+        count <= MAX_RANGE_VALUES,
+        f"{where}: range {text!r} has more than {MAX_RANGE_VALUES:,} values",
+    )
     return [_radius(start + k * step, where) for k in range(count)]
 
 
@@ -370,6 +457,10 @@ def _int_range(text: str, where: str) -> list[int]:
     except ValueError:
         raise FastfairError(f"{where}: malformed range {text!r}; expected start:stop, e.g. 0:5") from None
     require(0 <= start < stop, f"{where}: range {text!r} needs 0 <= start < stop")
+    require(
+        stop - start <= MAX_RANGE_VALUES,
+        f"{where}: range {text!r} has {stop - start:,} values, more than {MAX_RANGE_VALUES:,}",
+    )
     return list(range(start, stop))
 
 
@@ -517,7 +608,8 @@ def _data_spec(entry: Any, where: str, base_dir: Path) -> tuple[DataSpec, dict[s
     csv = Path(path).expanduser()
     if not csv.is_absolute():
         csv = base_dir / csv
-    require(csv.is_file(), f"{where}: CSV file {path!r} not found")
+    problem = file_problem(csv)
+    require(problem is None, f"{where}: CSV file {path!r} {problem}")
     target, sensitive = rest.pop("target", None), rest.pop("sensitive", None)
     require(isinstance(target, str), f"{where}: a CSV dataset needs 'target' (the label column)")
     require(isinstance(sensitive, str), f"{where}: a CSV dataset needs 'sensitive' (the group column)")
@@ -546,20 +638,27 @@ def _data_spec(entry: Any, where: str, base_dir: Path) -> tuple[DataSpec, dict[s
 
 
 def grid_from_dict(
-    config: Any, *, base_dir: str | os.PathLike[str] | None = None, source: str = "config"
+    config: Any,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    source: str = "config",
+    max_cells: int | None = None,
 ) -> Grid:
     """Validate a grid mapping (the schema in this module's docstring) and resolve it into a :class:`Grid`.
 
     ``base_dir`` is where relative CSV paths start (the config file's folder; default: the working directory).
-    Errors are raised as :class:`FastfairError` prefixed with ``source``.
+    A grid of more than ``max_cells`` cells (``None``: no limit) raises :class:`GridTooLarge` before any
+    per-value validation or expansion. Errors are raised as :class:`FastfairError` prefixed with ``source``.
     """
     try:
-        return _grid_from_dict(config, Path(base_dir) if base_dir is not None else Path.cwd())
+        return _grid_from_dict(config, Path(base_dir) if base_dir is not None else Path.cwd(), max_cells)
+    except GridTooLarge:
+        raise
     except FastfairError as exc:
         raise FastfairError(f"{source}: {exc}") from None
 
 
-def _grid_from_dict(config: Any, base_dir: Path) -> Grid:
+def _grid_from_dict(config: Any, base_dir: Path, max_cells: int | None) -> Grid:
     from ..inner import SOLVERS
     from ..models import MODELS
     from ..training import TrainConfig
@@ -617,33 +716,25 @@ def _grid_from_dict(config: Any, base_dir: Path) -> Grid:
             settings=settings,
             solver_options=options,
         )
-        # Let TrainConfig check what only it knows (solver options): one representative cell per solver.
-        for solver in solvers:
-            probe = Cell(
-                data=data,
-                model=models[0],
-                solver=solver,
-                radius=radii[0] if solver != BASELINE else 0.0,
-                seed=seeds[0],
-                solver_options=dict(options.get(solver, {})),
-                **settings,
-            )
-            try:
-                probe.train_config()
-            except FastfairError as exc:
-                raise FastfairError(f"{where} ({solver}): {exc}") from None
         plans.append(plan)
-    return Grid(plans=tuple(plans))
+    grid = Grid(plans=tuple(plans))
+    grid.check_size(max_cells)  # before anything proportional to the axis lengths
+    for i, plan in enumerate(plans):
+        plan.validate(f"datasets[{i}]")
+    return grid
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML or TOML grid file into a mapping (by extension; unknown extensions are tried as YAML)."""
     p = Path(path)
-    require(p.is_file(), f"config file {str(path)!r} not found")
+    problem = file_problem(p)
+    require(problem is None, f"config file {str(path)!r} {problem}")
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FastfairError(f"cannot read config file {str(path)!r}: {exc}") from None
+    except OSError as exc:
+        raise FastfairError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise FastfairError(f"config file {str(path)!r} is not UTF-8 text") from None
     if p.suffix.lower() == ".toml":
         try:
             import tomllib
@@ -671,13 +762,38 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, as the end of a sentence ("not found", "is a directory", "is a
+    symlink loop", "cannot be read: <reason>"), or None when it can be opened for reading."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a broken symlink" if path.is_symlink() else "not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop"
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read: permission denied"
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def grid_from_file(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Grid:
-    """Load, validate and resolve a grid file; ``overrides`` replace top-level keys (command-line options)."""
+def grid_from_file(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *, max_cells: int | None = None
+) -> Grid:
+    """Load, validate and resolve a grid file; ``overrides`` replace top-level keys (command-line options).
+    ``max_cells`` as in :func:`grid_from_dict`."""
     config = load_config(path)
     if overrides:
         config = {**config, **overrides}
-    return grid_from_dict(config, base_dir=Path(path).resolve().parent, source=Path(path).name)
+    return grid_from_dict(
+        config, base_dir=Path(path).resolve().parent, source=Path(path).name, max_cells=max_cells
+    )

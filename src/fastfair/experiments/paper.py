@@ -81,7 +81,7 @@ def paper_grid(
     """The reproduction grid and the notes that describe its deviations from the paper (for the report)."""
     protocols = QUICK if quick else FULL
     n_seeds = seeds if seeds is not None else (QUICK_SEEDS if quick else FULL_SEEDS)
-    all_seeds = tuple(range(n_seeds))
+    all_seeds = range(n_seeds)  # lazy: the grid is counted (and refused if too large) before it is expanded
     pgd_seeds = all_seeds[:pgd_paper_seeds] if pgd_paper_seeds is not None else all_seeds
     notes: list[str] = []
     plans = []

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import FastfairError
+from ..errors import FastfairError, require
 from ..io import atomic_write_json, atomic_write_text, dumps_json
 from .cell import COLUMNS, METRICS, TIMING
 from .grid import Cell
@@ -38,6 +38,20 @@ class ResultsStore:
         self.cells_dir = self.root / "cells"
         self.results_path = self.root / "results.csv"
         self.grid_path = self.root / "grid.json"
+        self.failures_path = self.root / "failures.json"
+
+    def check_layout(self) -> None:
+        """Refuse a directory whose layout a sweep cannot write (before anything is written): the root or
+        ``cells`` that is not a directory, a file name of the store (``results.csv``, ...) that is one."""
+        if self.root.exists():
+            require(self.root.is_dir(), f"--out {str(self.root)!r} exists and is not a directory")
+        if self.cells_dir.exists():
+            require(self.cells_dir.is_dir(), f"{str(self.cells_dir)!r} exists and is not a directory")
+        for path in (self.results_path, self.grid_path, self.failures_path, self.root / ".lock"):
+            require(
+                not path.is_dir(),
+                f"{str(path)!r} is a directory; the sweep writes a file there (move it, or use another --out)",
+            )
 
     def cell_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
@@ -68,17 +82,29 @@ class ResultsStore:
     def save(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write one finished cell atomically; return the record as stored (JSON round trip, NaN as null)."""
         stored = json.loads(dumps_json(record))
-        atomic_write_json(self.cell_path(record["cell_id"]), stored)
+        path = self.cell_path(record["cell_id"])
+        with _naming(path):
+            atomic_write_json(path, stored)
         return stored
 
     def write_results(self, cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> Path:
         """Rewrite ``results.csv`` atomically from the finished ``records``, in the order of ``cells``."""
         frame = results_frame(cells, records)
-        atomic_write_text(self.results_path, frame.to_csv(index=False))
+        with _naming(self.results_path):
+            atomic_write_text(self.results_path, frame.to_csv(index=False))
         return self.results_path
 
     def write_grid(self, grid_dict: dict[str, Any]) -> Path:
-        return atomic_write_json(self.grid_path, grid_dict)
+        with _naming(self.grid_path):
+            return atomic_write_json(self.grid_path, grid_dict)
+
+    def write_failures(self, failed: Sequence[dict[str, Any]]) -> None:
+        """Write ``failures.json`` (the failed cells of this run), or remove it when nothing failed."""
+        with _naming(self.failures_path):
+            if failed:
+                atomic_write_json(self.failures_path, list(failed))
+            else:
+                self.failures_path.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -100,6 +126,16 @@ class ResultsStore:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Turn an :class:`OSError` while writing ``path`` into a one-line :class:`FastfairError` that names
+    ``path`` (not the temporary file beside it that the atomic write was using)."""
+    try:
+        yield
+    except OSError as exc:
+        raise FastfairError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def results_frame(cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:

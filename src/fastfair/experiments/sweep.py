@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from typing import Any
 import pandas as pd
 
 from ..errors import FastfairError, require
-from ..io import atomic_write_json
 from .cell import load_data, run_cell
 from .executors import Executor, SerialExecutor, _describe_error, make_executor
 from .grid import Cell, Grid
@@ -33,6 +32,10 @@ from .store import ResultsStore, results_frame
 
 #: Rough relative cost of a solver, used to start expensive cells first (better load balance).
 SOLVER_COST = {"pgd-paper": 100.0, "pgd": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0}
+
+
+class CellFailed(FastfairError):
+    """A cell failed on its input or settings (it raised :class:`FastfairError`); the sweep stopped there."""
 
 
 @dataclass
@@ -44,7 +47,7 @@ class SweepSummary:
     total: int
     reused: int
     ran: int
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     where: str = ""
     results: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
@@ -112,21 +115,26 @@ def run_sweep(
     check: bool = True,
     flush_seconds: float = 2.0,
     desc: str = "sweep",
+    announce: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Run every cell of ``grid`` not yet stored in ``out_dir``; return a :class:`SweepSummary`.
 
     Each finished cell is written to ``out_dir/cells/<cell_id>.json`` at once, and ``out_dir/results.csv`` is
     rewritten (atomically, in grid order) every ``flush_seconds`` and at the end, also when interrupted.
     ``check`` first loads each dataset that still has cells to run, so bad data fails before anything is
-    written. Cells that raise are reported in ``summary.failed`` (and ``out_dir/failures.json``) and not
-    stored; a re-run retries them.
+    written. ``announce``, if given, receives one line with the cell counts once these checks have passed.
+
+    Failures come in two kinds. A cell that raises :class:`~fastfair.errors.FastfairError` failed on its input
+    or settings, and would fail the same way again: the sweep stops at once (queued and running cells are
+    dropped), keeps what finished, and raises :class:`CellFailed` naming the cell. Any other exception (a
+    worker that died, an unexpected error) is reported in ``summary.failed`` and ``out_dir/failures.json``, and
+    the sweep goes on; such cells are not stored, so a re-run retries them.
     """
     start = time.perf_counter()
     cells = grid.cells() if isinstance(grid, Grid) else list(grid)
     require(len(cells) > 0, "the grid has no cells")
     store = ResultsStore(out_dir)
-    if store.root.exists():
-        require(store.root.is_dir(), f"--out {str(out_dir)!r} exists and is not a directory")
+    store.check_layout()
     finished = store.finished(cells) if store.cells_dir.is_dir() else {}
     todo = [c for c in cells if c.cell_id not in finished]
     if check and todo:
@@ -137,9 +145,13 @@ def run_sweep(
         executor = make_executor(jobs, scheduler) if todo else SerialExecutor()
     if todo:
         executor.start()  # e.g. connect to the Dask scheduler before anything is written
+    if announce is not None:
+        where = f" {executor.describe()}" if todo else ""
+        cells_text = f"{len(cells):,} cell{'s' if len(cells) != 1 else ''}"
+        announce(f"{desc}: {cells_text} ({len(finished):,} stored, {len(todo):,} to run{where})")
 
     records = dict(finished)
-    failed: list[dict[str, str]] = []
+    failed: list[dict[str, Any]] = []
     interrupted = False
     with store.lock():
         if isinstance(grid, Grid):
@@ -154,14 +166,22 @@ def run_sweep(
                     if outcome.error is None:
                         records[cell.cell_id] = store.save(outcome.result)
                     else:
+                        deterministic = isinstance(outcome.error, FastfairError)
                         failed.append(
                             {
                                 "cell_id": cell.cell_id,
                                 "cell": cell.describe(),
                                 "error": _describe_error(outcome.error),
+                                "deterministic": deterministic,
                                 "traceback": outcome.traceback,
                             }
                         )
+                        if deterministic:
+                            kept = len(records)
+                            raise CellFailed(
+                                f"cell {cell.describe()}: {_describe_error(outcome.error)} (the sweep stopped; "
+                                f"{kept} finished cell{'s' if kept != 1 else ''} kept in {store.root})"
+                            )
                         if bar is not None:
                             bar.write(
                                 f"fastfair: cell {cell.describe()} failed: {_describe_error(outcome.error)}"
@@ -179,7 +199,7 @@ def run_sweep(
             raise
         finally:
             store.write_results(cells, records)
-            _write_failures(store, failed)
+            store.write_failures(failed)
             if bar is not None:
                 bar.close()
     frame = results_frame(cells, records)
@@ -195,14 +215,6 @@ def run_sweep(
         results=frame,
         interrupted=interrupted,
     )
-
-
-def _write_failures(store: ResultsStore, failed: list[dict[str, str]]) -> None:
-    path = store.root / "failures.json"
-    if failed:
-        atomic_write_json(path, failed)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
@@ -244,4 +256,4 @@ def summarize_cells(cells: Sequence[Cell]) -> pd.DataFrame:
     )
 
 
-__all__ = ["SOLVER_COST", "FastfairError", "SweepSummary", "check_data", "run_sweep", "summarize_cells"]
+__all__ = ["SOLVER_COST", "CellFailed", "FastfairError", "SweepSummary", "check_data", "run_sweep", "summarize_cells"]
