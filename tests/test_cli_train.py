@@ -376,6 +376,7 @@ def test_closed_stdout_pipe_is_silent(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and trains: several seconds
 def test_closed_pipe_in_a_real_process_exits_141_without_a_word():
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastfair", "train", "--dataset", "unfair2d", "--epochs", "1", "--json"],
