@@ -1,7 +1,9 @@
-"""`fastfair train`: pinned JSON keys, tables, --out, and bad input (one line, exit 2, nothing written)."""
+"""`fastfair train`: pinned JSON keys, tables, --out (one complete set, --force), warnings, closed pipes, and bad
+input (one line, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -207,3 +209,183 @@ def test_malformed_csv_is_a_one_line_error(capsys, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
     assert not out_dir.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Robust runs on part of the data, extreme numbers, and trustworthiness warnings
+# ----------------------------------------------------------------------------------------------------------
+def test_robust_run_on_first_rows_diagnoses_those_rows(capsys, tmp_path):
+    """Oracle: the diagnostics' clean loss is the float64 logistic loss of the saved model on the first 100
+    training rows."""
+    import numpy as np
+    import torch
+
+    from fastfair.datasets import load
+
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--train-size", "100", "--solver", "trs", "--epochs", "1",
+        "--batch-size", "5", "--json", "--out", str(out_dir),
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n_train"] == 100 and report["inner"]["rows"] == 100
+    state = torch.load(out_dir / "model.pt", weights_only=False)["state_dict"]
+    w, b = state["linear.weight"].double().numpy().ravel(), float(state["linear.bias"])
+    train = load("unfair2d").train
+    z = train.X[:100] @ w + b
+    expected = np.mean(np.logaddexp(0, z) - train.y[:100] * z)
+    assert report["inner"]["clean_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--solver", "trs", "--radius", "1e39"], "radius"),
+        (["--solver", "trs", "--radius", "1e30"], "radius"),
+        (["--solver", "trs", "--radius", "1e-320"], "radius"),
+        (["--seed", "18446744073709551616"], "seed"),
+        (["--lr", "1e39"], "learning rate"),
+        (["--hidden", "1000000000000000000000", "--model", "mlp"], "hidden"),
+    ],
+)
+def test_extreme_numbers_are_one_line_errors_before_training(capsys, tmp_path, argv, words):
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "train", "--dataset", "unfair2d", *argv, "--out", str(out_dir))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: ") and words in lines[0], err
+    assert not out_dir.exists()
+
+
+def test_a_solver_that_lowers_the_loss_warns_and_says_so_in_the_json(capsys):
+    """At r = 1e8 the TRS maximiser of the MLP's quadratic model lands where the saturated network's loss is
+    lower than at the data: a one-line warning, recorded in the JSON."""
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "4", "--solver", "trs",
+        "--radius", "1e8", "--epochs", "1", "--batch-size", "50", "--json",
+    )
+    assert code == 0, err
+    inner = json.loads(out)["inner"]
+    assert inner["perturbed_loss"] < inner["clean_loss"]
+    assert len(inner["warnings"]) == 1 and "lowered the mean loss" in inner["warnings"][0]
+    assert f"fastfair: warning: {inner['warnings'][0]}" in err.splitlines()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--out", ""], "--out must name a directory, got an empty string"),
+        (["--out", "."], "--out '.' holds the current directory, which cannot be replaced; name a new directory"),
+        (["--force"], "--force goes with --out DIR"),
+    ],
+)
+def test_out_that_is_empty_or_the_current_directory_is_refused(capsys, tmp_path, monkeypatch, argv, message):
+    """Nothing lands in (or replaces) the current directory."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "1", *argv)
+    assert code == 2 and out == ""
+    assert err.strip() == f"fastfair: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --out writes one complete set; an earlier run is only replaced with --force, and never lost on an error
+# ----------------------------------------------------------------------------------------------------------
+RUN_FILES = ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+
+
+def _earlier_run(tmp_path):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "metrics.json").write_text('{"earlier": true}')
+    (out_dir / "notes.txt").write_text("mine")
+    return out_dir
+
+
+def test_non_empty_out_is_refused_without_force(capsys, tmp_path):
+    out_dir = _earlier_run(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--out", str(out_dir))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "exists and is not empty" in lines[0] and "--force" in lines[0], err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "notes.txt"]
+
+
+def test_force_replaces_the_whole_set(capsys, tmp_path):
+    out_dir = _earlier_run(tmp_path)
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--out", str(out_dir), "--force", "--json"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == RUN_FILES  # no old file mixed in
+    assert json.loads((out_dir / "metrics.json").read_text())["dataset"] == "unfair2d"
+    assert json.loads(out)["dataset"] == "unfair2d"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("json_flag", [["--json"], []])
+def test_failed_write_keeps_the_earlier_run_and_prints_no_result(capsys, tmp_path, monkeypatch, json_flag):
+    """A full disk half-way through the set: exit 2, one line naming --out, nothing on stdout, the earlier run
+    untouched and no temporary directory left behind."""
+    from fastfair.cli import train as train_cli
+
+    written = []
+
+    def full_disk(path, obj):
+        written.append(path.name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_cli, "atomic_write_json", full_disk)
+    out_dir = _earlier_run(tmp_path)
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--out", str(out_dir), "--force", *json_flag
+    )
+    assert written == ["metrics.json"]  # the other files of the set were written before it
+    assert code == 2 and out == ""
+    assert err.strip() == f"fastfair: error: No space left on device: {out_dir}"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "notes.txt"]
+    assert (out_dir / "metrics.json").read_text() == '{"earlier": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_help_documents_force(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--force" in out and "non-empty" in out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A closed pipe is not an error
+# ----------------------------------------------------------------------------------------------------------
+def test_closed_stdout_pipe_is_silent(capsys, monkeypatch):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            raise OSError("no file descriptor")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = main(["train", "--dataset", "unfair2d", "--epochs", "1", "--json"])
+    assert code == 141
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and trains: several seconds
+def test_closed_pipe_in_a_real_process_exits_141_without_a_word():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastfair", "train", "--dataset", "unfair2d", "--epochs", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    proc.stdout.close()  # the reader goes away before anything is written (like `| head -c 0`)
+    err = proc.stderr.read()
+    proc.wait()
+    assert proc.returncode == 141 and err == ""

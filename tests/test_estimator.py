@@ -242,6 +242,45 @@ def test_invalid_hyperparameters_raise_value_error_at_fit(params):
     assert not hasattr(clf, "classes_")
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"radius": 1e39},
+        {"radius": 1e-320},
+        {"seed": 2**64},
+        {"lr": 1e39},
+        {"hidden": 10**30, "model": "mlp"},
+        {"epochs": 10**30},
+        {"radius": 1e200, "dtype": "float64"},
+        {"solver_options": {"seed": 2**64}, "solver": "random"},
+    ],
+    ids=lambda p: next(iter(p.items())).__repr__(),
+)
+def test_extreme_hyperparameters_get_the_training_settings_one_line_error(params):
+    """Values the dtype or torch cannot represent are refused before training, by the same check (and with the
+    same message) as :meth:`TrainConfig.validate`."""
+    from fastfair.errors import FastfairError
+
+    X, y, _ = _data(40)
+    fields = {"solver": "trs", **params, "epochs": params.get("epochs", 1)}
+    with pytest.raises(FastfairError) as expected:
+        TrainConfig(**fields).validate()
+    with pytest.raises(FastfairError) as exc:
+        RobustFairClassifier(**fields).fit(X, y)
+    assert str(exc.value) == str(expected.value) and "\n" not in str(exc.value)
+
+
+def test_features_beyond_float32_are_a_data_error():
+    from fastfair.errors import FastfairError
+
+    X, y, _ = _data(40)
+    X[3, 1] = 1e200
+    with pytest.raises(FastfairError, match="column 1 has values of magnitude 1e\\+200"):
+        RobustFairClassifier(epochs=1).fit(X, y)
+    clf = RobustFairClassifier(epochs=1, dtype="float64", solver="none").fit(X / 1e150, y)  # representable
+    assert np.isfinite(clf.decision_function(X / 1e150)).all()
+
+
 def test_bad_inputs_are_rejected_with_clear_errors():
     X, y, s = _data(40)
     clf = RobustFairClassifier(epochs=1)

@@ -1,14 +1,17 @@
-"""Training loop: determinism, train_size, clean-loss mixing, and an independent oracle for robust training."""
+"""Training loop: determinism, train_size, clean-loss mixing, an independent oracle for robust training, bounds of
+the settings, data errors, and the inner solver's post-training diagnostics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastfair.errors import FastfairError
 from fastfair.models import build_model
-from fastfair.training import TrainConfig, train_arrays
+from fastfair.training import TrainConfig, TrainResult, inner_diagnostics, scale_range, train_arrays
 
 
 def _data(n: int = 120, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -132,3 +135,176 @@ def test_random_solver_is_seeded_by_the_run_seed():
     wa, wb, wc = (np.concatenate([p.detach().numpy().ravel() for p in r.model.parameters()]) for r in (a, b, c))
     np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(wa, wc)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bounds of the numeric settings: what the dtype and torch can represent, one-line errors
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"radius": 1e39}, "radius"),  # overflows float32
+        ({"radius": 1e30}, "radius"),  # r² overflows float32
+        ({"radius": 1e-320}, "radius"),  # rounds to 0 in float32
+        ({"radius": 1e-320, "dtype": "float64"}, "radius"),  # subnormal: r² underflows to 0
+        ({"radius": 1e200, "dtype": "float64"}, "radius"),
+        ({"lr": 1e39}, "learning rate"),
+        ({"lr": float("inf")}, "learning rate"),
+        ({"seed": 2**64}, "seed"),
+        ({"seed": 2**63}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.0}, "seed"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"epochs": 10**30}, "epochs"),
+        ({"hidden": 10**30}, "hidden"),
+        ({"hidden": True}, "hidden"),
+        ({"batch_size": 2**64}, "batch size"),
+        ({"train_size": 0}, "train size"),
+        ({"train_size": 2**64}, "train size"),
+        ({"clean_weight": float("nan")}, "clean weight"),
+        ({"radius": "0.1"}, "radius"),
+        ({"solver_options": "steps=3"}, "solver options"),
+        ({"solver": "pgd", "solver_options": {"seed": 2**64}}, "seed"),
+    ],
+)
+def test_numeric_settings_are_bounded_with_one_line_errors(fields, words):
+    with pytest.raises(FastfairError, match=words) as exc:
+        TrainConfig(**fields).validate()
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@settings(max_examples=200, deadline=None)
+@given(r=st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_accepted_radii_square_to_finite_normal_numbers_of_the_dtype(dtype, r):
+    """Oracle (numpy): a radius is accepted iff it is a power-of-two range whose squares in the dtype are finite
+    normal numbers; every accepted radius rounds to a dtype value with a finite, normal square."""
+    np_dtype = np.dtype(dtype)
+    info = np.finfo(np_dtype)
+    try:
+        TrainConfig(radius=r, dtype=dtype).validate()
+        accepted = True
+    except FastfairError:
+        accepted = False
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = np_dtype.type(r)
+        square = rounded * rounded
+    if accepted:
+        assert np.isfinite(square) and square >= info.tiny
+    else:
+        lo, hi = scale_range(dtype)
+        assert r < lo or r > hi
+    assert accepted == (2.0 ** (info.minexp // 2) <= r <= 2.0 ** ((info.maxexp - 1) // 2))
+
+
+def test_scale_range_ends_are_the_exact_limits():
+    for dtype in ("float32", "float64"):
+        lo, hi = scale_range(dtype)
+        TrainConfig(radius=lo, lr=hi, dtype=dtype).validate()
+        with pytest.raises(FastfairError, match="radius"):
+            TrainConfig(radius=np.nextafter(lo, 0), dtype=dtype).validate()
+        with pytest.raises(FastfairError, match="learning rate"):
+            TrainConfig(lr=np.nextafter(hi, np.inf), dtype=dtype).validate()
+    assert scale_range("float32") == (2.0**-63, 2.0**63)
+    assert scale_range("float64") == (2.0**-511, 2.0**511)
+
+
+def test_validate_normalises_numpy_numbers_to_python_ones():
+    cfg = TrainConfig(hidden=np.int64(3), epochs=np.int32(2), radius=np.float32(0.5), lr=np.float64(0.1)).validate()
+    assert type(cfg.hidden) is int and type(cfg.epochs) is int and type(cfg.radius) is float
+    assert cfg.radius == 0.5 and cfg.lr == 0.1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data the dtype cannot hold, and divergence, are named as such
+# ----------------------------------------------------------------------------------------------------------
+def test_feature_column_beyond_float32_is_a_data_error_naming_the_column():
+    X, y = _data(40, 3)
+    X[5, 2] = 1e200
+    with pytest.raises(FastfairError, match=r"X column 2 has values of magnitude 1e\+200.*float32"):
+        train_arrays(X, y, TrainConfig(epochs=1))
+    res = train_arrays(X / 1e200, y, TrainConfig(epochs=1))  # the same data, representable: trains
+    assert np.isfinite(res.history[-1]["train_loss"])
+
+
+def test_non_finite_features_are_a_data_error_naming_the_column():
+    X, y = _data(40, 3)
+    X[1, 1] = np.nan
+    with pytest.raises(FastfairError, match="X has NaN or infinite values in column 1"):
+        train_arrays(X, y, TrainConfig(epochs=1, dtype="float64"))
+    Xv = X[:10].copy()
+    Xv[1, 1] = 0.0
+    Xv[3, 0] = -np.inf
+    with pytest.raises(FastfairError, match="X_val has NaN or infinite values in column 0"):
+        train_arrays(np.nan_to_num(X), y, TrainConfig(epochs=1), X_val=Xv, y_val=y[:10])
+
+
+def test_divergence_message_names_the_learning_rate_without_cli_flags():
+    X, y = _data(40, 3)
+    X[:, 0] *= 1e30  # representable in float32, but the logits overflow once the weights move
+    with pytest.raises(FastfairError, match="diverged") as exc:
+        train_arrays(X, y, TrainConfig(epochs=3, lr=1e10, batch_size=8))
+    assert "learning rate" in str(exc.value) and "--" not in str(exc.value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Post-training diagnostics of the inner solver
+# ----------------------------------------------------------------------------------------------------------
+class _SineLogit(torch.nn.Module):
+    """f(x) = k·sin(x₁): at x = 0 the loss of y = 0 has gradient (k/2)e₁ and Hessian (k²/4)e₁e₁ᵀ, so the
+    maximiser of its quadratic model over the ball is δ = r·e₁; at r = 3π/2 the logit there is -k."""
+
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(k, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * torch.sin(x[:, 0])
+
+
+def test_diagnostics_warn_when_the_perturbed_loss_is_below_the_clean_loss():
+    """Oracle by hand: clean loss softplus(0) = log 2, the TRS step lands where the loss is softplus(-k)."""
+    k, r = 2.0, 1.5 * np.pi
+    result = TrainResult(_SineLogit(k), TrainConfig(solver="trs", radius=r, dtype="float64"), history=[])
+    with pytest.warns(RuntimeWarning, match=r"lowered the mean loss .* \(0\.6931 -> 0\.1269\)"):
+        diag = inner_diagnostics(result, np.zeros((3, 2)), np.zeros(3))
+    assert diag["clean_loss"] == pytest.approx(np.log(2), rel=1e-12)
+    assert diag["perturbed_loss"] == pytest.approx(np.log1p(np.exp(-k)), rel=1e-9)
+    assert diag["certified_fraction"] == 1.0 and len(diag["warnings"]) == 1
+
+
+def test_diagnostics_warn_when_solves_are_not_certified(monkeypatch):
+    """A solver whose certificate fails on one row in four: 75% certified, and a warning saying so."""
+    from fastfair import training
+    from fastfair.inner import InnerResult
+    from fastfair.trs import TRSCertificate
+
+    class HalfCertified:
+        def perturb(self, model, x, y, radius):
+            n = len(x)
+            zeros = torch.zeros(n, dtype=x.dtype)
+            stationarity = torch.tensor([0.0, 0.0, 0.5, 0.0], dtype=x.dtype)  # relative violation 0.5 on row 2
+            cert = TRSCertificate(stationarity, zeros, zeros, zeros, torch.ones(n, dtype=x.dtype), zeros + radius)
+            loss = torch.full((n,), 5.0, dtype=x.dtype)  # above the clean loss: only the certificate is wrong
+            return InnerResult(x, loss, torch.ones(n, dtype=torch.int64), certificate=cert, extras={"path": "stub"})
+
+    monkeypatch.setattr(training, "make_inner", lambda name, **options: HalfCertified())
+    result = TrainResult(build_model("affine", 2), TrainConfig(solver="trs", radius=0.1), history=[])
+    with pytest.warns(RuntimeWarning, match=r"certified only 75\.0% of its solves .* violation 5\.0e-01"):
+        diag = inner_diagnostics(result, np.zeros((4, 2)), np.zeros(4))
+    assert diag["certified_fraction"] == 0.75 and len(diag["warnings"]) == 1
+
+
+def test_diagnostics_of_a_sound_run_have_no_warnings(recwarn):
+    X, y = _data(80)
+    result = train_arrays(X, y, TrainConfig(solver="trs", radius=0.2, epochs=1, dtype="float64"))
+    diag = inner_diagnostics(result, X, y)
+    assert diag["warnings"] == [] and diag["perturbed_loss"] > diag["clean_loss"]
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_diagnostics_refuse_features_and_labels_of_different_lengths():
+    X, y = _data(80)
+    result = train_arrays(X, y, TrainConfig(solver="trs", radius=0.2, epochs=1, train_size=20))
+    with pytest.raises(FastfairError, match="same number of rows"):
+        inner_diagnostics(result, X[:20], y)

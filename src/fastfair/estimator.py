@@ -9,7 +9,6 @@ scikit-learn way, maps any two class labels to {0, 1}, and turns logits into the
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -83,7 +82,8 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         Inner maximiser (``"none"`` = ordinary, non-robust training).
     radius : float, default=0.1
         L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
-        ``StandardScaler`` in front of the estimator.
+        ``StandardScaler`` in front of the estimator. Must lie in the range where :math:`r^2` stays a finite
+        normal number of ``dtype`` (:func:`fastfair.training.scale_range`: about [1e-19, 9e18] for float32).
     model : {"affine", "mlp"}, default="affine"
         Logistic regression, or one hidden layer of width ``hidden``.
     hidden : int, default=16
@@ -97,9 +97,10 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=32
         Mini-batch size.
     lr : float, default=1e-2
-        Adam learning rate.
+        Adam learning rate (in the same range as ``radius``).
     seed : int, default=0
         Seeds the initial weights and the shuffling: the same seed, data and device give the same model.
+        0 ≤ seed < 2**63.
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     dtype : {"float32", "float64"}, default="float32"
@@ -194,41 +195,24 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _train_config(self) -> TrainConfig:
-        """The hyperparameters as a validated :class:`TrainConfig` (``ValueError`` on a bad one)."""
-        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
-            raise FastfairError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.solver_options is not None and not isinstance(self.solver_options, Mapping):
-            raise FastfairError(
-                f"solver_options must be a dict or None, got {type(self.solver_options).__name__}"
-            )
-        for name in ("hidden", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-                raise FastfairError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("radius", "clean_weight", "lr"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                raise FastfairError(f"{name} must be a real number, got {value!r}")
-        config = TrainConfig(
+        """The hyperparameters as a validated :class:`TrainConfig` (:meth:`TrainConfig.validate` checks every
+        one of them, with the bounds of the chosen dtype; a ``ValueError`` on a bad one)."""
+        return TrainConfig(
             model=self.model,
-            hidden=int(self.hidden),
+            hidden=self.hidden,
             activation=self.activation,
             solver=self.solver,
-            radius=float(self.radius),
-            clean_weight=float(self.clean_weight),
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            seed=int(self.seed),
+            radius=self.radius,
+            clean_weight=self.clean_weight,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
             device=self.device,
             dtype=self.dtype,
             train_size=None,
-            solver_options=dict(self.solver_options or {}),
-        )
-        try:
-            return config.validate()
-        except TypeError as exc:  # e.g. a string where a name is expected
-            raise FastfairError(f"invalid hyperparameter: {exc}") from None
+            solver_options={} if self.solver_options is None else self.solver_options,
+        ).validate()
 
     @staticmethod
     def _writable(X: np.ndarray) -> np.ndarray:

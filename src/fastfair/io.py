@@ -3,18 +3,24 @@
 Every file fastfair writes (metrics, models, results tables, reports) goes through these helpers: the content is
 written to a temporary file in the same directory, flushed and fsync'ed, then moved into place with
 :func:`os.replace`, which is atomic on POSIX and Windows. An interrupted run therefore never leaves a half-written
-file behind.
+file behind. A set of files that belong together (one training run's metrics, history and model) is written
+the same way one level up, with :func:`atomic_directory`: into a temporary directory beside the target, which is
+renamed into place once every file is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from .errors import FastfairError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -33,6 +39,89 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Write a directory of files all at once: ``with atomic_directory(out) as tmp:`` write into ``tmp``.
+
+    ``tmp`` is a fresh directory beside ``path`` (same file system, so renames are atomic). When the block
+    ends normally, ``tmp`` becomes ``path`` by :func:`os.rename`:
+
+    * ``path`` absent or an empty directory: it is simply replaced;
+    * ``path`` a non-empty directory: with ``replace=True`` the old directory is first renamed aside, the new
+      one renamed in, and only then the old one deleted (if the second rename fails the old one is put back);
+      with ``replace=False`` a :class:`FastfairError` is raised and ``path`` is left alone.
+
+    When the block raises, or the final renames fail, ``tmp`` is deleted and ``path`` is untouched: nobody ever
+    sees a partial set, and an earlier directory is never lost on an error. An ``OSError`` is re-raised with
+    ``path`` (not the temporary name) as its file name. Between the two renames of a replacement ``path`` is
+    briefly absent; POSIX offers no portable atomic exchange of two directories.
+    """
+    target = Path(os.path.abspath(path))  # "." and "a/.." become names that can be renamed
+    if target.exists() and not target.is_dir():
+        raise FastfairError(f"{str(path)!r} exists and is not a directory")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give it the mode mkdir would
+    except OSError as exc:
+        raise _naming(exc, path) from exc
+    try:
+        yield tmp
+        _move_into_place(tmp, target, replace)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _naming(exc, path) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _move_into_place(tmp: Path, target: Path, replace: bool) -> None:
+    """Rename the finished directory ``tmp`` to ``target`` (see :func:`atomic_directory`)."""
+    for entry in tmp.iterdir():  # every file's content on disk (writers that did not fsync included) ...
+        if entry.is_file():
+            _fsync_path(entry)
+    _fsync_path(tmp)  # ... and the directory's entries, before the rename makes them visible
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        os.rename(tmp, target)
+    elif not replace:
+        raise FastfairError(f"{str(target)!r} exists and is not empty; it was left as it is")
+    else:
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))
+        os.rename(target, old / "run")
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(old / "run", target)
+            old.rmdir()
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_path(target.absolute().parent)
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (best effort: some file systems refuse it on directories)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _naming(exc: OSError, target: str | os.PathLike[str]) -> OSError:
+    """The same error (``OSError`` picks the subclass from the errno), naming ``target`` instead of whichever
+    temporary file it happened on."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(target))
 
 
 def _umask() -> int:

@@ -14,7 +14,11 @@ the cost of robustness can be reported honestly; evaluation after each epoch is 
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,12 +29,64 @@ from torch import nn
 
 from . import metrics
 from .datasets import Dataset, Split
-from .errors import FastfairError, require, require_positive
+from .errors import FastfairError, require
 from .inner import SOLVERS, make_inner, solver_options
 from .models import ACTIVATIONS, MODELS, bce_per_sample, build_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SPLITS = ("train", "val", "test")
+
+
+#: Seeds go to ``torch.Generator.manual_seed`` (which takes at most 2**64 - 1), to numpy's ``default_rng`` and
+#: into int64 columns of results tables: 0 <= seed < 2**63. Batch and training-set sizes share the int64 bound.
+INT64_LIMIT = 2**63
+#: More passes than this is no training run anyone means (and keeps the per-epoch history bounded).
+MAX_EPOCHS = 1_000_000
+#: Widest hidden layer accepted: the MLP's weights and its factored input Hessian grow with the width.
+MAX_HIDDEN = 65_536
+
+
+def scale_range(dtype: str) -> tuple[float, float]:
+    """The range [lo, hi] of positive scales (radius, learning rate) that ``dtype`` computes with safely.
+
+    lo = 2^⌊e_min/2⌋ and hi = 2^⌊(e_max - 1)/2⌋, with e_min and e_max the exponents of the smallest normal and
+    the overflow threshold of the dtype (numpy's ``finfo.minexp`` and ``finfo.maxexp``): for every r in
+    [lo, hi], r² is a finite normal number (lo² is the smallest normal, hi² ≤ max/2), so r, r², r·‖w‖ and
+    ‖g‖/r neither overflow nor vanish for weights and gradients of ordinary size. float32: [2⁻⁶³, 2⁶³]
+    ≈ [1.1e-19, 9.2e18]; float64: [2⁻⁵¹¹, 2⁵¹¹] ≈ [1.5e-154, 6.7e153].
+    """
+    info = np.finfo(np.dtype(dtype))
+    return 2.0 ** (info.minexp // 2), 2.0 ** ((info.maxexp - 1) // 2)
+
+
+def _check_integer(name: str, value: Any, low: int, high: int) -> int:
+    """An integer (bool excluded) in [low, high), as a Python int."""
+    require(
+        isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        f"{name} must be an integer, got {value!r}",
+    )
+    top = "2**63 - 1" if high == INT64_LIMIT else str(high - 1)
+    require(low <= value < high, f"{name} must be an integer from {low} to {top}, got {value!r}")
+    return int(value)
+
+
+def _check_real(name: str, value: Any, low: float, high: float, shown: str = "") -> float:
+    """A real number (bool excluded) in [low, high] (shown as ``shown`` if given), as a Python float (NaN fails
+    the range test)."""
+    require(
+        isinstance(value, numbers.Real) and not isinstance(value, bool),
+        f"{name} must be a number, got {value!r}",
+    )
+    require(low <= value <= high, f"{name} must be in {shown or f'[{low:g}, {high:g}]'}, got {value!r}")
+    return float(value)
+
+
+def _check_name(what: str, value: Any, choices: Any) -> str:
+    require(
+        isinstance(value, str) and value in choices,
+        f"unknown {what} {value!r}; choose one of {', '.join(choices)}",
+    )
+    return value
 
 
 @dataclass
@@ -53,25 +109,47 @@ class TrainConfig:
     solver_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
-        """Check every field, raising :class:`FastfairError` with a one-line message on the first bad one."""
-        require(self.model in MODELS, f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        require(
-            self.activation in ACTIVATIONS,
-            f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}",
+        """Check every field, raising :class:`FastfairError` with a one-line message on the first bad one.
+
+        The one place where training settings are checked (the command line, the sweep grid and
+        :class:`fastfair.estimator.RobustFairClassifier` all call it). Names must be known; integers are
+        integers (not bools) within bounds: 1 ≤ hidden ≤ ``MAX_HIDDEN``, 1 ≤ epochs ≤ ``MAX_EPOCHS``,
+        1 ≤ batch size, train size < 2**63, 0 ≤ seed < 2**63; ``radius`` and ``lr`` lie in
+        :func:`scale_range` of the dtype (so that the run cannot overflow or underflow on them); ``clean_weight``
+        is in [0, 1]. On success, numbers are normalised to Python ``int`` / ``float`` (e.g. numpy scalars) and
+        ``solver_options`` to a ``dict``, and ``self`` is returned.
+        """
+        _check_name("model", self.model, MODELS)
+        _check_name("activation", self.activation, ACTIVATIONS)
+        _check_name("solver", self.solver, SOLVERS)
+        _check_name("dtype", self.dtype, tuple(DTYPES))
+        self.hidden = _check_integer("hidden", self.hidden, 1, MAX_HIDDEN + 1)
+        lo, hi = scale_range(self.dtype)
+        within = (
+            f"[2**{math.log2(lo):.0f}, 2**{math.log2(hi):.0f}] (about {lo:.1e} to {hi:.1e}, the scales that "
+            f"{self.dtype} computes with safely)"
         )
-        require(self.solver in SOLVERS, f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
-        require_positive("hidden", self.hidden, integer=True)
-        require_positive("radius", self.radius)
-        require(np.isfinite(self.radius), f"radius must be finite, got {self.radius!r}")
-        require(0.0 <= self.clean_weight <= 1.0, f"clean weight must be in [0, 1], got {self.clean_weight!r}")
-        require_positive("epochs", self.epochs, integer=True)
-        require_positive("batch size", self.batch_size, integer=True)
-        require_positive("learning rate", self.lr)
-        require(np.isfinite(self.lr), f"learning rate must be finite, got {self.lr!r}")
-        require(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.radius = _check_real("radius", self.radius, lo, hi, within)
+        self.clean_weight = _check_real("clean weight", self.clean_weight, 0.0, 1.0)
+        self.epochs = _check_integer("epochs", self.epochs, 1, MAX_EPOCHS + 1)
+        self.batch_size = _check_integer("batch size", self.batch_size, 1, INT64_LIMIT)
+        self.lr = _check_real("learning rate", self.lr, lo, hi, within)
+        self.seed = _check_integer("seed", self.seed, 0, INT64_LIMIT)
         if self.train_size is not None:
-            require_positive("train size", self.train_size, integer=True)
+            self.train_size = _check_integer("train size", self.train_size, 1, INT64_LIMIT)
+        if isinstance(self.device, torch.device):
+            self.device = str(self.device)
+        require(isinstance(self.device, str), f"device must be a string such as 'cpu', got {self.device!r}")
         resolve_device(self.device)
+        require(
+            isinstance(self.solver_options, Mapping),
+            f"solver options must be a mapping of option name to value, got {type(self.solver_options).__name__}",
+        )
+        self.solver_options = dict(self.solver_options)
+        for key in self.solver_options:
+            require(isinstance(key, str), f"solver option names must be strings, got {key!r}")
+        if self.solver_options.get("seed") is not None:
+            _check_integer("solver option seed", self.solver_options["seed"], 0, INT64_LIMIT)
         make_inner(self.solver, **self.solver_options)  # validates solver options
         return self
 
@@ -156,6 +234,36 @@ def _eval_loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss, acc
 
 
+def _float_array(X: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FastfairError(f"{what} must be a numeric array") from None
+
+
+def feature_tensor(X: np.ndarray, config: TrainConfig, what: str = "X") -> torch.Tensor:
+    """``X`` (n, d) as a tensor of the run's dtype and device, refusing data the run cannot compute with.
+
+    Every entry must be finite, and stay finite once rounded to the dtype: a float32 run cannot hold a
+    feature of magnitude above 3.4e38 (it would become inf and every loss NaN). The error names the first
+    offending column, so that the data, not the optimiser, is blamed.
+    """
+    t = torch.as_tensor(X, dtype=DTYPES[config.dtype], device=resolve_device(config.device))
+    bad = ~torch.isfinite(t).all(dim=0) if t.ndim == 2 else torch.zeros(0, dtype=torch.bool)
+    if bool(bad.any()):
+        col = int(torch.nonzero(bad)[0, 0])
+        column = np.asarray(X)[:, col]
+        if not np.isfinite(column).all():
+            raise FastfairError(f"{what} has NaN or infinite values in column {col}")
+        big = float(np.abs(column).max())
+        limit = float(torch.finfo(t.dtype).max)
+        raise FastfairError(
+            f"{what} column {col} has values of magnitude {big:.3g}, beyond the range of {config.dtype} "
+            f"({limit:.3g}); rescale or standardise that column"
+        )
+    return t
+
+
 def train_arrays(
     X: np.ndarray,
     y: np.ndarray,
@@ -174,16 +282,16 @@ def train_arrays(
     """
     config.validate()
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
-    X = np.asarray(X, dtype=np.float64)
+    X = _float_array(X, "X")
     y = np.asarray(y)
     require(X.ndim == 2 and len(X) == len(y) and len(X) > 0, "X must be a non-empty (n, d) array matching y")
     if config.train_size is not None:
         X, y = X[: config.train_size], y[: config.train_size]
-    x_t = torch.as_tensor(X, dtype=dtype, device=device)
+    x_t = feature_tensor(X, config, "X")
     y_t = torch.as_tensor(y, dtype=dtype, device=device)
     has_val = X_val is not None and y_val is not None and len(X_val) > 0
     if has_val:
-        xv_t = torch.as_tensor(np.asarray(X_val, dtype=np.float64), dtype=dtype, device=device)
+        xv_t = feature_tensor(_float_array(X_val, "X_val"), config, "X_val")
         yv_t = torch.as_tensor(np.asarray(y_val), dtype=dtype, device=device)
 
     if model is None:
@@ -236,7 +344,9 @@ def train_arrays(
         if has_val:
             record["val_loss"], record["val_accuracy"] = _eval_loss_acc(model, xv_t, yv_t)
         if not np.isfinite(record["train_loss"]):
-            raise FastfairError(f"training diverged at epoch {epoch} (loss is not finite); try a smaller --lr")
+            raise FastfairError(
+                f"training diverged at epoch {epoch} (loss is not finite); try a smaller learning rate lr"
+            )
         history.append(record)
         if progress and hasattr(epochs, "set_postfix"):
             epochs.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_accuracy']:.3f}")
@@ -258,14 +368,33 @@ def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None,
     )
 
 
+#: Rounding slack of the loss comparison, in units of the dtype's epsilon times the clean loss: each
+#: per-sample loss carries a few rounding errors of relative size eps, so an exact maximiser can report a
+#: mean perturbed loss a few eps below the clean one; 64·eps is far below any real loss decrease.
+LOSS_SLACK_EPS = 64
+
+#: Solvers whose job is to maximise the loss (``random`` only draws a perturbation, which may lower it).
+MAXIMISERS = ("trs", "pgd", "pgd-paper")
+
+
 def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_rows: int = 4096) -> dict[str, Any]:
-    """Run the run's inner solver once more on (the first ``max_rows`` of) ``X`` with the trained model and
-    report what it attains: mean clean loss ℓ(x) and perturbed loss ℓ(x + δ), mean iterations, and for TRS the
-    path taken, the number of hard cases and the largest relative KKT violation of its certificate
-    (:meth:`fastfair.trs.TRSCertificate.max_violation`). ``{}`` for ``solver="none"``."""
+    """Run the run's inner solver once more on (the first ``max_rows`` rows of) ``X``, ``y`` with the trained
+    model and report what it attains: mean clean loss ℓ(x) and perturbed loss ℓ(x + δ), mean iterations, and
+    for TRS the path taken, the number of hard cases, the largest relative KKT violation of its certificate
+    (:meth:`fastfair.trs.TRSCertificate.max_violation`) and the fraction of certified solves. ``{}`` for
+    ``solver="none"``.
+
+    The answer can be untrustworthy in two ways, each reported as a ``RuntimeWarning`` and listed under
+    ``"warnings"`` (empty when all is well): a certified fraction below 1 (some solves failed their KKT
+    certificate), and, for the maximisers (``trs``, ``pgd``, ``pgd-paper``), a mean perturbed loss below the
+    clean one by more than ``LOSS_SLACK_EPS``·eps·ℓ(x) (or not finite), which no maximiser of ℓ over a ball
+    containing δ = 0 should return: the radius is then far outside the region where the solver's model of
+    the loss holds, and the run did not train against worst-case perturbations.
+    """
     config = result.config
     if config.solver == "none":
         return {}
+    require(len(X) == len(y), f"X and y must have the same number of rows, got {len(X)} and {len(y)}")
     options = _seeded(config)
     if config.solver == "trs":
         options["certify"] = True  # the certificate is the point of a diagnostic
@@ -284,11 +413,30 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
         "perturbed_loss": float(res.loss.double().mean()),
         "iterations": float(res.iterations.double().mean()),
     }
+    problems = []
     if res.certificate is not None:
         out["path"] = res.extras.get("path")
         out["hard_cases"] = int(res.extras["hard_case"].sum()) if "hard_case" in res.extras else 0
         out["max_kkt_violation"] = float(res.certificate.max_violation().max())
         out["certified_fraction"] = float(res.certificate.ok().double().mean())
+        if not out["certified_fraction"] >= 1.0:
+            problems.append(
+                f"the {config.solver} inner solver certified only {100 * out['certified_fraction']:.1f}% of its "
+                f"solves on the trained model at radius {config.radius:g} (max relative KKT violation "
+                f"{out['max_kkt_violation']:.1e}): the loss the run trained on is not a certified worst case"
+            )
+    if config.solver in MAXIMISERS:
+        clean_loss, perturbed = out["clean_loss"], out["perturbed_loss"]
+        slack = LOSS_SLACK_EPS * torch.finfo(dtype).eps * abs(clean_loss)
+        if not perturbed >= clean_loss - slack:  # also catches NaN
+            problems.append(
+                f"the {config.solver} inner solver lowered the mean loss on the trained model at radius "
+                f"{config.radius:g} ({clean_loss:.4g} -> {perturbed:.4g}): at this radius it does not find "
+                "worst-case perturbations, so the run did not train against them"
+            )
+    for message in problems:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    out["warnings"] = problems
     return out
 
 

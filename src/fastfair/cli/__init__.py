@@ -1,12 +1,15 @@
 """The ``fastfair`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``.
 
 Errors in user input surface as :class:`fastfair.errors.FastfairError`; :func:`main` prints them as one line,
-``fastfair: error: <message>``, on stderr and exits with code 2 — never a traceback.
+``fastfair: error: <message>``, on stderr and exits with code 2 — never a traceback. A reader that closes the
+pipe early (``fastfair train ... --json | head -c 10``) is not an error: the command stops silently with exit
+code 141 (128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -14,6 +17,9 @@ from importlib import import_module
 
 from .. import __version__
 from ..errors import FastfairError
+
+#: Exit code after the reader of stdout went away: 128 + SIGPIPE (13).
+EXIT_BROKEN_PIPE = 141
 
 #: subcommand name -> module under fastfair.cli
 SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench"}
@@ -42,12 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastfair`` console script; returns the process exit code."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop silently
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version or a usage error: flush now, so that a closed pipe is handled
+        sys.stdout.flush()
+        raise
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        raise
     except FastfairError as exc:
         print(f"fastfair: error: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = show
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still buffered does not fail
+    on the closed pipe again (the recipe of Python's documentation of ``signal``, 'Note on SIGPIPE')."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (e.g. captured in tests): nothing to flush
+        pass
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -142,22 +142,37 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     ).validate()
 
 
-def check_out_dir(path: str | None) -> Path | None:
-    """Validate an ``--out DIR`` before any work is done (it must be a directory or not exist yet)."""
+def check_out_dir(path: str | None, *, fresh: bool = False, force: bool = False) -> Path | None:
+    """Validate an ``--out DIR`` before any work is done: a non-empty path that is a directory or does not exist
+    yet, and can be created. With ``fresh=True`` (a run that writes a complete new set of files) an existing
+    non-empty directory is refused unless ``force`` (the user asked to replace its contents)."""
     if path is None:
         return None
+    require(path != "", "--out must name a directory, got an empty string")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise FastfairError(f"--out {path!r} exists and is not a directory")
-    ancestor = out.absolute()
+    absolute = Path(os.path.abspath(out))
+    if fresh and out.is_dir():  # the new set replaces DIR itself (by a rename), so DIR must not hold the cwd
+        require(
+            not Path.cwd().is_relative_to(absolute.resolve()),
+            f"--out {path!r} holds the current directory, which cannot be replaced; name a new directory",
+        )
+        require(
+            force or not any(out.iterdir()),
+            f"--out {path!r} exists and is not empty; pass --force to replace its contents",
+        )
+    ancestor = absolute
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise FastfairError(f"--out {path!r} cannot be created: {str(ancestor)!r} is not a directory")
+    # A fresh set is written beside DIR and renamed into place, so it is DIR's parent that must be writable.
+    where = ancestor.parent if fresh and ancestor == absolute else ancestor
     try:  # a real probe (permissions alone do not tell, e.g. under /proc); it leaves nothing behind
-        os.rmdir(tempfile.mkdtemp(prefix=".fastfair-probe-", dir=ancestor))
+        os.rmdir(tempfile.mkdtemp(prefix=".fastfair-probe-", dir=where))
     except OSError as exc:
-        raise FastfairError(f"--out {path!r} cannot be created in {str(ancestor)!r}: {exc.strerror}") from None
+        raise FastfairError(f"--out {path!r} cannot be written in {str(where)!r}: {exc.strerror}") from None
     return out
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
+from ..errors import require
+from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
 from ..metrics import GAP_KEYS
 from ..training import evaluate, inner_diagnostics, train
 from .common import add_data_arguments, add_training_arguments, check_out_dir, config_from_args, format_table
@@ -28,7 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  fastfair train --dataset unfair2d --solver trs --radius 0.18 --batch-size 5\n"
             "  fastfair train --dataset adult --solver trs --radius 0.1 --batch-size 100 --train-size 10000 --json\n"
-            "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine"
+            "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine\n"
+            "\n"
+            "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv and\n"
+            "model.pt, all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
+            "when complete, so DIR never holds a partial or mixed set. An existing non-empty DIR is refused unless\n"
+            "--force is given; its old contents are then replaced only after the new set is complete."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,16 +43,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_training_arguments(p)
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="write metrics.json, history.csv, groups.csv and model.pt here")
+    out.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the contents of a non-empty --out DIR (once the new run is completely written)",
+    )
     out.add_argument("--json", action="store_true", help="print one JSON object to stdout instead of tables")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
 
 
-def build_report(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document of a run (pinned keys: dataset, n_train, train/test metrics, timing)."""
+def summarize_run(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document of a run (pinned keys: dataset, n_train, train/test metrics, timing). For a robust run it
+    holds the inner solver's diagnostics on the rows trained on, with their warnings (``inner.warnings``)."""
+    trained_on = data.train.head(result.config.train_size) if result.config.train_size else data.train
     report: dict[str, Any] = {
         "dataset": data.name,
-        "n_train": min(len(data.train), result.config.train_size or len(data.train)),
+        "n_train": len(trained_on),
         "n_features": data.n_features,
         "groups": list(data.group_names),
         "config": result.config.to_dict(),
@@ -55,7 +69,7 @@ def build_report(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[str
         report[split]["groups"] = ev["groups"].reset_index(names="group").to_dict(orient="records")
     report["timing"] = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
     if result.config.solver != "none":
-        report["inner"] = inner_diagnostics(result, data.train.X[: report["n_train"]], data.train.y)
+        report["inner"] = inner_diagnostics(result, trained_on.X, trained_on.y)
     report["history"] = result.history
     return report
 
@@ -95,26 +109,35 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    require(args.out is not None or not args.force, "--force goes with --out DIR")
     config = config_from_args(args)
-    out_dir = check_out_dir(args.out)
+    out_dir = check_out_dir(args.out, fresh=True, force=args.force)
     data = load_data_from_args(args)
     result = train(data, config, progress=not (args.json or args.no_progress) and sys.stderr.isatty())
     evaluation = evaluate(result, data)
-    report = build_report(data, result, evaluation)
+    report = summarize_run(data, result, evaluation)
+    if out_dir is not None:  # written before anything is printed: a failed write prints no claim of success
+        write_run(out_dir, report, result, data, evaluation, replace=args.force)
     if args.json:
         print(dumps_json({k: v for k, v in report.items() if k != "history"}))
     else:
         print(render_text(report, evaluation))
-    if out_dir is not None:
-        buf = _model_bytes(result, data)
-        atomic_write_bytes(out_dir / "model.pt", buf)
-        atomic_write_text(out_dir / "history.csv", pd.DataFrame(result.history).to_csv(index=False))
-        groups = pd.concat({s: ev["groups"] for s, ev in evaluation.items()}, names=["split", "group"])
-        atomic_write_text(out_dir / "groups.csv", groups.to_csv())
-        atomic_write_json(out_dir / "metrics.json", report)
-        if not args.json:
+        if out_dir is not None:
             print(f"\nwrote {out_dir}/metrics.json, history.csv, groups.csv, model.pt")
     return 0
+
+
+def write_run(
+    out_dir: Path, report: dict[str, Any], result: Any, data: Any, evaluation: dict[str, Any], *, replace: bool
+) -> None:
+    """Write metrics.json, history.csv, groups.csv and model.pt to ``out_dir`` as one set
+    (:func:`fastfair.io.atomic_directory`): all of them or none, old contents replaced only when ``replace``."""
+    groups = pd.concat({s: ev["groups"] for s, ev in evaluation.items()}, names=["split", "group"])
+    with atomic_directory(out_dir, replace=replace) as tmp:
+        atomic_write_bytes(tmp / "model.pt", _model_bytes(result, data))
+        atomic_write_text(tmp / "history.csv", pd.DataFrame(result.history).to_csv(index=False))
+        atomic_write_text(tmp / "groups.csv", groups.to_csv())
+        atomic_write_json(tmp / "metrics.json", report)
 
 
 def _model_bytes(result: Any, data: Any) -> bytes:
