@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastfair.cli import main
@@ -389,3 +390,36 @@ def test_closed_pipe_in_a_real_process_exits_141_without_a_word():
     err = proc.stderr.read()
     proc.wait()
     assert proc.returncode == 141 and err == ""
+
+
+def test_train_size_that_leaves_out_a_group_reports_the_groups_it_has(capsys):
+    """The first 50 Adult rows hold 3 of the 5 race groups: the run finishes and its training table names exactly
+    the groups present, with their counts (independently counted from the loaded data)."""
+    from fastfair import datasets
+
+    data = datasets.load("adult", sensitive="race_all", seed=0)
+    head = data.train.head(50)
+    names, counts = np.unique(np.asarray(head.group_names, dtype=object)[head.s], return_counts=True)
+    assert len(names) < len(data.group_names)  # the premise: some group is missing from these rows
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "adult", "--sensitive", "race_all", "--train-size", "50", "--epochs", "1",
+        "--batch-size", "50", "--json",
+    )
+    assert code == 0, err
+    groups = {g["group"]: g["n"] for g in json.loads(out)["train"]["groups"]}
+    assert groups == dict(zip(names.tolist(), counts.tolist(), strict=True))
+
+
+def test_positive_class_is_reported_in_text_and_json(capsys, tmp_path):
+    """``approved`` takes the values no/yes: sorted, 'yes' is positive unless --positive says otherwise."""
+    csv = os.path.join(os.path.dirname(__file__), "..", "examples", "loans.csv")
+    base = ["train", "--data", csv, "--target", "approved", "--sensitive", "region", "--epochs", "1"]
+    code, out, err = run_cli(capsys, *base, "--json")
+    assert code == 0, err
+    assert json.loads(out)["labels"] == {"negative": "no", "positive": "yes"}
+    code, out, err = run_cli(capsys, *base, "--positive", "no", "--json")
+    assert code == 0, err
+    assert json.loads(out)["labels"]["positive"] == "no"
+    code, out, err = run_cli(capsys, *base)
+    assert code == 0, err
+    assert "positive class 'yes'" in out

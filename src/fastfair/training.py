@@ -446,7 +446,10 @@ def evaluate_split(result: TrainResult, split: Split) -> dict[str, Any]:
     scores, y_pred = expit(logits), (logits > 0).astype(np.int64)
     names = np.asarray(split.group_names, dtype=object)[split.s]  # warnings then name the group, not its code
     summary = metrics.classification_summary(split.y, y_pred, names, scores=scores)
-    table = metrics.group_table(split.y, y_pred, split.s, scores=scores, group_names=list(split.group_names))
+    # a split (e.g. the first --train-size training rows) need not hold every group: name the codes it has
+    table = metrics.group_table(
+        split.y, y_pred, split.s, scores=scores, group_names=dict(enumerate(split.group_names))
+    )
     return {"summary": summary, "groups": table}
 
 

@@ -62,6 +62,7 @@ def summarize_run(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[st
         "n_train": len(trained_on),
         "n_features": data.n_features,
         "groups": list(data.group_names),
+        "labels": {"negative": data.label_names[0], "positive": data.label_names[1]},
         "config": result.config.to_dict(),
     }
     for split, ev in evaluation.items():
@@ -81,7 +82,7 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [
         f"dataset {report['dataset']}: {report['n_train']} training rows, {report['n_features']} features, "
-        f"groups {', '.join(report['groups'])}",
+        f"groups {', '.join(report['groups'])}, positive class {report['labels']['positive']!r}",
         f"model {cfg['model']}, solver {cfg['solver']}"
         + (f" (radius {cfg['radius']:g})" if cfg["solver"] != "none" else "")
         + f", {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, seed {cfg['seed']}",
