@@ -357,6 +357,14 @@ def test_max_iter_caps_the_basis_and_flags_unconverged_rows() -> None:
     assert (q >= ref.objective - 1e-9 * natural_scale(g, H, r)).all()
 
 
+def test_a_basis_spanning_everything_is_exact_even_with_tol_zero() -> None:
+    _, g, H, r = batch(6, seed=19, per_kind=1, kinds=("easy", "hard", "interior", "zero_grad"))
+    res = solve_trs_krylov(g, dense_hvp(H), r, tol=0.0, max_iter=6, probe_iter=6)
+    ref = solve_trs(g, H, r)
+    assert res.converged.all()
+    assert float(objective_error(q_of(g, H, res.step), ref.objective, g, H, r).max()) <= 1e-12
+
+
 def test_iteration_counts_and_probe_steps() -> None:
     _, g, H, r = batch(20, seed=14, per_kind=2, kinds=("easy", "interior"))
     res = solve_trs_krylov(g, dense_hvp(H), r, probe_iter=3)

@@ -22,8 +22,10 @@ Starting from ``q₁ = g/‖g‖``, the Lanczos recurrence
 builds an orthonormal basis ``Q_k = [q₁ … q_k]`` of the Krylov space ``K_k(H, g)`` with
 ``H Q_k = Q_k T_k + β_{k+1} q_{k+1} e_kᵀ``, ``T_k = Q_kᵀ H Q_k`` tridiagonal. In exact arithmetic the recurrence
 keeps the ``q_j`` orthogonal; in floating point they lose orthogonality as Ritz values converge, so every new
-vector is **fully reorthogonalised** against all stored ones (classical Gram-Schmidt, twice: "twice is
-enough"), which is cheap because ``k`` is small. GLTR restricts the TRS to the Krylov space, ``p = Q_k u``:
+vector is **fully reorthogonalised** against all stored ones -- classical Gram-Schmidt over all of them, and a
+second pass where the first one cancelled more than half of the vector's norm (the Daniel-Gragg-Kaufman-Stewart
+criterion; "twice is enough") -- which is cheap because ``k`` is small. GLTR restricts the TRS to the Krylov
+space, ``p = Q_k u``:
 
     ``min ‖g‖ e₁ᵀu + ½ uᵀ T_k u   s.t.  ‖u‖ ≤ r``,
 
@@ -49,9 +51,14 @@ for a tiny weight, its near-hard neighbourhood). It is detected and treated with
 
 1. **Probe.** Once a row's Krylov solution is stationary, a second Lanczos run starts from a random
    (seeded) vector ``z`` -- which has weight on ``v₁`` with probability 1 -- for at most ``probe_iter``
-   steps. Its leftmost Ritz value ``θ = min eig(T_z)`` is a Rayleigh quotient of ``H``, so ``θ ≥ λ₁``: an
-   *upper* bound that converges to ``λ₁`` from above.
-2. **Detection.** ``θ < -λ - tol_c`` proves ``λ₁ < -λ``: the current step violates ``H + λI ⪰ 0``.
+   steps. The start vector and every probe vector are orthogonalised against the basis ``Q_k`` as well: the
+   probe is Lanczos on the compressed operator ``(I - Q_kQ_kᵀ) H (I - Q_kQ_kᵀ)``, the part of ``H`` the basis
+   has not explored. In the exact hard case ``v₁`` lies there, while the eigenvalues the Krylov space of ``g``
+   has already converged to are deflated, which widens ``λ₁``'s gap and speeds the probe up. Its leftmost
+   Ritz value ``θ = min eig(T_z)`` is still a Rayleigh quotient of ``H``, so ``θ ≥ λ₁``: an *upper* bound
+   that converges to ``λ₁`` from above.
+2. **Detection.** ``θ < -λ - tol_c`` with ``tol_c = tol·(‖g‖/r + λ + ν)`` (``ν`` the largest ``|Ritz value|``
+   seen) proves ``λ₁ < -λ``: the current step violates ``H + λI ⪰ 0``.
 3. **Treatment (subspace enlargement).** The Ritz vector ``y = Z s`` of ``θ`` is added to the basis and the
    iteration goes on in the enlarged space ``span(Q_k, y, …)``: the subspace TRS now contains the negative
    curvature, its multiplier rises to ``≈ -θ`` and its solution takes the hard-case form ``p(-λ₁) + τ v₁``
@@ -106,6 +113,7 @@ Numerics
   solution.
 * Steps on the boundary are returned at ``‖p‖ = r(1 - 4 eps)``; no returned step is outside the ball, none is
   NaN for finite input (``hvp`` output with NaN/Inf raises :class:`~fastfair.errors.FastfairError`).
+* ``hvp`` must not modify its argument in place (the vectors it is given are the basis vectors themselves).
 * Operators with a ``restrict(index)`` method (e.g. :class:`fastfair.input_hvp.InputHessian`) are restricted
   to the rows still iterating once those are at most half of the rows it covers, so that a few slow rows do
   not pay for the whole batch; any other callable is applied to the whole batch with zero vectors for the
@@ -113,7 +121,8 @@ Numerics
 
 References: N. Gould, S. Lucidi, M. Roma, Ph. Toint, *Solving the trust-region subproblem using the Lanczos
 method*, SIAM J. Optim. 9 (1999); J. Moré, D. Sorensen, *Computing a trust region step*, SIAM J. Sci. Stat.
-Comput. 4 (1983); scipy's ``optimize/_trustregion_krylov.py`` (same method, one problem at a time, via GLRT).
+Comput. 4 (1983); scipy's ``optimize/_trustregion_krylov.py`` (the same Krylov approach for one problem at a
+time, through the trlib library).
 """
 
 from __future__ import annotations
@@ -256,7 +265,9 @@ def solve_trs_krylov(
             ``min(d, 100)``. ``k = d`` spans the whole space, so the answer is then exact.
         tol: relative stationarity tolerance: a row stops when ``‖(H + λI)p + g‖ ≤ tol·(‖g‖ + λr)``;
             default ``eps^(2/3)`` of the dtype (3.7e-11 for float64, 2.4e-5 for float32).
-        probe_iter: Lanczos steps of the curvature probe per row (0: no probe); default ``min(d, 10)``.
+        probe_iter: Lanczos steps of the curvature probe per row, one product each (0: no probe, the hard
+            case then goes undetected; see the module docs for what the probe can and cannot establish);
+            default ``min(d, 10)``.
         seed: seed of the random start vectors (probe, and rows with ``g = 0``).
 
     Returns:
@@ -581,9 +592,9 @@ class _KrylovSolver:
         """Per row: next action (basis step, probe step), injection of a probe Ritz vector, or finish."""
         was_probe = ~was_main
         tol = self.tol
-        stat_ok = self.rho <= tol * (self.gnorm + self.lam * self.r)
+        whole = self.m >= self.d  # the basis spans everything: the subspace solution is exact (up to rounding)
+        stat_ok = (self.rho <= tol * (self.gnorm + self.lam * self.r)) | whole
         at_cap = self.m >= self.max_iter
-        whole = self.m >= self.d  # the basis spans everything: the subspace solution is exact
         nu = torch.maximum(self.P.diagonal(dim1=-2, dim2=-1).abs().amax(-1), self.nu_z)
         tol_c = tol * (self.gnorm / self.r + self.lam + nu)
         neg = was_probe & (self.theta_z < -self.lam - tol_c)
@@ -612,12 +623,12 @@ class _KrylovSolver:
             gi = go_main.nonzero().squeeze(1)
             self.a[gi] = _unit_positive((self.C[gi] @ self.u[gi].unsqueeze(-1)).squeeze(-1))
         if bool(start_probe.any()):
-            si = start_probe.nonzero().squeeze(1)
+            si: Index = slice(None) if bool(start_probe.all()) else start_probe.nonzero().squeeze(1)
             if self.z_next.shape[1] == 0:
                 self.z_next = torch.zeros(self.rows.numel(), self.d, dtype=self.dtype, device=self.device)
-            z0 = self._random(si.numel())
+            z0 = self._random(int(start_probe.sum()))
             Vs = _take(self.V, si)
-            for _ in range(2):
+            for _ in range(2):  # start on the complement of the basis
                 z0 = z0 - _combine(_dots(Vs, z0), Vs)
             nz = _fast_norm(z0)
             self.z_next[si] = z0 / torch.where(nz > 0, nz, 1.0).to(self.dtype).unsqueeze(-1)
