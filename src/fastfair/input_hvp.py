@@ -145,7 +145,8 @@ class InputHessian:
     Built by :func:`input_hessian`. ``op.neg()`` is the model of ``-L`` (gradient ``-g``, products ``-Hv``),
     the form :func:`fastfair.krylov_trs.solve_trs_krylov` needs to *maximise* the loss; ``op.restrict(index)``
     is the operator of the rows ``index`` only (a new graph on those rows, so later products cost in
-    proportion to them). Products carry no autograd graph.
+    proportion to them). Products carry no autograd graph; with ``method="double-backward"`` the object holds
+    the autograd graph of the gradient (the batch's activations) until it is dropped.
     """
 
     def __init__(self, graph: _Graph, sign: float = 1.0) -> None:
