@@ -24,8 +24,8 @@ from fastfair.report import (
     timing_table,
 )
 from fastfair.report.claims import CONFIRMED, CONTRADICTED, GAP_TOLERANCE, NOT_CONFIRMED
-from fastfair.report.paper import GAPS
 from fastfair.report.tables import markdown_table
+from fastfair.vocabulary import GAP_KEYS as GAPS
 
 SPLITS = ("train", "val", "test")
 

@@ -7,8 +7,9 @@ and usable on their own.
 from __future__ import annotations
 
 from .build import build_report, build_report_cached, key_numbers
-from .claims import RULES, Comparison, compare, evaluate_claims
-from .paper import PAPER
+from .claims import RULES, evaluate_claims
+from .comparisons import Comparison, compare
+from .published import PAPER
 from .tables import mean_ci, run_configuration, summarize, t_half_width, timing_long, timing_table
 
 __all__ = [

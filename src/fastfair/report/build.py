@@ -25,6 +25,8 @@ import pandas as pd
 
 from .. import __version__
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..vocabulary import BASELINE
+from ..vocabulary import GAP_KEYS as GAPS
 from . import boundaries as _boundaries
 from .claims import RULES, evaluate_claims
 from .document import (
@@ -38,9 +40,9 @@ from .document import (
     seeds_difference,
 )
 from .figures import DEFAULT_DPI, accuracy_figure, gap_figure, png_bytes
-from .paper import GAP_LABELS, GAPS, PAPER
+from .labels import METRIC_LABELS as GAP_LABELS
+from .published import PAPER
 from .tables import (
-    BASELINE,
     coinciding_solvers,
     inconsistent_settings,
     markdown_table,
