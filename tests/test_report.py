@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -24,8 +23,8 @@ from fastfair.report import (
     timing_table,
 )
 from fastfair.report.claims import CONFIRMED, CONTRADICTED, GAP_TOLERANCE, NOT_CONFIRMED
-from fastfair.report.paper import GAPS
 from fastfair.report.tables import markdown_table
+from fastfair.vocabulary import GAP_KEYS as GAPS
 
 SPLITS = ("train", "val", "test")
 
@@ -352,7 +351,7 @@ def test_build_report_writes_tables_figures_and_documents(tmp_path):
     df = _unfair2d(lambda r: 0.15 - 0.5 * (r - 0.14), seeds=(0, 1, 2), radii=(0.10, 0.14, 0.18, 0.20))
     toy = make_results(lambda *a: {}, datasets=("toy",), seeds=(0, 1, 2))
     df = pd.concat([df, toy], ignore_index=True)
-    written = build_report(df, tmp_path, notes=["note: a synthetic store"], boundaries=False)
+    written = build_report(df, tmp_path, notes=["note: a synthetic store"])
     pngs = _check_report_folder(tmp_path, written)
     # 2 datasets x (gaps on train + gaps on test + accuracy)
     assert len(pngs) == 6
@@ -368,7 +367,7 @@ def test_build_report_writes_tables_figures_and_documents(tmp_path):
     trs = df[(df.solver == "trs") & (df.radius == 0.18) & (df.split == "train") & (df.dataset == "unfair2d")]
     assert f"→ {trs['independence'].mean():.3f}" in ours  # computed from the store, not copied
     # rebuilding over an existing report replaces it
-    again = build_report(toy, tmp_path, quick=True, boundaries=False)
+    again = build_report(toy, tmp_path, quick=True)
     assert "Quick mode" in again["report_md"].read_text()
 
 
@@ -382,29 +381,136 @@ def test_build_report_single_seed_without_unfair2d(tmp_path):
     assert "single seed" in md
 
 
-def test_build_report_trains_the_unfair2d_boundary_models(tmp_path):
-    pytest.importorskip("fastfair.datasets")
-    df = _unfair2d(lambda r: 0.1, seeds=(0,), radii=(0.18,), solvers=("none", "trs"), epochs=2, batch_size=20)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        written = build_report(df, tmp_path, quick=True)
-    skipped = [str(w.message) for w in caught if "boundary" in str(w.message)]
-    assert "fig_unfair2d_boundaries" in written and not skipped, skipped
+#: Eight training points with hand-checked predictions: f(x) = x1 + x2 - 1 gets 6 of 8 right (75.0%), a model that
+#: predicts class 0 everywhere gets the 4 points of class 0 right (50.0%).
+BOUNDARY_X = np.array(
+    [[0.1, 0.1], [0.9, 0.9], [0.2, 0.9], [0.9, 0.2], [0.4, 0.4], [0.6, 0.7], [0.3, 0.6], [0.7, 0.1]]
+)
+BOUNDARY_Y = np.array([0, 1, 1, 0, 0, 1, 0, 1])
+BOUNDARY_S = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+
+
+def _boundary_inputs(states=("state-none", "state-trs"), X=BOUNDARY_X):
+    from fastfair.experiments.report_inputs import BoundaryInputs, StoredModel
+
+    def diagonal(points):
+        return points[:, 0] + points[:, 1] - 1.0
+
+    def everything_negative(points):
+        return points[:, 0] + points[:, 1] - 100.0
+
+    models = (
+        StoredModel("cell-none", "none", states[0], diagonal),
+        StoredModel("cell-trs", "trs", states[1], everything_negative),
+    )
+    return BoundaryInputs(
+        dataset="unfair2d",
+        X=X,
+        y=BOUNDARY_Y,
+        s=BOUNDARY_S,
+        group_names=("A", "B"),
+        model="affine",
+        seed=0,
+        epochs=2,
+        batch_size=20,
+        lr=0.01,
+        radius=0.18,
+        models=models,
+    )
+
+
+def _unfair2d_at_boundary_radius():
+    return _unfair2d(lambda r: 0.1, seeds=(0,), radii=(0.18,), solvers=("none", "trs"), epochs=2, batch_size=20)
+
+
+def test_build_report_draws_the_boundaries_from_the_stored_models_it_is_given(tmp_path):
+    written = build_report(_unfair2d_at_boundary_radius(), tmp_path, quick=True, boundaries=_boundary_inputs())
+    assert "fig_unfair2d_boundaries" in written
     _assert_png(written["fig_unfair2d_boundaries"])
     pngs = _check_report_folder(tmp_path, written)
     assert len(pngs) == 3
     md = written["report_md"].read_text()
     assert "unfair2d decision boundaries (affine model, seed 0, 2 epochs, batch size 20" in md
+    assert (
+        "(affine model, seed 0, 2 epochs, batch size 20, lr 0.01, TRS radius 0.18); "
+        "non-robust: train accuracy 75.0%; TRS, r=0.18: train accuracy 50.0%." in md
+    )
+    assert "skipped" not in md
+
+
+def test_build_report_trains_nothing_and_says_why_a_boundary_figure_is_missing(tmp_path, monkeypatch):
+    import fastfair.training as training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must not train a model")
+
+    monkeypatch.setattr(training, "train", refuse)
+    monkeypatch.setattr(training, "train_arrays", refuse)
+    df = _unfair2d_at_boundary_radius()
+    written = build_report(df, tmp_path / "none", quick=True)
+    assert "fig_unfair2d_boundaries" not in written
+    md = written["report_md"].read_text()
+    assert "Unfair2D decision-boundary figure skipped: no stored models were given to the report." in md
+    reason = "the cell file 'x/cells/0.json' is missing or unreadable"
+    written = build_report(df, tmp_path / "reason", quick=True, boundaries=reason)
+    assert "fig_unfair2d_boundaries" not in written
+    assert f"Unfair2D decision-boundary figure skipped: {reason}." in written["report_md"].read_text()
+
+
+def test_report_package_imports_nothing_that_trains_or_loads_data():
+    import ast
+
+    import fastfair.report
+
+    banned = ("fastfair.training", "fastfair.inner", "fastfair.datasets", "torch")
+    root = Path(fastfair.report.__file__).parent
+    found = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                package = ["fastfair.report", "fastfair"][node.level - 1] if node.level else ""
+                module = ".".join(p for p in (package, node.module or "") if p)
+                names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            found += [f"{path.name}: {n}" for n in names if n.startswith(banned)]
+    assert not found, found
+
+
+def test_cached_report_follows_the_stored_boundary_models(tmp_path):
+    from fastfair.report import build_report_cached
+
+    df = _unfair2d_at_boundary_radius()
+    first = build_report_cached(df, tmp_path, quick=True, boundaries=_boundary_inputs())
+    assert "fig_unfair2d_boundaries" in first
+    stamp = first["report_md"].stat().st_mtime_ns
+    # the same stored models (new function objects): reused
+    assert build_report_cached(df, tmp_path, quick=True, boundaries=_boundary_inputs()) == first
+    assert first["report_md"].stat().st_mtime_ns == stamp
+    # other weights of the TRS model: rebuilt
+    build_report_cached(df, tmp_path, quick=True, boundaries=_boundary_inputs(states=("state-none", "retrained")))
+    assert first["report_md"].stat().st_mtime_ns != stamp
+    stamp = first["report_md"].stat().st_mtime_ns
+    # other training points: rebuilt
+    build_report_cached(
+        df,
+        tmp_path,
+        quick=True,
+        boundaries=_boundary_inputs(states=("state-none", "retrained"), X=BOUNDARY_X[::-1].copy()),
+    )
+    assert first["report_md"].stat().st_mtime_ns != stamp
 
 
 def test_cached_report_is_reused_only_for_the_same_inputs_and_report_code(tmp_path, monkeypatch):
-    import fastfair.report.build as build
+    import fastfair.report.cache as cache
 
     df = make_results(lambda *a: {}, datasets=("toy",), seeds=(0, 1))
-    first = build.build_report_cached(df, tmp_path, paper=False)
+    first = cache.build_report_cached(df, tmp_path, paper=False)
     stamp = first["report_md"].stat().st_mtime_ns
-    assert build.build_report_cached(df.sample(frac=1.0, random_state=0), tmp_path, paper=False) == first
+    assert cache.build_report_cached(df.sample(frac=1.0, random_state=0), tmp_path, paper=False) == first
     assert first["report_md"].stat().st_mtime_ns == stamp  # rows in another order: reused
-    monkeypatch.setattr(build, "renderer_digest", lambda: "other report code")
-    build.build_report_cached(df, tmp_path, paper=False)
+    monkeypatch.setattr(cache, "renderer_digest", lambda: "other report code")
+    cache.build_report_cached(df, tmp_path, paper=False)
     assert first["report_md"].stat().st_mtime_ns != stamp  # rebuilt

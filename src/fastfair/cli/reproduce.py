@@ -89,13 +89,16 @@ def _run(args: argparse.Namespace, grid: Any, notes: list[str], out: Path) -> in
         "(--jobs, Dask) shared the machine, which can inflate their times."
     )
     try:
+        from ..experiments.report_inputs import unfair2d_boundaries
         from ..report import build_report_cached
     except ImportError as exc:
         raise FastfairError(f"the report builder is not available: {exc}") from None
     if not args.json:
         print("building the report (tables, figures, Unfair2D boundaries)...", file=sys.stderr)
     t_report = time.perf_counter()
-    written = build_report_cached(summary.results, Path(out), quick=args.quick, notes=notes)
+    written = build_report_cached(
+        summary.results, Path(out), quick=args.quick, notes=notes, boundaries=unfair2d_boundaries(out, summary.results)
+    )
     report_seconds = time.perf_counter() - t_report
     total = time.perf_counter() - start
     html = written.get("report_html", Path(out) / "report.html")

@@ -1,108 +1,67 @@
-"""Unfair2D decision boundaries, non-robust vs TRS: the report trains the two models itself.
+"""The Unfair2D decision-boundary figure: the non-robust and the TRS model over the data they were trained on.
 
-The settings come from the results store (:func:`boundary_settings`): the first Unfair2D cell (an affine one
-if
-there is any) gives the seed, model, epochs, batch size and learning rate. Both models start from the same
-seed,
-so the same data and the same initial weights; only the solver differs.
+The figure is drawn from models the sweep already trained and stored. They reach the report as plain arrays and
+decision functions (:class:`fastfair.experiments.report_inputs.BoundaryInputs`); nothing is trained here. The
+caption states each model's training accuracy, 1/n Σ_i 1[(f(x_i) > 0) = y_i] over the points drawn.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import boundary_figure
-from .tables import normalise
+from ..vocabulary import BASELINE
+from .figures import SOLVER_STYLE, boundary_figure
 
+if TYPE_CHECKING:
+    from ..experiments.report_inputs import BoundaryInputs
+
+#: The dataset of the figure (the paper draws its decision boundaries on Unfair2D).
 DATASET = "unfair2d"
-RADIUS = 0.18
+#: Report section of the figure.
+SECTION = "Unfair2D decision boundaries"
 
 
-@dataclass(frozen=True)
-class BoundarySettings:
-    seed: int
-    model: str
-    epochs: int
-    batch_size: int
-    lr: float
-    radius: float = RADIUS
-
-    def describe(self) -> str:
-        return (
-            f"{self.model} model, seed {self.seed}, {self.epochs} epochs, batch size {self.batch_size}, "
-            f"lr {self.lr:g}, TRS radius {self.radius:g}"
-        )
+def model_label(solver: str, radius: float) -> str:
+    """Legend label of a model: ``non-robust`` for the baseline, else e.g. ``TRS, r=0.18``."""
+    if solver == BASELINE:
+        return "non-robust"
+    return f"{SOLVER_STYLE.get(solver, {}).get('label', solver)}, r={radius:g}"
 
 
-def boundary_settings(
-    results: pd.DataFrame, dataset: str = DATASET, radius: float = RADIUS
-) -> BoundarySettings | None:
-    """Training settings for the boundary figure, taken from ``results``; None if ``dataset`` is absent."""
-    df = normalise(results)
-    d = df[df["dataset"] == dataset]
-    if d.empty:
-        return None
-    affine = d[d["model"] == "affine"]
-    first = (affine if not affine.empty else d).iloc[0]
-    return BoundarySettings(
-        seed=int(first["seed"]),
-        model=str(first["model"]),
-        epochs=int(first["epochs"]),
-        batch_size=int(first["batch_size"]),
-        lr=float(first["lr"]),
-        radius=radius,
+def describe_settings(inputs: BoundaryInputs) -> str:
+    """The training settings both models share, e.g. ``affine model, seed 0, 10 epochs, ..., TRS radius 0.18``."""
+    return (
+        f"{inputs.model} model, seed {inputs.seed}, {inputs.epochs} epochs, batch size {inputs.batch_size}, "
+        f"lr {inputs.lr:g}, TRS radius {inputs.radius:g}"
     )
 
 
-def train_boundary_models(settings: BoundarySettings, dataset: str = DATASET):
-    """Load the dataset, train the non-robust and the TRS model; return ``(data, [(label, result), ...])``."""
-    import torch
-
-    from .. import datasets, training
-
-    data = datasets.load(dataset, seed=settings.seed)
-    out = []
-    # Tiny batches (the paper's 5 points of 2 features) are all per-op overhead: intra-op threads only add
-    # synchronisation, and on a busy machine they make training an order of magnitude slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for solver, label in (("none", "non-robust"), ("trs", f"TRS, r={settings.radius:g}")):
-            config = training.TrainConfig(
-                model=settings.model,
-                solver=solver,
-                radius=settings.radius,
-                epochs=settings.epochs,
-                batch_size=settings.batch_size,
-                lr=settings.lr,
-                seed=settings.seed,
-            )
-            out.append((label, training.train(data, config)))
-    finally:
-        torch.set_num_threads(threads)
-    return data, out
+def train_accuracy(decision_function, X: np.ndarray, y: np.ndarray) -> float:
+    """Share of the points ``X`` whose predicted class 1[f(x) > 0] equals their label ``y`` (in {0, 1})."""
+    predicted = (np.asarray(decision_function(X), dtype=float).reshape(-1) > 0).astype(np.int64)
+    return float(np.mean(predicted == np.asarray(y).astype(np.int64)))
 
 
-def unfair2d_boundary_figure(settings: BoundarySettings, dataset: str = DATASET) -> tuple[Figure, str]:
-    """The figure and a one-line caption with the training accuracy of both models."""
-    data, models = train_boundary_models(settings, dataset)
-    X, y, s = np.asarray(data.train.X), np.asarray(data.train.y), np.asarray(data.train.s)
-    names = getattr(data.train, "group_names", None)
-    parts = []
-    for label, result in models:
-        acc = float(np.mean(result.predict(X) == y.astype(np.int64)))
-        parts.append(f"{label}: train accuracy {100 * acc:.1f}%")
+def unfair2d_boundary_figure(inputs: BoundaryInputs) -> tuple[Figure, str]:
+    """The figure and a one-line caption with the settings and the training accuracy of both models."""
+    X, y, s = np.asarray(inputs.X), np.asarray(inputs.y), np.asarray(inputs.s)
+    labelled = [(model_label(m.solver, inputs.radius), m.decision_function) for m in inputs.models]
+    accuracies = [f"{label}: train accuracy {100 * train_accuracy(fn, X, y):.1f}%" for label, fn in labelled]
     fig = boundary_figure(
         X,
         y,
         s,
-        [(label, result.decision_function) for label, result in models],
-        group_names=list(names) if names is not None else None,
-        title=f"{dataset}: decision boundaries over the training data ({len(X)} points)",
+        labelled,
+        group_names=list(inputs.group_names),
+        title=f"{inputs.dataset}: decision boundaries over the training data ({len(X)} points)",
     )
-    caption = f"{dataset} decision boundaries ({settings.describe()}); " + "; ".join(parts) + "."
+    caption = f"{inputs.dataset} decision boundaries ({describe_settings(inputs)}); " + "; ".join(accuracies) + "."
     return fig, caption
+
+
+def skipped_note(reason: str) -> str:
+    """The report note saying why the figure is not there."""
+    return f"Unfair2D decision-boundary figure skipped: {reason}."

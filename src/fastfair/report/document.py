@@ -18,26 +18,21 @@ import pandas as pd
 from .tables import format_value, markdown_table
 
 DIFFERENCES_FROM_PAPER: tuple[str, ...] = (
-    "LSAT label: we use first-year pass/fail (PF) from the Kusner et al. (2017) preparation of the LSAC "
-    "National "
-    "Longitudinal Bar Passage Study; the paper used the bar-passage label of the same study.",
-    "Unfair2D is used in raw units (no standardisation), so radii mean the same thing as in the paper's "
-    "figures.",
-    "Defects of the reference code that we fixed: Adult's positive class was inverted (we use y = 1 for "
-    "income "
-    ">50K); the reference LSAT test set equalled its training set (ours is held out); pandas.read_csv ate "
-    "the first "
-    "record of adult.test as a header (we keep it); metric columns were signed s1 - s0 but labelled s0 - s1 "
-    "(we "
-    "report absolute gaps, lower is fairer).",
-    "Our TRS solves the trust-region subproblem exactly (interior step only when the Hessian is positive "
-    "definite, "
-    "hard case handled); the reference accepted the interior Newton step without that check, which can "
-    "decrease "
-    "the loss it is meant to increase. TRS results can therefore differ from the paper's.",
-    "We report 5 gaps (independence, separation TPR/FPR, sufficiency PPV/FOR) where the paper counts 6; see "
-    "the "
-    "claim rules for how counts are compared.",
+    "LSAT label: we use first-year pass/fail (PF) "
+    "from the Kusner et al. (2017) preparation of the LSAC National Longitudinal Bar Passage Study; "
+    "the paper used the bar-passage label of the same study.",
+    "Unfair2D is used in raw units (no standardisation), so radii mean the same thing as in the paper's figures.",
+    "Defects of the reference code that we fixed: "
+    "Adult's positive class was inverted (we use y = 1 for income >50K); "
+    "the reference LSAT test set equalled its training set (ours is held out); "
+    "pandas.read_csv ate the first record of adult.test as a header (we keep it); "
+    "metric columns were signed s1 - s0 but labelled s0 - s1 (we report absolute gaps, lower is fairer).",
+    "Our TRS solves the trust-region subproblem exactly "
+    "(interior step only when the Hessian is positive definite, hard case handled); "
+    "the reference accepted the interior Newton step without that check, "
+    "which can decrease the loss it is meant to increase. TRS results can therefore differ from the paper's.",
+    "We report 5 gaps (independence, separation TPR/FPR, sufficiency PPV/FOR) where the paper counts 6; "
+    "see the claim rules for how counts are compared.",
 )
 
 
@@ -45,15 +40,16 @@ def seeds_difference(n_seeds_max: int) -> str:
     """The "differences from the paper" line about seeds, for a run with at most ``n_seeds_max`` seeds."""
     if n_seeds_max >= 2:
         return (
-            f"Every point is a mean over up to {n_seeds_max} seeds with a 95% t-interval; the paper reports "
-            "single "
-            "runs."
+            f"Every point is a mean over up to {n_seeds_max} seeds with a 95% t-interval; "
+            "the paper reports single runs."
         )
     return "This run has a single seed per cell, like the paper: no confidence intervals."
 
 
 @dataclass
 class FigureEntry:
+    """A written figure: its key in the files written, its path relative to the report, caption and section."""
+
     key: str
     relpath: str
     caption: str
@@ -62,6 +58,8 @@ class FigureEntry:
 
 @dataclass
 class ReportContent:
+    """Everything the report shows, section by section; :func:`render_markdown` and :func:`render_html` render it."""
+
     title: str
     notes: Sequence[str]
     configuration: pd.DataFrame
@@ -197,9 +195,7 @@ def render_html(c: ReportContent) -> str:
         out.append(f"<p><em>{e(c.generated)}</em></p>")
     if c.notes:
         out.append(
-            '<h2>Notes</h2><div class="notes"><ul>'
-            + "".join(f"<li>{e(n)}</li>" for n in c.notes)
-            + "</ul></div>"
+            '<h2>Notes</h2><div class="notes"><ul>' + "".join(f"<li>{e(n)}</li>" for n in c.notes) + "</ul></div>"
         )
     out += ["<h2>Run configuration</h2>", _html_table(formatted(c.configuration))]
     if c.claims is not None:
@@ -240,9 +236,7 @@ def render_html(c: ReportContent) -> str:
     out += [
         "<h2>Files</h2>",
         "<ul>"
-        + "".join(
-            f'<li><a href="{e(p, quote=True)}"><code>{e(p)}</code></a>: {e(d)}</li>' for p, d in c.files
-        )
+        + "".join(f'<li><a href="{e(p, quote=True)}"><code>{e(p)}</code></a>: {e(d)}</li>' for p, d in c.files)
         + "</ul>",
     ]
     out.append("</body></html>")

@@ -3,8 +3,7 @@
 No pyplot and no global state: each function returns a :class:`~matplotlib.figure.Figure`, and
 :func:`png_bytes` renders one to PNG bytes for an atomic write.
 
-Gap and accuracy figures take the summary table of :func:`fastfair.report.tables.summarize`: the mean over
-seeds
+Gap and accuracy figures take the summary table of :func:`fastfair.report.tables.summarize`: the mean over seeds
 is drawn with markers, the 95% t-interval as a band when a point has at least two seeds (with one seed, points
 only). The non-robust baseline (solver ``none``, radius 0) is a horizontal black line across the radius range,
 with its band.
@@ -21,8 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .paper import GAP_LABELS, GAPS
-from .tables import BASELINE, ordered_solvers
+from ..vocabulary import BASELINE, GAP_KEYS
+from .labels import METRIC_LABELS
+from .tables import ordered_solvers
 
 #: Line widths decrease and dash patterns differ so that coinciding curves stay visible (for the affine model
 #: TRS and a converged PGD find the same perturbation, hence the same curve).
@@ -128,19 +128,15 @@ def _n_seeds_text(summary: pd.DataFrame) -> str:
     return f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
 
 
-def gap_figure(
-    summary: pd.DataFrame, dataset: str, model: str, split: str, *, title: str | None = None
-) -> Figure:
+def gap_figure(summary: pd.DataFrame, dataset: str, model: str, split: str, *, title: str | None = None) -> Figure:
     """The five gaps (and accuracy) vs radius on one split: a 2 x 3 grid."""
     s = summary[(summary["dataset"] == dataset) & (summary["model"] == model)]
     fig = new_figure(11.5, 6.6)
     axes = fig.subplots(2, 3).ravel()
     handles: list = []
-    for ax, metric in zip(axes, [*GAPS, "accuracy"], strict=True):
+    for ax, metric in zip(axes, [*GAP_KEYS, "accuracy"], strict=True):
         h = _metric_panel(ax, s, metric, split)
-        ax.set_title(
-            GAP_LABELS[metric] + (" (higher is better)" if metric == "accuracy" else " gap"), fontsize=10
-        )
+        ax.set_title(METRIC_LABELS[metric] + (" (higher is better)" if metric == "accuracy" else " gap"), fontsize=10)
         if len(h) > len(handles):
             handles = h
     fig.subplots_adjust(left=0.06, right=0.99, top=0.91, bottom=0.15, wspace=0.22, hspace=0.42)
@@ -190,8 +186,7 @@ def boundary_figure(
 ) -> Figure:
     """Training points (colour = class, marker = group) with each model's decision boundary f(x) = 0.
 
-    ``boundaries`` is a sequence of ``(label, decision_function)``; each function maps an (m, 2) array to
-    logits.
+    ``boundaries`` is a sequence of ``(label, decision_function)``; each function maps an (m, 2) array to logits.
     """
     X, y, s = np.asarray(X, dtype=float), np.asarray(y).astype(int), np.asarray(s)
     fig = new_figure(6.4, 5.6)

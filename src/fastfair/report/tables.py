@@ -2,11 +2,9 @@
 
 Everything here is DataFrame in, DataFrame (or str) out: no files, no figures.
 
-Confidence intervals are two-sided Student-t intervals over seeds: for ``n`` finite values with sample
-standard
+Confidence intervals are two-sided Student-t intervals over seeds: for ``n`` finite values with sample standard
 deviation ``s`` (ddof = 1), the half-width is ``t_{0.975, n-1} · s / sqrt(n)``. With a single seed there is no
-interval (half-width NaN). NaN values (an undefined gap, e.g. a group with no positive prediction) are left
-out
+interval (half-width NaN). NaN values (an undefined gap, e.g. a group with no positive prediction) are left out
 of the mean and of ``n``.
 """
 
@@ -20,35 +18,30 @@ from scipy import stats
 
 from ..errors import FastfairError
 from ..experiments import cell
-from .paper import GAPS
+from ..vocabulary import BASELINE, GAP_KEYS, RADIUS_DECIMALS, SOLVERS, SPLITS
 
 #: Metrics summarised per (dataset, model, solver, radius, split): the store's metrics and timings.
 METRICS: tuple[str, ...] = (*cell.METRICS, *cell.TIMING)
 #: Columns the results store must have (a subset of :data:`fastfair.experiments.cell.COLUMNS`).
 REQUIRED_COLUMNS: tuple[str, ...] = (*cell.KEYS, *METRICS, "epochs", "batch_size", "lr", "train_size", "n")
-#: Display order of solvers; any other solver name follows, sorted.
-SOLVER_ORDER: tuple[str, ...] = ("none", "trs", "pgd-paper", "pgd", "random")
-SPLIT_ORDER: tuple[str, ...] = cell.SPLITS
-BASELINE = "none"
 GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "solver", "radius", "split")
-#: Radii are rounded to this many decimals so that 0.1 + 0.02·k and 0.12 compare equal.
-RADIUS_DECIMALS = 9
 CONFIDENCE = 0.95
 
 
 def ordered_solvers(solvers: Iterable[str]) -> list[str]:
     """The distinct solvers in display order (known ones first, the rest sorted)."""
     present = set(solvers)
-    return [s for s in SOLVER_ORDER if s in present] + sorted(present - set(SOLVER_ORDER))
+    return [s for s in SOLVERS if s in present] + sorted(present - set(SOLVERS))
 
 
 def ordered_splits(splits: Iterable[str]) -> list[str]:
+    """The distinct splits in their natural order (train, val, test; any other name follows, sorted)."""
     present = set(splits)
-    return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+    return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
 def normalise(results: pd.DataFrame) -> pd.DataFrame:
-    """Check the store's columns and return a copy with clean types and rounded radii."""
+    """Check the store's columns and return a copy with clean types and radii rounded to ``RADIUS_DECIMALS``."""
     if not isinstance(results, pd.DataFrame):
         raise FastfairError(f"results must be a pandas DataFrame, got {type(results).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
@@ -66,9 +59,7 @@ def normalise(results: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def t_half_width(
-    std: np.ndarray | float, n: np.ndarray | float, confidence: float = CONFIDENCE
-) -> np.ndarray:
+def t_half_width(std: np.ndarray | float, n: np.ndarray | float, confidence: float = CONFIDENCE) -> np.ndarray:
     """Half-width of the two-sided t confidence interval of a mean; NaN where n < 2."""
     std = np.asarray(std, dtype=float)
     n = np.asarray(n, dtype=float)
@@ -88,9 +79,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE
     return len(v), float(np.mean(v)), float(t_half_width(std, len(v), confidence))
 
 
-def summarize(
-    results: pd.DataFrame, metrics: Sequence[str] = METRICS, confidence: float = CONFIDENCE
-) -> pd.DataFrame:
+def summarize(results: pd.DataFrame, metrics: Sequence[str] = METRICS, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Mean and t-interval over seeds, one row per (dataset, model, solver, radius, split, metric).
 
     Columns: the group keys, ``metric``, ``n_seeds`` (finite values), ``mean``, ``std``, ``ci_half_width``,
@@ -100,9 +89,7 @@ def summarize(
     long = df.melt(id_vars=list(GROUP_KEYS), value_vars=list(metrics), var_name="metric", value_name="value")
     keys = [*GROUP_KEYS, "metric"]
     agg = (
-        long.groupby(keys, sort=False, dropna=False)["value"]
-        .agg(n_seeds="count", mean="mean", std="std")
-        .reset_index()
+        long.groupby(keys, sort=False, dropna=False)["value"].agg(n_seeds="count", mean="mean", std="std").reset_index()
     )
     agg["n_seeds"] = agg["n_seeds"].astype(np.int64)
     agg.loc[agg["n_seeds"] < 2, "std"] = np.nan
@@ -133,9 +120,7 @@ def _sort(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
             sort_cols.append("_metric")
         else:
             sort_cols.append(col)
-    out = out.sort_values(sort_cols, kind="stable").drop(
-        columns=[c for c in out.columns if c.startswith("_")]
-    )
+    out = out.sort_values(sort_cols, kind="stable").drop(columns=[c for c in out.columns if c.startswith("_")])
     return out.reset_index(drop=True)
 
 
@@ -215,8 +200,7 @@ def format_value(value: object, digits: int = 3) -> str:
 def markdown_table(df: pd.DataFrame, digits: int = 3, formats: dict[str, str] | None = None) -> str:
     """Render a DataFrame as a GitHub-flavoured Markdown table (no extra dependency).
 
-    ``formats`` maps a column to a format spec (``".4f"``) overriding ``digits`` for it. Pipes in cells are
-    escaped.
+    ``formats`` maps a column to a format spec (``".4f"``) overriding ``digits`` for it. Pipes in cells are escaped.
     """
     formats = formats or {}
 
@@ -303,7 +287,7 @@ def coinciding_solvers(summary: pd.DataFrame, atol: float = 1e-9) -> list[tuple[
     Returns ``(dataset, model, solvers)`` tuples, one per group of two or more. Such curves lie on top of each
     other in the figures (e.g. for the affine model TRS and a converged PGD find the same perturbation).
     """
-    s = summary[(summary["solver"] != BASELINE) & summary["metric"].isin(["accuracy", *GAPS])]
+    s = summary[(summary["solver"] != BASELINE) & summary["metric"].isin(["accuracy", *GAP_KEYS])]
     out = []
     for (dataset, model), g in s.groupby(["dataset", "model"], sort=True):
         curves = {
