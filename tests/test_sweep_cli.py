@@ -328,7 +328,7 @@ def test_config_file_with_per_dataset_settings(capsys, tmp_path):
 
 def test_reproduce_writes_results_and_report(capsys, tmp_path, monkeypatch):
     """The reproduce pipeline on a miniature protocol (the real --quick run is the slow test below)."""
-    from fastfair.experiments import paper
+    from fastfair.experiments import paper_protocol as paper
 
     report = pytest.importorskip("fastfair.report", reason="the report builder has not landed yet")
     assert hasattr(report, "build_report")

@@ -1,4 +1,4 @@
-"""``fastfair reproduce``: the paper's experiments (a sweep of :mod:`fastfair.experiments.paper`) + report."""
+"""``fastfair reproduce``: the paper's experiments (a sweep of :mod:`fastfair.experiments.paper_protocol`) + report."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _cores() -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..experiments import paper
+    from ..experiments import paper_protocol as paper
 
     p = sub.add_parser(
         "reproduce",
@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.paper import paper_grid
+    from ..experiments.paper_protocol import paper_grid
 
     out = check_out_dir(args.out)
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be a positive integer, got {args.seeds}")

@@ -194,7 +194,7 @@ def _split(tokens: list[str]) -> list[str]:
 def build_grid(args: argparse.Namespace) -> Any:
     """The validated grid of the command line (and --config file); refused above :data:`LARGE_GRID` cells
     unless --allow-large, before it is validated value by value or expanded."""
-    from ..experiments.grid import grid_from_dict, grid_from_file
+    from ..experiments import grid_from_dict, grid_from_file
 
     options = grid_options(args)
     limit = cell_limit(args)
