@@ -21,10 +21,13 @@ from fastfair.bench import (
 )
 from fastfair.bench import inner as inner_module
 from fastfair.bench.end_to_end import E2ESetting, EndToEndPlan, render_end_to_end, run_end_to_end
-from fastfair.bench.inner import estimated_case_bytes, relative_gap, render_inner
+from fastfair.bench.inner import estimated_case_bytes, relative_gap
+from fastfair.bench.inner_tables import render_inner
 from fastfair.bench.scaling import ScalingPlan, predicted_seconds, render_scaling, run_scaling, scaling_figure
 from fastfair.bench.timing import interleaved, repeat_counts, round_robin_order
 from fastfair.errors import FastfairError
+from fastfair.training import TrainConfig
+from helpers import run_cli
 
 TINY_SOLVERS = [
     SolverSpec("trs", {"certify": False}),
@@ -128,6 +131,27 @@ def test_render_inner_mentions_matched_and_verdict(tiny_records):
     assert render_inner(tiny_records, markdown=True).count("| model |") == 1
 
 
+@pytest.mark.parametrize(
+    "plan, field",
+    [
+        (lambda: InnerBenchPlan(models=("affine", "cnn")), {"model": "cnn"}),
+        (lambda: InnerBenchPlan(dtype="float16"), {"dtype": "float16"}),
+        (lambda: ScalingPlan(dtype="bfloat16"), {"dtype": "bfloat16"}),
+        (lambda: EndToEndPlan(solvers=("none", "fgsm")), {"solver": "fgsm"}),
+        (lambda: EndToEndPlan(models=("cnn",)), {"model": "cnn"}),
+        (lambda: EndToEndPlan(dtype="float16"), {"dtype": "float16"}),
+    ],
+    ids=["inner-model", "inner-dtype", "scaling-dtype", "end-to-end-solver", "end-to-end-model", "end-to-end-dtype"],
+)
+def test_bench_plans_refuse_a_setting_as_train_config_does(plan, field):
+    """Oracle: TrainConfig.validate's message for the same setting, before anything is built or timed."""
+    with pytest.raises(FastfairError) as expected:
+        TrainConfig(**field).validate()
+    with pytest.raises(FastfairError) as refused:
+        plan().validate()
+    assert str(refused.value) == str(expected.value)
+
+
 def test_interleaving_and_repeat_logic():
     assert round_robin_order(["a", "b", "c"], 0) == ["a", "b", "c"]
     assert round_robin_order(["a", "b", "c"], 1) == ["b", "c", "a"]
@@ -188,8 +212,7 @@ def test_end_to_end_ratios_on_unfair2d():
 
 def _bench_cli(monkeypatch, capsys, *argv):
     monkeypatch.setitem(cli.SUBCOMMANDS, "bench", "bench")
-    code = cli.main(["bench", *argv])
-    return code, *capsys.readouterr()
+    return run_cli(capsys, "bench", *argv)
 
 
 def test_cli_json_parses(monkeypatch, capsys, tmp_path):

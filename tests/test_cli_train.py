@@ -13,14 +13,9 @@ import numpy as np
 import pytest
 
 from fastfair.cli import main
+from helpers import run_cli
 
 PINNED_METRICS = ("accuracy", "independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(
@@ -181,7 +176,7 @@ def test_help_lists_options(capsys):
 
 
 def test_corrupted_bundled_data_is_a_one_line_error(capsys, tmp_path, monkeypatch):
-    """A bundled file whose sha256 does not match DESIGN.md §5 is refused, not silently used."""
+    """A bundled file whose sha256 does not match its recorded checksum is refused, not silently used."""
     import gzip
     import shutil
 

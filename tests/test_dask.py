@@ -11,6 +11,7 @@ import pytest
 from fastfair import cli
 from fastfair.errors import FastfairError
 from fastfair.experiments import DaskExecutor, grid_from_dict, read_results, run_sweep
+from helpers import run_cli
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is an optional extra")
 
@@ -63,28 +64,26 @@ def test_dask_sweep_equals_local_sweep(cluster, tmp_path):
 def test_cli_scheduler_option(cluster, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(cli.SUBCOMMANDS, "sweep", "sweep")
     out_dir = tmp_path / "cli"
-    code = cli.main(
-        [
-            "sweep",
-            "--dataset",
-            "unfair2d",
-            "--solvers",
-            "none",
-            "trs",
-            "--radii",
-            "0.1",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "20",
-            "--out",
-            str(out_dir),
-            "--scheduler",
-            cluster.scheduler_address,
-            "--json",
-        ]
+    code, out, err = run_cli(
+        capsys,
+        "sweep",
+        "--dataset",
+        "unfair2d",
+        "--solvers",
+        "none",
+        "trs",
+        "--radii",
+        "0.1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--out",
+        str(out_dir),
+        "--scheduler",
+        cluster.scheduler_address,
+        "--json",
     )
-    out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["ran"] == 2
     assert len(read_results(out_dir)) == 6

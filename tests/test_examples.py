@@ -18,8 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fastfair import metrics
-from fastfair.cli import main as cli_main
 from fastfair.estimator import RobustFairClassifier
+from helpers import run_cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -167,27 +167,25 @@ def test_loans_csv_shape_and_columns():
 
 
 def test_readme_walkthrough_cli_on_loans_csv(capsys):
-    code = cli_main(
-        [
-            "train",
-            "--data",
-            str(EXAMPLES / "loans.csv"),
-            "--target",
-            "approved",
-            "--sensitive",
-            "region",
-            "--solver",
-            "trs",
-            "--radius",
-            "0.1",
-            "--epochs",
-            "5",
-            "--batch-size",
-            "16",
-            "--json",
-        ]
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data",
+        str(EXAMPLES / "loans.csv"),
+        "--target",
+        "approved",
+        "--sensitive",
+        "region",
+        "--solver",
+        "trs",
+        "--radius",
+        "0.1",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "16",
+        "--json",
     )
-    out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
     assert report["groups"] == ["east", "north", "south", "west"]

@@ -6,13 +6,17 @@ import json
 import math
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastfair.datasets import load
 from fastfair.errors import FastfairError, require
 from fastfair.experiments import (
     COLUMNS,
@@ -27,11 +31,12 @@ from fastfair.experiments import (
     run_sweep,
 )
 from fastfair.experiments import sweep as sweep_module
+from fastfair.experiments.cell import single_thread
 from fastfair.experiments.executors import CellLost
 from fastfair.experiments.grid import DatasetPlan, GridTooLarge
-from fastfair.experiments.paper import paper_grid
+from fastfair.experiments.paper_protocol import paper_grid
 from fastfair.experiments.sweep import CellFailed
-from fastfair.training import TrainConfig
+from fastfair.training import TrainConfig, evaluate, train
 
 TINY = {"datasets": ["unfair2d"], "epochs": 2, "batch_size": 20}
 
@@ -155,6 +160,49 @@ def test_bad_grids_raise_one_line_errors(config, message, tmp_path):
     assert "\n" not in text
 
 
+# How TrainConfig names each setting in its messages (a config file names it by its key).
+LABELS = {"batch_size": "batch size", "lr": "learning rate", "clean_weight": "clean weight", "train_size": "train size"}
+SETTING_VALUES = st.one_of(
+    st.integers(min_value=-3, max_value=2**65),
+    st.sampled_from([0, 1, 65_536, 65_537, 10**6, 10**6 + 1, 2**63 - 1, 2**63]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2.0**-63, 2.0**63, np.nextafter(2.0**63, np.inf), 2.0**-511, 2.0**511, 1e200, 1.0, 0.5]),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["tanh", "softplus", "relu", "float32", "float64", "float16", "ten", ""]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.sampled_from(["epochs", "batch_size", "lr", "train_size", "hidden", "activation", "dtype", "clean_weight"]),
+    value=SETTING_VALUES,
+    dtype=st.sampled_from(["float32", "float64"]),
+)
+def test_the_grid_checks_a_training_setting_as_train_config_does(key, value, dtype):
+    """Oracle: TrainConfig.validate. A grid accepts a setting iff TrainConfig does, and refuses it with the same
+    rule, naming it by its key where TrainConfig names it by its label."""
+    try:
+        TrainConfig(**{"dtype": dtype, key: value}).validate()
+        expected = None
+    except FastfairError as exc:
+        expected = str(exc)
+    try:
+        grid = grid_from_dict({"datasets": ["unfair2d"], "solvers": ["none"], "dtype": dtype, key: value})
+        got = None
+    except FastfairError as exc:
+        got = str(exc)
+    if expected is None:
+        assert got is None, got
+        assert getattr(grid.cells()[0], key) == value
+    elif expected.startswith("unknown "):  # a name: the file's key goes in front
+        assert got == f"config: {key}: {expected}"
+    else:
+        label = LABELS.get(key, key)
+        assert expected.startswith(f"{label} must be ")
+        assert got == f"config: {key}{expected.removeprefix(label)}"
+
+
 def test_yaml_and_toml_files_give_the_same_grid(tmp_path):
     yaml_file = tmp_path / "grid.yaml"
     yaml_file.write_text(
@@ -211,6 +259,23 @@ def test_run_cell_rows_and_determinism():
     assert len(a["history"]) == 2 and a["spec"] == cell.spec()
 
 
+@pytest.mark.filterwarnings("ignore:sufficiency_for is NaN")  # one epoch: the model predicts a single class
+def test_a_cell_gives_the_numbers_of_the_same_run_through_train():
+    """Oracle: fastfair.training.train with the cell's settings. For the random solver this also pins where its
+    draws come from: the run's seed, whatever the global RNG holds."""
+    cell = grid_from_dict({**TINY, "epochs": 1, "solvers": ["random"], "radii": [0.3], "seeds": [2]}).cells()[0]
+    rows = run_cell(cell)["rows"]
+    data = load("unfair2d", seed=2)
+    config = TrainConfig(solver="random", radius=0.3, epochs=1, batch_size=20, seed=2)
+    torch.manual_seed(12345)
+    with single_thread():
+        evaluation = evaluate(train(data, config), data)
+    for row in rows:
+        summary = evaluation[row["split"]]["summary"]
+        for metric in ("accuracy", "auc", "independence", "separation_tpr", "sufficiency_for"):
+            assert row[metric] == summary[metric] or (math.isnan(row[metric]) and math.isnan(summary[metric]))
+
+
 def test_csv_dataset_cell(tmp_path):
     rng = np.random.default_rng(0)
     n = 300
@@ -234,6 +299,29 @@ def test_csv_dataset_cell(tmp_path):
     assert grid_from_dict(config, base_dir=tmp_path).cells()[0].cell_id == cells[0].cell_id
     frame.iloc[:-1].to_csv(tmp_path / "mine.csv", index=False)
     assert grid_from_dict(config, base_dir=tmp_path).cells()[0].cell_id != cells[0].cell_id
+
+
+def test_reading_a_grid_file_and_checking_settings_does_not_load_torch(tmp_path):
+    """The specs, the config-file reader, the value parsers and the checks of training settings are torch-free:
+    tools that only read grids and results (the report, a dry run) do not pay for loading torch."""
+    config = tmp_path / "grid.yaml"
+    config.write_text("datasets: [unfair2d]\nsolvers: [none, trs]\nradii: '0.1:0.2:0.05'\nlr: 1e-2\n")
+    script = (
+        "import sys\n"
+        "from fastfair.config import TrainConfig, check_setting\n"
+        "from fastfair.experiments import Cell, DataSpec, load_config, parse_radii, parse_seeds, read_results\n"
+        "config = load_config(sys.argv[1])\n"
+        "radii = parse_radii(config['radii'])\n"
+        "assert radii == (0.1, 0.15, 0.2) and parse_seeds('0:3') == (0, 1, 2)\n"
+        "assert check_setting('lr', 0.01, dtype='float64') == 0.01 and check_setting('train_size', None) is None\n"
+        "cell = Cell(DataSpec('unfair2d', name='unfair2d'), 'affine', 'trs', radii[0], 0, **{\n"
+        "    k: getattr(TrainConfig(), k) for k in ('epochs', 'batch_size', 'lr')})\n"
+        "assert len(cell.cell_id) == 16\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------- store

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fastfair import cli
 from fastfair.experiments import read_results
+from helpers import run_cli
 
 TIMING = ("epoch_seconds", "inner_seconds")
 # 2 epochs of unfair2d: 1 + 2 x 2 = 5 small cells
@@ -45,12 +47,6 @@ LAUNCH = (
 def _register(monkeypatch):
     monkeypatch.setitem(cli.SUBCOMMANDS, "sweep", "sweep")
     monkeypatch.setitem(cli.SUBCOMMANDS, "reproduce", "reproduce")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +92,28 @@ def test_bad_config_file_exit_2(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     assert "grid.yaml: top level: unknown key 'epochz' (did you mean 'epochs'?)" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_printed_overview_is_the_mean_over_seeds_of_the_test_rows():
+    """Oracle: means computed by hand from a two-seed results table."""
+    from fastfair.cli._grid_run import means_over_seeds
+
+    gaps = ["independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for"]
+    rows = []
+    for solver, radius in (("trs", 0.1), ("none", 0.0)):
+        for seed in (0, 1):
+            for split in ("train", "test"):
+                base = 0.5 + 0.1 * seed + (0.2 if split == "train" else 0.0) + (0.05 if solver == "trs" else 0.0)
+                rows.append(
+                    {"dataset": "d", "model": "affine", "solver": solver, "radius": radius, "seed": seed,
+                     "split": split, "accuracy": base, **{g: base / (k + 2) for k, g in enumerate(gaps)}}
+                )
+    table = means_over_seeds(pd.DataFrame(rows))
+    assert list(table.columns) == ["seeds", "accuracy", *gaps]
+    assert [key[2] for key in table.index] == ["trs", "none"]  # the order of the results
+    assert list(table["seeds"]) == [2, 2]
+    np.testing.assert_allclose(table["accuracy"], [0.6, 0.55])  # (0.55 + 0.65) / 2 and (0.5 + 0.6) / 2
+    np.testing.assert_allclose(table["sufficiency_for"], [0.6 / 6, 0.55 / 6])
 
 
 def test_sweep_rerun_reuses_cells_without_recompute(capsys, tmp_path, monkeypatch):
@@ -328,7 +346,7 @@ def test_config_file_with_per_dataset_settings(capsys, tmp_path):
 
 def test_reproduce_writes_results_and_report(capsys, tmp_path, monkeypatch):
     """The reproduce pipeline on a miniature protocol (the real --quick run is the slow test below)."""
-    from fastfair.experiments import paper
+    from fastfair.experiments import paper_protocol as paper
 
     report = pytest.importorskip("fastfair.report", reason="the report builder has not landed yet")
     assert hasattr(report, "build_report")
@@ -457,7 +475,7 @@ def test_unexpected_cell_failures_still_suggest_a_rerun(capsys, tmp_path, monkey
 
 
 def test_a_large_grid_needs_allow_large_and_is_refused_without_expanding_it(capsys, tmp_path, monkeypatch):
-    from fastfair.cli import sweep as sweep_cli
+    from fastfair.cli import _grid_run
     from fastfair.experiments.grid import DatasetPlan
 
     def boom(*args, **kwargs):
@@ -473,7 +491,7 @@ def test_a_large_grid_needs_allow_large_and_is_refused_without_expanding_it(caps
         "fastfair: error: the grid has 20,000 cells, more than 10,000; pass --allow-large to run it anyway, "
         "or use fewer radii / seeds\n"
     )
-    monkeypatch.setattr(sweep_cli, "LARGE_GRID", 4)
+    monkeypatch.setattr(_grid_run, "LARGE_GRID", 4)
     code, _, err = run_cli(capsys, "sweep", *GRID, "--dry-run", "--out", str(tmp_path / "dry"))
     assert code == 2 and "the grid has 5 cells, more than 4" in err
     code, out, err = run_cli(capsys, "sweep", *GRID, "--dry-run", "--allow-large", "--out", str(tmp_path / "dry"))

@@ -24,9 +24,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import metrics
+from .config import TrainConfig
 from .errors import FastfairError
 from .models import build_model
-from .training import TrainConfig, predict_logits, train_arrays
+from .training import predict_logits, train_arrays
 
 __all__ = ["RobustFairClassifier"]
 
@@ -83,7 +84,7 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
     radius : float, default=0.1
         L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
         ``StandardScaler`` in front of the estimator. Must lie in the range where :math:`r^2` stays a finite
-        normal number of ``dtype`` (:func:`fastfair.training.scale_range`: about [1e-19, 9e18] for float32).
+        normal number of ``dtype`` (:func:`fastfair.config.scale_range`: about [1e-19, 9e18] for float32).
     model : {"affine", "mlp"}, default="affine"
         Logistic regression, or one hidden layer of width ``hidden``.
     hidden : int, default=16
@@ -118,7 +119,7 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         Column names seen in ``fit`` (only when ``X`` had string column names, e.g. a DataFrame).
     model_ : torch.nn.Module
         The trained network, mapping a float tensor (n, d) to logits (n,).
-    config_ : fastfair.training.TrainConfig
+    config_ : fastfair.config.TrainConfig
         The validated training configuration that produced ``model_``.
     history_ : list of dict
         One record per epoch: ``train_loss``, ``train_accuracy``, ``epoch_seconds``, ``inner_seconds``.
@@ -195,8 +196,9 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _train_config(self) -> TrainConfig:
-        """The hyperparameters as a validated :class:`TrainConfig` (:meth:`TrainConfig.validate` checks every
-        one of them, with the bounds of the chosen dtype; a ``ValueError`` on a bad one)."""
+        """The hyperparameters as a validated :class:`TrainConfig`: :meth:`TrainConfig.validate` checks every
+        one of them by the rules of :func:`fastfair.config.check_setting` (the command line and the sweep grid
+        use the same), raising :class:`~fastfair.errors.FastfairError` (a ``ValueError``) on a bad one."""
         return TrainConfig(
             model=self.model,
             hidden=self.hidden,

@@ -14,12 +14,9 @@ the cost of robustness can be reported honestly; evaluation after each epoch is 
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,134 +25,17 @@ from scipy.special import expit
 from torch import nn
 
 from . import metrics
+from .config import TrainConfig, resolve_device
+from .config import scale_range as scale_range  # re-exported: the settings' bounds, next to the training loop
 from .datasets import Dataset, Split
 from .errors import FastfairError, require
-from .inner import SOLVERS, make_inner, solver_options
-from .models import ACTIVATIONS, MODELS, bce_per_sample, build_model
+from .inner import make_inner, solver_options
+from .models import bce_per_sample, build_model
+from .vocabulary import DTYPES as DTYPE_NAMES
+from .vocabulary import SPLITS
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-SPLITS = ("train", "val", "test")
-
-
-#: Seeds go to ``torch.Generator.manual_seed`` (which takes at most 2**64 - 1), to numpy's ``default_rng`` and
-#: into int64 columns of results tables: 0 <= seed < 2**63. Batch and training-set sizes share the int64 bound.
-INT64_LIMIT = 2**63
-#: More passes than this is no training run anyone means (and keeps the per-epoch history bounded).
-MAX_EPOCHS = 1_000_000
-#: Widest hidden layer accepted: the MLP's weights and its factored input Hessian grow with the width.
-MAX_HIDDEN = 65_536
-
-
-def scale_range(dtype: str) -> tuple[float, float]:
-    """The range [lo, hi] of positive scales (radius, learning rate) that ``dtype`` computes with safely.
-
-    lo = 2^⌊e_min/2⌋ and hi = 2^⌊(e_max - 1)/2⌋, with e_min and e_max the exponents of the smallest normal and
-    the overflow threshold of the dtype (numpy's ``finfo.minexp`` and ``finfo.maxexp``): for every r in
-    [lo, hi], r² is a finite normal number (lo² is the smallest normal, hi² ≤ max/2), so r, r², r·‖w‖ and
-    ‖g‖/r neither overflow nor vanish for weights and gradients of ordinary size. float32: [2⁻⁶³, 2⁶³]
-    ≈ [1.1e-19, 9.2e18]; float64: [2⁻⁵¹¹, 2⁵¹¹] ≈ [1.5e-154, 6.7e153].
-    """
-    info = np.finfo(np.dtype(dtype))
-    return 2.0 ** (info.minexp // 2), 2.0 ** ((info.maxexp - 1) // 2)
-
-
-def _check_integer(name: str, value: Any, low: int, high: int) -> int:
-    """An integer (bool excluded) in [low, high), as a Python int."""
-    require(
-        isinstance(value, numbers.Integral) and not isinstance(value, bool),
-        f"{name} must be an integer, got {value!r}",
-    )
-    top = "2**63 - 1" if high == INT64_LIMIT else str(high - 1)
-    require(low <= value < high, f"{name} must be an integer from {low} to {top}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value: Any, low: float, high: float, shown: str = "") -> float:
-    """A real number (bool excluded) in [low, high] (shown as ``shown`` if given), as a Python float (NaN fails
-    the range test)."""
-    require(
-        isinstance(value, numbers.Real) and not isinstance(value, bool),
-        f"{name} must be a number, got {value!r}",
-    )
-    require(low <= value <= high, f"{name} must be in {shown or f'[{low:g}, {high:g}]'}, got {value!r}")
-    return float(value)
-
-
-def _check_name(what: str, value: Any, choices: Any) -> str:
-    require(
-        isinstance(value, str) and value in choices,
-        f"unknown {what} {value!r}; choose one of {', '.join(choices)}",
-    )
-    return value
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines one training run. Same config and data ⇒ same numbers."""
-
-    model: str = "affine"
-    hidden: int = 16
-    activation: str = "tanh"
-    solver: str = "none"
-    radius: float = 0.1
-    clean_weight: float = 0.0
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-2
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    train_size: int | None = None
-    solver_options: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> TrainConfig:
-        """Check every field, raising :class:`FastfairError` with a one-line message on the first bad one.
-
-        The one place where training settings are checked (the command line, the sweep grid and
-        :class:`fastfair.estimator.RobustFairClassifier` all call it). Names must be known; integers are
-        integers (not bools) within bounds: 1 ≤ hidden ≤ ``MAX_HIDDEN``, 1 ≤ epochs ≤ ``MAX_EPOCHS``,
-        1 ≤ batch size, train size < 2**63, 0 ≤ seed < 2**63; ``radius`` and ``lr`` lie in
-        :func:`scale_range` of the dtype (so that the run cannot overflow or underflow on them); ``clean_weight``
-        is in [0, 1]. On success, numbers are normalised to Python ``int`` / ``float`` (e.g. numpy scalars) and
-        ``solver_options`` to a ``dict``, and ``self`` is returned.
-        """
-        _check_name("model", self.model, MODELS)
-        _check_name("activation", self.activation, ACTIVATIONS)
-        _check_name("solver", self.solver, SOLVERS)
-        _check_name("dtype", self.dtype, tuple(DTYPES))
-        self.hidden = _check_integer("hidden", self.hidden, 1, MAX_HIDDEN + 1)
-        lo, hi = scale_range(self.dtype)
-        within = (
-            f"[2**{math.log2(lo):.0f}, 2**{math.log2(hi):.0f}] (about {lo:.1e} to {hi:.1e}, the scales that "
-            f"{self.dtype} computes with safely)"
-        )
-        self.radius = _check_real("radius", self.radius, lo, hi, within)
-        self.clean_weight = _check_real("clean weight", self.clean_weight, 0.0, 1.0)
-        self.epochs = _check_integer("epochs", self.epochs, 1, MAX_EPOCHS + 1)
-        self.batch_size = _check_integer("batch size", self.batch_size, 1, INT64_LIMIT)
-        self.lr = _check_real("learning rate", self.lr, lo, hi, within)
-        self.seed = _check_integer("seed", self.seed, 0, INT64_LIMIT)
-        if self.train_size is not None:
-            self.train_size = _check_integer("train size", self.train_size, 1, INT64_LIMIT)
-        if isinstance(self.device, torch.device):
-            self.device = str(self.device)
-        require(isinstance(self.device, str), f"device must be a string such as 'cpu', got {self.device!r}")
-        resolve_device(self.device)
-        require(
-            isinstance(self.solver_options, Mapping),
-            f"solver options must be a mapping of option name to value, got {type(self.solver_options).__name__}",
-        )
-        self.solver_options = dict(self.solver_options)
-        for key in self.solver_options:
-            require(isinstance(key, str), f"solver option names must be strings, got {key!r}")
-        if self.solver_options.get("seed") is not None:
-            _check_integer("solver option seed", self.solver_options["seed"], 0, INT64_LIMIT)
-        make_inner(self.solver, **self.solver_options)  # validates solver options
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict view (JSON-friendly)."""
-        return asdict(self)
+#: The torch dtype of each precision name.
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def _seeded(config: TrainConfig) -> dict[str, Any]:
@@ -165,18 +45,6 @@ def _seeded(config: TrainConfig) -> dict[str, Any]:
     if "seed" in solver_options(config.solver) and options.get("seed") is None and "generator" not in options:
         options["seed"] = config.seed
     return options
-
-
-def resolve_device(name: str) -> torch.device:
-    """Parse a device string, with a clear error when CUDA is asked for but absent."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise FastfairError(f"unknown device {name!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FastfairError(f"device {name!r} requested but CUDA is not available on this machine")
-    require(device.type in ("cpu", "cuda"), f"unsupported device {name!r}; use 'cpu' or 'cuda'")
-    return device
 
 
 @dataclass

@@ -18,8 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import datasets
+from ..config import check_setting
 from ..errors import require
-from ..inner import SOLVERS
+from ..training import TrainConfig, train_arrays
+from ..vocabulary import BASELINE, MODELS
+from .render import fmt_ratio, fmt_seconds, markdown_table, text_table
 from .timing import interleaved
 
 #: The reference implementation on this machine class (Adult, 10,000 rows, batch 100, affine, r = 0.1).
@@ -46,7 +50,7 @@ DEFAULT_SETTINGS = (E2ESetting("adult", 100, 10_000), E2ESetting("unfair2d", 5, 
 @dataclass
 class EndToEndPlan:
     settings: tuple[E2ESetting, ...] = DEFAULT_SETTINGS
-    models: tuple[str, ...] = ("affine", "mlp")
+    models: tuple[str, ...] = MODELS
     radii: tuple[float, ...] = (0.1,)
     solvers: tuple[str, ...] = ("none", "trs", "pgd", "pgd-paper", "random")
     solver_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -64,9 +68,12 @@ class EndToEndPlan:
         return cls(**base)
 
     def validate(self) -> EndToEndPlan:
-        require("none" in self.solvers, "the end-to-end comparison needs the 'none' solver as its reference")
+        require(BASELINE in self.solvers, "the end-to-end comparison needs the 'none' solver as its reference")
         for s in self.solvers:
-            require(s in SOLVERS, f"unknown solver {s!r}; choose from {', '.join(SOLVERS)}")
+            check_setting("solver", s)
+        for m in self.models:
+            check_setting("model", m)
+        check_setting("dtype", self.dtype)
         require(self.repeats >= 1, "repeats must be a positive integer")
         for r in self.radii:
             require(r > 0, f"radii must be positive, got {r!r}")
@@ -84,9 +91,6 @@ class EndToEndPlan:
 
 def run_end_to_end(plan: EndToEndPlan, *, progress: Any = None) -> list[dict[str, Any]]:
     """One record per (dataset, model, radius, solver): median epoch seconds, inner seconds, ratios."""
-    from .. import datasets
-    from ..training import TrainConfig, train_arrays
-
     plan.validate()
     records: list[dict[str, Any]] = []
     for setting in plan.settings:
@@ -173,8 +177,6 @@ TARGETS = {"affine": 2.0, "mlp": 3.0}
 
 def render_end_to_end(records: Sequence[dict[str, Any]], *, markdown: bool = False) -> str:
     """Table: per (dataset, model, r) the epoch time of every solver and its ratio to the non-robust epoch."""
-    from .render import fmt_ratio, fmt_seconds, markdown_table, text_table
-
     table = markdown_table if markdown else text_table
     rows = []
     for r in records:

@@ -29,9 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import FastfairError, require
+from ..config import check_setting
+from ..errors import require
 from ..inner import make_inner
-from ..models import MODELS, build_model
+from ..models import build_model
+from ..training import DTYPES, TrainConfig, train_arrays
+from ..vocabulary import MODELS
 from .scaling import METHODS, estimated_bytes
 from .timing import interleaved
 
@@ -41,7 +44,6 @@ RECORD_KEYS = ("model", "solver", "n", "d", "seconds", "objective")
 MATCH_RTOL = 1e-6
 #: Relative tolerance within which TRS counts as attaining the best objective (rounding ties).
 BEST_RTOL = 1e-7
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -154,10 +156,8 @@ def make_case(
     device: str = "cpu",
 ) -> BenchCase:
     """Build the batch and the (briefly pre-trained) model of one case; see the module docs."""
-    from ..training import TrainConfig, train_arrays
-
-    require(model in MODELS, f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    require(dtype in DTYPES, f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    check_setting("model", model)
+    check_setting("dtype", dtype)
     X, Y = synthetic_batch(n, d, seed=seed)
     net = build_model(model, d, hidden=hidden, seed=seed, dtype=DTYPES[dtype])
     info: dict[str, Any] = {
@@ -199,7 +199,7 @@ def estimated_case_bytes(model: str, n: int, d: int, *, hidden: int = 16, dtype:
     (itemsize·n·d); the solvers' working set is :data:`SOLVER_MEMORY_FACTOR` times the structured TRS's, as
     :func:`fastfair.bench.scaling.estimated_bytes` estimates it. Only used to refuse plans that cannot fit.
     """
-    require(dtype in DTYPES, f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    check_setting("dtype", dtype)
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     trs = next(m for m in METHODS if m.model == model and m.kind == "trs" and not m.dense)
     batch = 2 * 8 * n * d + itemsize * n * d
@@ -306,7 +306,7 @@ def compare_solvers(
     others = [r for r in records if r["solver"] != "trs"]
     if others:
         best_other = max(others, key=lambda r: r["objective"])
-        trs["best_other"] = _label(best_other)
+        trs["best_other"] = record_label(best_other)
         trs["best_other_objective"] = best_other["objective"]
         trs["trs_is_best"] = trs["objective"] >= best_other["objective"] - BEST_RTOL * abs(trs["objective"])
         trs["trs_is_best_strict"] = trs["objective"] >= best_other["objective"]
@@ -336,7 +336,8 @@ def compare_solvers(
     return records
 
 
-def _label(rec: dict[str, Any]) -> str:
+def record_label(rec: dict[str, Any]) -> str:
+    """A record's solver with its setting, as in the tables: ``pgd[steps=10,rel_step=0.25]``, ``trs``."""
     return f"{rec['solver']}[{rec['setting']}]" if rec.get("setting") else rec["solver"]
 
 
@@ -389,7 +390,7 @@ class InnerBenchPlan:
 
     def validate(self) -> InnerBenchPlan:
         for m in self.models:
-            require(m in MODELS, f"unknown model {m!r}; choose one of {', '.join(MODELS)}")
+            check_setting("model", m)
         require(self.models and self.dims and self.radii, "give at least one model, dimension and radius")
         for d in self.dims:
             require(isinstance(d, int) and d >= 1, f"dimensions must be positive integers, got {d!r}")
@@ -397,7 +398,7 @@ class InnerBenchPlan:
             require(r > 0 and math.isfinite(r), f"radii must be positive and finite, got {r!r}")
         require(isinstance(self.n, int) and self.n >= 1, f"n must be a positive integer, got {self.n!r}")
         require(self.repeats >= 1, f"repeats must be a positive integer, got {self.repeats!r}")
-        require(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        check_setting("dtype", self.dtype)
         if self.budget_s is not None:
             require(self.budget_s > 0, f"budget must be positive, got {self.budget_s!r}")
         return self
@@ -433,164 +434,3 @@ def run_inner_bench(plan: InnerBenchPlan, *, progress: Any = None) -> list[dict[
                     progress=progress,
                 )
     return records
-
-
-def check_records(records: Sequence[dict[str, Any]]) -> None:
-    """FastfairError unless every record has the pinned keys (the ``--json`` contract)."""
-    for rec in records:
-        missing = [k for k in RECORD_KEYS if k not in rec]
-        if missing:
-            raise FastfairError(f"benchmark record lacks keys {missing}: {rec}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# rendering
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _case_key(rec: dict[str, Any]) -> tuple:
-    return (rec["model"], rec["d"], rec["n"], rec.get("radius"))
-
-
-def group_cases(records: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Records grouped by case (model, d, n, radius), in first-seen order."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for rec in records:
-        groups.setdefault(_case_key(rec), []).append(rec)
-    return groups
-
-
-def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per case: TRS time, pgd-matched setting/time/ratio, whether TRS attains the best objective."""
-    from .render import fmt_gap
-
-    rows = []
-    for (model, d, n, radius), recs in group_cases(records).items():
-        trs = next((r for r in recs if r["solver"] == "trs" and not r.get("setting")), None)
-        matched = next((r for r in recs if r["solver"] == "pgd-matched"), None)
-        if trs is None:
-            continue
-        best = trs.get("trs_is_best")
-        rows.append(
-            {
-                "model": model,
-                "d": d,
-                "n": n,
-                "radius": radius,
-                "trs_path": trs.get("path"),
-                "trs_seconds": trs["seconds"],
-                "matched_setting": matched.get("setting") if matched else None,
-                "matched_seconds": matched.get("seconds") if matched else None,
-                "matched_ratio": matched.get("ratio_to_trs") if matched else None,
-                "trs_is_best": best,
-                "best_other": trs.get("best_other"),
-                "best_other_gap": fmt_gap(relative_gap(trs["best_other_objective"], trs["objective"]))
-                if "best_other_objective" in trs
-                else None,
-            }
-        )
-    return rows
-
-
-def render_inner(records: Sequence[dict[str, Any]], *, markdown: bool = False, details: bool = True) -> str:
-    """The comparison as readable tables: one per case (with ratios to TRS), then a summary."""
-    from .render import fmt_gap, fmt_ratio, fmt_seconds, markdown_table, text_table
-
-    table = markdown_table if markdown else text_table
-    out: list[str] = []
-    if details:
-        for (model, d, n, radius), recs in group_cases(records).items():
-            first = recs[0]
-            title = f"{model}, d={d}, n={n}, r={radius:g} ({first.get('dtype')}"
-            if first.get("pretrain_epochs"):
-                title += f"; weights after {first['pretrain_epochs']} non-robust epochs"
-                if first.get("pretrain_accuracy") is not None:
-                    title += f", train accuracy {first['pretrain_accuracy']:.3f}"
-            title += ")"
-            rows = []
-            for r in recs:
-                if r["solver"] == "pgd-matched":
-                    continue
-                label = _label(r)
-                if r["solver"] == "trs" and r.get("path") and not r.get("setting"):
-                    label += f" ({r['path']})"
-                reps = f"{r['repeats']}" + ("*" if r.get("warmup_counted") else "")
-                rows.append(
-                    [
-                        label,
-                        fmt_seconds(r["seconds"]),
-                        fmt_ratio(r.get("ratio_to_trs")),
-                        f"{r['objective']:.10f}",
-                        fmt_gap(r.get("rel_gap_to_trs")),
-                        f"{r['iterations']:.3g}",
-                        reps,
-                    ]
-                )
-            header = [
-                "solver",
-                "median time",
-                "× TRS",
-                "objective (mean loss)",
-                "vs TRS (rel.)",
-                "iters",
-                "runs",
-            ]
-            out += [("### " if markdown else "") + title, "", table(header, rows, "lrrrrrr"), ""]
-            matched = next((r for r in recs if r["solver"] == "pgd-matched"), None)
-            if matched is not None:
-                if matched.get("setting"):
-                    out.append(
-                        f"pgd-matched (cheapest tuned PGD within {MATCH_RTOL:g} relative of TRS): "
-                        f"pgd[{matched['setting']}], {fmt_seconds(matched['seconds'])} = "
-                        f"{fmt_ratio(matched['ratio_to_trs'])} TRS"
-                    )
-                else:
-                    extra = ""
-                    if matched.get("best_pgd_setting"):
-                        extra = (
-                            f" (closest: pgd[{matched['best_pgd_setting']}], "
-                            f"{fmt_gap(matched.get('best_pgd_rel_gap'))} relative)"
-                        )
-                    out.append(f"pgd-matched: none matched within {MATCH_RTOL:g} relative of TRS{extra}")
-            trs = next((r for r in recs if r["solver"] == "trs" and not r.get("setting")), None)
-            if trs is not None and "trs_is_best" in trs:
-                verdict = "yes" if trs["trs_is_best"] else "NO"
-                if trs["trs_is_best"] and not trs.get("trs_is_best_strict", True):
-                    verdict += " (but not strictly)"
-                out.append(
-                    f"TRS attains the best objective (to {BEST_RTOL:g} relative): {verdict}; best other "
-                    f"solver {trs['best_other']} at "
-                    f"{fmt_gap(relative_gap(trs['best_other_objective'], trs['objective']))}"
-                )
-            out.append("")
-        if any(r.get("warmup_counted") for r in records):
-            out += ["* a single run over the time budget: its warm-up run is the measurement.", ""]
-    rows = []
-    for s in summary_rows(records):
-        rows.append(
-            [
-                s["model"],
-                s["d"],
-                s["n"],
-                f"{s['radius']:g}",
-                fmt_seconds(s["trs_seconds"]),
-                f"pgd[{s['matched_setting']}]" if s["matched_setting"] else "none matched",
-                fmt_seconds(s["matched_seconds"]),
-                fmt_ratio(s["matched_ratio"]),
-                ("yes" if s["trs_is_best"] else "no")
-                + (f" (best other {s['best_other_gap']})" if s["best_other_gap"] else ""),
-            ]
-        )
-    header = [
-        "model",
-        "d",
-        "n",
-        "r",
-        "TRS",
-        "pgd-matched",
-        "its time",
-        "pgd-matched / TRS",
-        "TRS best objective?",
-    ]
-    out += [("### " if markdown else "") + "Summary", "", table(header, rows, "lrrrrlrrl")]
-    return "\n".join(out).rstrip() + "\n"

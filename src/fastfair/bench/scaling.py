@@ -22,21 +22,24 @@ not counted); ``None`` where that is not available. ``est_mb`` is the estimate u
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
+from ..config import check_setting
 from ..derivatives import dense_is_cheaper, loss_input_derivatives
 from ..errors import require
 from ..inner import make_inner
 from ..models import build_model
+from ..training import DTYPES
+from .render import fmt_seconds, markdown_table, text_table
 from .timing import interleaved
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class ScalingPlan:
         names = {m.name for m in METHODS}
         for name in self.methods:
             require(name in names, f"unknown scaling method {name!r}; choose from {', '.join(sorted(names))}")
-        require(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        check_setting("dtype", self.dtype)
         for v in (*self.n_values, *self.d_values, self.n_sweep_d, self.d_sweep_n):
             require(isinstance(v, int) and v >= 1, f"sizes must be positive integers, got {v!r}")
         require(self.repeats >= 1, "repeats must be a positive integer")
@@ -283,8 +286,6 @@ def _skipped_series(records: Sequence[dict[str, Any]]):
 def render_scaling(records: Sequence[dict[str, Any]], *, markdown: bool = False) -> str:
     """One table per sweep: methods as rows, sizes as columns, median time per call (``skip`` where skipped),
     then the skip reasons and peak memory of the largest measured point per method."""
-    from .render import fmt_seconds, markdown_table, text_table
-
     table = markdown_table if markdown else text_table
     out: list[str] = []
     for sweep, fixed in (("n", "d"), ("d", "n")):
@@ -333,9 +334,7 @@ def _size(v: int) -> str:
 
 def scaling_figure(records: Sequence[dict[str, Any]], title: str = "") -> bytes:
     """A log-log PNG, time per call against n (left) and against d (right), one line per method."""
-    import io
-
-    import matplotlib
+    import matplotlib  # here, not at the top: only the figure needs it, and it takes a while to load
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
@@ -368,6 +367,4 @@ def scaling_figure(records: Sequence[dict[str, Any]], title: str = "") -> bytes:
 
 def records_csv(records: Sequence[dict[str, Any]]) -> str:
     """Records as CSV text (columns: the union of the keys, in first-seen order)."""
-    import pandas as pd
-
     return pd.DataFrame(list(records)).to_csv(index=False)

@@ -17,8 +17,16 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from ..bench import end_to_end, scaling, timing
+from ..bench import inner as inner_bench
+from ..bench.inner_tables import render_inner
 from ..errors import FastfairError, require
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
+from ..vocabulary import DTYPES, MODELS
+from . import _Parser
 from .common import check_out_dir
 
 SUITES = ("inner", "scaling", "end-to-end")
@@ -71,12 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--dtype",
-        choices=("float32", "float64"),
+        choices=DTYPES,
         help="default: float64 (solver comparison), float32 (scaling, end-to-end: the training default)",
     )
     g = p.add_argument_group("solver comparison (default suite)")
     g.add_argument(
-        "--models", nargs="+", choices=("affine", "mlp"), help="default: affine mlp (also for --end-to-end)"
+        "--models", nargs="+", choices=MODELS, help="default: affine mlp (also for --end-to-end)"
     )
     g.add_argument("--dims", nargs="+", type=int, metavar="D", help="input dimensions (default: 5 100)")
     g.add_argument("--n", type=int, help="batch size (default 4096)")
@@ -108,8 +116,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     out_dir = check_out_dir(args.out)
     if args.threads is not None:
         require(args.threads >= 1, f"--threads must be a positive integer, got {args.threads!r}")
@@ -137,9 +143,7 @@ OUT_OF_MEMORY = "the benchmark ran out of memory; use a smaller --n or --dims (o
 
 def check_memory(needed: float, what: str) -> None:
     """Refuse a plan whose estimated peak memory ``needed`` (bytes) exceeds what the machine has available."""
-    from ..bench.timing import available_memory_bytes
-
-    available = available_memory_bytes()
+    available = timing.available_memory_bytes()
     require(
         available is None or needed <= available,
         f"the benchmark needs about {_gib(needed)} of memory ({what}), more than the {_gib(available or 0)} "
@@ -152,8 +156,6 @@ def _gib(n_bytes: float) -> str:
 
 
 def _run(args: argparse.Namespace, out_dir: Any) -> int:
-    from ..bench import timing
-
     suite = "scaling" if args.scaling else "end-to-end" if args.end_to_end else "inner"
     machine = timing.machine_info()
     if suite == "inner":
@@ -172,9 +174,7 @@ def _run(args: argparse.Namespace, out_dir: Any) -> int:
         header = f"Machine: {timing.describe_machine(machine)}\n\n"
         atomic_write_json(out_dir / f"{stem}.json", {"machine": machine, "records": records})
         atomic_write_text(out_dir / f"{stem}.md", header + markdown)
-        from ..bench.scaling import records_csv
-
-        atomic_write_text(out_dir / f"{stem}.csv", records_csv(records))
+        atomic_write_text(out_dir / f"{stem}.csv", scaling.records_csv(records))
         for name, data in extra.items():
             atomic_write_bytes(out_dir / name, data)
         if not args.json:
@@ -186,8 +186,6 @@ def _run(args: argparse.Namespace, out_dir: Any) -> int:
 def _progress(args: argparse.Namespace, total: int, desc: str):
     if args.no_progress:
         return nullcontext(None)
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
@@ -196,8 +194,6 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, dict[str, bytes]]:
-    from ..bench.inner import InnerBenchPlan, render_inner, run_inner_bench
-
     a = _given(args)
     overrides: dict[str, Any] = {}
     for key, field in (("models", "models"), ("dims", "dims"), ("radius", "radii")):
@@ -213,17 +209,15 @@ def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, di
     ):
         if key in a:
             overrides[field] = a[key]
-    plan = (InnerBenchPlan.quick_plan if args.quick else InnerBenchPlan.full)(**overrides).validate()
+    plan_class = inner_bench.InnerBenchPlan
+    plan = (plan_class.quick_plan if args.quick else plan_class.full)(**overrides).validate()
     check_memory(*plan.estimated_bytes())
     with _progress(args, plan.runs(), "bench") as bar:
-        records = run_inner_bench(plan, progress=bar)
+        records = inner_bench.run_inner_bench(plan, progress=bar)
     return records, render_inner(records), render_inner(records, markdown=True), {}
 
 
 def _scaling(args: argparse.Namespace, machine: dict[str, Any]):
-    from ..bench.scaling import METHODS, ScalingPlan, render_scaling, run_scaling, scaling_figure
-    from ..bench.timing import describe_machine
-
     a = _given(args)
     overrides: dict[str, Any] = {}
     for key, field in (
@@ -235,21 +229,20 @@ def _scaling(args: argparse.Namespace, machine: dict[str, Any]):
     ):
         if key in a:
             overrides[field] = a[key]
-    plan = (ScalingPlan.quick_plan if args.quick else ScalingPlan)(**overrides).validate()
-    total = len(plan.points()) * len(METHODS) * (plan.warmup + plan.repeats)
+    plan = (scaling.ScalingPlan.quick_plan if args.quick else scaling.ScalingPlan)(**overrides).validate()
+    total = len(plan.points()) * len(scaling.METHODS) * (plan.warmup + plan.repeats)
     with _progress(args, total, "scaling") as bar:
-        records = run_scaling(plan, progress=bar)
-    figure = scaling_figure(records, title=describe_machine(machine))
-    return records, render_scaling(records), render_scaling(records, markdown=True), {"scaling.png": figure}
+        records = scaling.run_scaling(plan, progress=bar)
+    figure = scaling.scaling_figure(records, title=timing.describe_machine(machine))
+    text, markdown = scaling.render_scaling(records), scaling.render_scaling(records, markdown=True)
+    return records, text, markdown, {"scaling.png": figure}
 
 
 def _end_to_end(args: argparse.Namespace):
-    from ..bench.end_to_end import DEFAULT_SETTINGS, EndToEndPlan, render_end_to_end, run_end_to_end
-
     a = _given(args)
     overrides: dict[str, Any] = {}
     if "datasets" in a:
-        overrides["settings"] = tuple(s for s in DEFAULT_SETTINGS if s.dataset in a["datasets"])
+        overrides["settings"] = tuple(s for s in end_to_end.DEFAULT_SETTINGS if s.dataset in a["datasets"])
     if "models" in a:
         overrides["models"] = tuple(a["models"])
     if "radius" in a:
@@ -260,16 +253,15 @@ def _end_to_end(args: argparse.Namespace):
     for key, field in (("repeats", "repeats"), ("dtype", "dtype"), ("seed", "seed"), ("budget", "budget_s")):
         if key in a:
             overrides[field] = a[key]
-    plan = (EndToEndPlan.quick_plan if args.quick else EndToEndPlan)(**overrides).validate()
+    plan_class = end_to_end.EndToEndPlan
+    plan = (plan_class.quick_plan if args.quick else plan_class)(**overrides).validate()
     with _progress(args, plan.runs(), "end-to-end") as bar:
-        records = run_end_to_end(plan, progress=bar)
-    return records, render_end_to_end(records), render_end_to_end(records, markdown=True), {}
+        records = end_to_end.run_end_to_end(plan, progress=bar)
+    return records, end_to_end.render_end_to_end(records), end_to_end.render_end_to_end(records, markdown=True), {}
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "fastfair bench") -> int:
     """Stand-alone entry point (used by the scripts under ``benchmarks/``): same options, same output."""
-    from . import _Parser
-
     parser = _Parser(
         prog=prog,
         description="Honest speed comparisons: inner maximisers, scaling, end-to-end epoch cost.",

@@ -12,10 +12,9 @@ from typing import Any
 import pandas as pd
 
 from .. import datasets
+from ..config import TrainConfig
 from ..errors import FastfairError, require
-from ..inner import SOLVERS
-from ..models import ACTIVATIONS, MODELS
-from ..training import DTYPES, TrainConfig
+from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
 
 
 def parse_value(text: str) -> Any:
@@ -65,8 +64,8 @@ def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def load_data(args: argparse.Namespace) -> datasets.Dataset:
-    """Load the dataset that the data arguments name."""
+def load_data_from_args(args: argparse.Namespace) -> datasets.Dataset:
+    """Load the dataset that the data arguments (:func:`add_data_arguments`) name, split with ``--seed``."""
     options = parse_key_values(args.data_option, "--data-option")
     seed = getattr(args, "seed", 0)
     if args.data is not None:
@@ -100,7 +99,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
     group.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     group.add_argument("--seed", type=int, default=d.seed, help="seed for splits, weights, shuffling")
     group.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N (default: %(default)s)")
-    group.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="default: %(default)s")
+    group.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="default: %(default)s")
     group.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
     if solver:
         rob = parser.add_argument_group("robustness")

@@ -1,4 +1,4 @@
-"""``fastfair reproduce``: the paper's experiments (a sweep of :mod:`fastfair.experiments.paper`) + report."""
+"""``fastfair reproduce``: the paper's experiments (a sweep of :mod:`fastfair.experiments.paper_protocol`) + report."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..errors import FastfairError, require
+from ..experiments import Grid, paper_protocol
 from ..io import dumps_json
+from ._grid_run import add_run_arguments, cell_limit, execute, large_grid_hint, print_sweep_summary, run_interruptibly
 from .common import check_out_dir
-from .sweep import add_run_arguments, cell_limit, execute, large_grid_hint, run_interruptibly
-from .sweep import report as print_summary
 
 
 def _cores() -> int:
@@ -24,8 +23,6 @@ def _cores() -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..experiments import paper
-
     p = sub.add_parser(
         "reproduce",
         help="run the paper's experiments (or a quick version) and write a report with tables and figures",
@@ -35,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Writes results.csv (resumable: a re-run reuses finished cells), the timing table, figures,\n"
             "report.md and report.html into --out."
         ),
-        epilog=paper.describe(),
+        epilog=paper_protocol.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -56,26 +53,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.paper import paper_grid
-
     out = check_out_dir(args.out)
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be a positive integer, got {args.seeds}")
     require(
         args.pgd_paper_seeds is None or args.pgd_paper_seeds >= 1,
         f"--pgd-paper-seeds must be a positive integer, got {args.pgd_paper_seeds}",
     )
-    grid, notes = paper_grid(quick=args.quick, seeds=args.seeds, pgd_paper_seeds=args.pgd_paper_seeds)
+    grid, notes = paper_protocol.paper_grid(quick=args.quick, seeds=args.seeds, pgd_paper_seeds=args.pgd_paper_seeds)
     with large_grid_hint():
         grid.check_size(cell_limit(args))
     grid.validate()
     return run_interruptibly(lambda: _run(args, grid, notes, out), args.out)
 
 
-def _run(args: argparse.Namespace, grid: Any, notes: list[str], out: Path) -> int:
+def _run(args: argparse.Namespace, grid: Grid, notes: list[str], out: Path) -> int:
     start = time.perf_counter()
     summary = execute(grid, args, default_jobs=_cores(), desc="reproduce")
     if summary.failed or args.no_report or not args.json:
-        print_summary(summary, args, table=False)
+        print_sweep_summary(summary, args, table=False)
     if summary.failed:
         print(
             f"fastfair: {len(summary.failed)} cell(s) failed; no report was built (re-run to retry them)",

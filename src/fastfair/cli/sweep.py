@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from ..errors import FastfairError, require
+from ..datasets import DATASETS
+from ..errors import require
+from ..experiments import Grid, grid_from_dict, grid_from_file
+from ..experiments.grid_config import TRAINING_KEYS
+from ..experiments.sweep import summarize_cells
 from ..io import dumps_json
+from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
+from ._grid_run import (
+    LARGE_GRID,
+    add_run_arguments,
+    cell_limit,
+    execute,
+    large_grid_hint,
+    print_sweep_summary,
+    run_interruptibly,
+)
 from .common import add_data_source_arguments, check_out_dir, format_table, parse_key_values, parse_value
-
-#: Most cells a sweep runs (or lists with --dry-run) without --allow-large.
-LARGE_GRID = 10_000
-#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports a process killed by it).
-TERMINATED_EXIT = 128 + signal.SIGTERM
 
 EPILOG = """\
 grid file (--config FILE, YAML or TOML; only 'datasets' is required):
@@ -69,26 +71,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     grid = p.add_argument_group("grid (a --config file, or these options; options override the file)")
     grid.add_argument("--config", metavar="FILE", help="YAML or TOML grid file (schema below)")
-    grid.add_argument(
-        "--dataset", metavar="NAME", nargs="+", help="bundled dataset(s): unfair2d, adult, lsat"
-    )
+    grid.add_argument("--dataset", metavar="NAME", nargs="+", help=f"bundled dataset(s): {', '.join(DATASETS)}")
     add_data_source_arguments(grid)
-    grid.add_argument("--solvers", metavar="SOLVER", nargs="+", help="none, trs, pgd, pgd-paper, random")
+    grid.add_argument("--solvers", metavar="SOLVER", nargs="+", help=", ".join(SOLVERS))
     grid.add_argument(
         "--radii", metavar="R", nargs="+", help="radii and/or start:stop:step ranges (stop included)"
     )
     grid.add_argument(
         "--seeds", metavar="S", nargs="+", help="seeds and/or start:stop ranges (stop excluded)"
     )
-    grid.add_argument("--model", metavar="MODEL", nargs="+", help="affine and/or mlp")
+    grid.add_argument("--model", metavar="MODEL", nargs="+", help=" and/or ".join(MODELS))
     train = p.add_argument_group("training settings (defaults as in 'fastfair train')")
     train.add_argument("--epochs", type=int, metavar="N")
     train.add_argument("--batch-size", type=int, metavar="N")
     train.add_argument("--lr", type=float, help="Adam learning rate")
     train.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
     train.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width")
-    train.add_argument("--activation", metavar="NAME", help="MLP activation: tanh, sigmoid, softplus")
-    train.add_argument("--dtype", metavar="NAME", help="float32 or float64")
+    train.add_argument("--activation", metavar="NAME", help=f"MLP activation: {', '.join(ACTIVATIONS)}")
+    train.add_argument("--dtype", metavar="NAME", help=" or ".join(DTYPES))
     train.add_argument("--clean-weight", type=float, metavar="W", help="mix w·clean + (1-w)·robust loss")
     train.add_argument(
         "--solver-option",
@@ -104,31 +104,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write report.md / report.html with tables and figures (gaps and accuracy vs radius)",
     )
     p.set_defaults(run=run)
-
-
-def add_run_arguments(p: argparse.ArgumentParser, *, jobs_default: int | None = None) -> None:
-    """--out, --jobs, --scheduler, --json, --no-progress (shared with ``fastfair reproduce``)."""
-    run = p.add_argument_group("execution and output")
-    run.add_argument("--out", metavar="DIR", required=True, help="sweep directory (results.csv, cells/)")
-    run.add_argument(
-        "--jobs",
-        type=int,
-        metavar="N",
-        default=None,
-        help=f"local worker processes (default: {jobs_default if jobs_default else 1})",
-    )
-    run.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="run the cells on this dask.distributed scheduler (tcp://host:8786)",
-    )
-    run.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument(
-        "--allow-large",
-        action="store_true",
-        help=f"accept a grid of more than {LARGE_GRID:,} cells",
-    )
 
 
 def grid_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +143,7 @@ def grid_options(args: argparse.Namespace) -> dict[str, Any]:
         config["radii"] = _split(args.radii)
     if args.seeds is not None:
         config["seeds"] = _split(args.seeds)
-    for key in ("epochs", "batch_size", "lr", "train_size", "hidden", "activation", "dtype", "clean_weight"):
+    for key in TRAINING_KEYS:
         value = getattr(args, key)
         if value is not None:
             config[key] = value
@@ -191,11 +166,9 @@ def _split(tokens: list[str]) -> list[str]:
     return [part for token in tokens for part in token.split(",") if part.strip() != ""]
 
 
-def build_grid(args: argparse.Namespace) -> Any:
-    """The validated grid of the command line (and --config file); refused above :data:`LARGE_GRID` cells
+def build_grid(args: argparse.Namespace) -> Grid:
+    """The validated grid of the command line (and --config file); refused above ``LARGE_GRID`` cells
     unless --allow-large, before it is validated value by value or expanded."""
-    from ..experiments.grid import grid_from_dict, grid_from_file
-
     options = grid_options(args)
     limit = cell_limit(args)
     with large_grid_hint():
@@ -207,101 +180,12 @@ def build_grid(args: argparse.Namespace) -> Any:
         return grid_from_dict(options, source="options", max_cells=limit)
 
 
-def cell_limit(args: argparse.Namespace) -> int | None:
-    """The most cells ``args`` allow: :data:`LARGE_GRID`, or no limit with --allow-large."""
-    return None if args.allow_large else LARGE_GRID
-
-
-@contextlib.contextmanager
-def large_grid_hint() -> Iterator[None]:
-    """Re-raise a too-large grid with the way out: --allow-large, or a smaller grid."""
-    from ..experiments.grid import GridTooLarge
-
-    try:
-        yield
-    except GridTooLarge as exc:
-        raise FastfairError(
-            f"the grid has {exc.cells:,} cells, more than {exc.limit:,}; "
-            "pass --allow-large to run it anyway, or use fewer radii / seeds"
-        ) from None
-
-
-def execute(grid: Any, args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep") -> Any:
-    """Run a grid with the execution options of ``args``; Ctrl-C or SIGTERM keeps finished cells (see
-    :func:`run_interruptibly`). The cell counts go to stderr once the run has passed its checks (not with
-    --json)."""
-    from ..experiments import run_sweep
-
-    require(
-        args.jobs is None or args.scheduler is None,
-        "give --jobs (local processes) or --scheduler (Dask), not both",
-    )
-    jobs = args.jobs if args.jobs is not None else default_jobs
-    require(jobs >= 1, f"--jobs must be a positive integer, got {jobs}")
-    progress = not (args.json or args.no_progress) and sys.stderr.isatty()
-    announce = None if args.json else _to_stderr
-    return run_sweep(
-        grid, args.out, jobs=jobs, scheduler=args.scheduler, progress=progress, desc=desc, announce=announce
-    )
-
-
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that a run stops exactly as on Ctrl-C (workers stopped, finished
-    cells flushed to results.csv)."""
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (once: a second SIGTERM is
-    ignored, so that it cannot cut the flushing of results short; SIGKILL still ends the process)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_interruptibly(body: Callable[[], int], out: str) -> int:
-    """Run a sweep-like command: Ctrl-C exits 130 and SIGTERM exits 143, each with one line on stderr, after
-    the sweep has stopped its workers and written results.csv from the finished cells."""
-    try:
-        with sigterm_as_interrupt():
-            return body()
-    except Terminated:
-        print(interrupted_message(out, "terminated"), file=sys.stderr)
-        return TERMINATED_EXIT
-    except KeyboardInterrupt:
-        print(interrupted_message(out), file=sys.stderr)
-        return 130
-
-
-def interrupted_message(out: str, what: str = "interrupted") -> str:
-    return (
-        f"fastfair: {what}; finished cells are kept in {out}/cells and {out}/results.csv - "
-        "run the same command again to resume"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     return run_interruptibly(lambda: _run(args), args.out)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..experiments.sweep import summarize_cells
-
     grid = build_grid(args)
     cells = grid.cells()
     if args.dry_run:
@@ -313,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{len(cells)} cells; nothing run (--dry-run)")
         return 0
     summary = execute(grid, args)
-    report(summary, args)
+    print_sweep_summary(summary, args)
     if summary.failed:
         return 1
     if args.report and not summary.results.empty:
@@ -325,42 +209,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(summary: Any, args: argparse.Namespace, *, table: bool = True) -> None:
-    """Print the outcome: JSON, or a short table of test means and the one-line summary."""
-    if args.json:
-        print(dumps_json(summary.to_dict()))
-        return
-    if table and not summary.results.empty:
-        overview = test_overview(summary.results)
-        if len(overview) <= 60:
-            print("test split, mean over seeds:")
-            print(format_table(overview))
-            print()
-    for failure in summary.failed:
-        print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
-    if summary.failed:
-        print(
-            f"details in {summary.out_dir / 'failures.json'}; re-run the command to retry the failed cells",
-            file=sys.stderr,
-        )
-    print(summary.line())
-
-
-def test_overview(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean test accuracy and gaps per (dataset, model, solver, radius), with the number of seeds."""
-    test = results[results["split"] == "test"]
-    keys = ["dataset", "model", "solver", "radius"]
-    cols = [
-        "accuracy",
-        "independence",
-        "separation_tpr",
-        "separation_fpr",
-        "sufficiency_ppv",
-        "sufficiency_for",
-    ]
-    out = test.groupby(keys, sort=False)[cols].mean()
-    out.insert(0, "seeds", test.groupby(keys, sort=False)["seed"].nunique())
-    return out
-
-
-__all__ = ["FastfairError", "add_parser", "run"]
+__all__ = ["add_parser", "run"]

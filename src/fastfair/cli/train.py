@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,16 @@ import torch
 
 from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
-from ..metrics import GAP_KEYS
 from ..training import evaluate, inner_diagnostics, train
-from .common import add_data_arguments, add_training_arguments, check_out_dir, config_from_args, format_table
-from .common import load_data as load_data_from_args
+from ..vocabulary import BASELINE, GAP_KEYS
+from .common import (
+    add_data_arguments,
+    add_training_arguments,
+    check_out_dir,
+    config_from_args,
+    format_table,
+    load_data_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +76,7 @@ def summarize_run(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[st
         report[split] = dict(ev["summary"])
         report[split]["groups"] = ev["groups"].reset_index(names="group").to_dict(orient="records")
     report["timing"] = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
-    if result.config.solver != "none":
+    if result.config.solver != BASELINE:
         report["inner"] = inner_diagnostics(result, trained_on.X, trained_on.y)
     report["history"] = result.history
     return report
@@ -84,7 +91,7 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
         f"dataset {report['dataset']}: {report['n_train']} training rows, {report['n_features']} features, "
         f"groups {', '.join(report['groups'])}, positive class {report['labels']['positive']!r}",
         f"model {cfg['model']}, solver {cfg['solver']}"
-        + (f" (radius {cfg['radius']:g})" if cfg["solver"] != "none" else "")
+        + (f" (radius {cfg['radius']:g})" if cfg["solver"] != BASELINE else "")
         + f", {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, seed {cfg['seed']}",
         "",
         "accuracy and fairness gaps (absolute, max - min over groups):",
@@ -142,8 +149,6 @@ def write_run(
 
 
 def _model_bytes(result: Any, data: Any) -> bytes:
-    import io
-
     buf = io.BytesIO()
     torch.save(
         {

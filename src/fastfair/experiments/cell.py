@@ -17,11 +17,15 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from ..metrics import GAP_KEYS
+from .. import datasets
+from ..errors import FastfairError
+from ..io import dumps_json
+from ..vocabulary import BASELINE, GAP_KEYS, SPLITS
 from .grid import Cell, DataSpec
 
-GAPS = GAP_KEYS
-METRICS = ("accuracy", "auc", *GAPS)
+#: The metric columns: accuracy, AUC and the five fairness gaps.
+METRICS = ("accuracy", "auc", *GAP_KEYS)
+#: The timing columns (wall seconds per epoch, and the inner solver's part of it).
 TIMING = ("epoch_seconds", "inner_seconds")
 #: The columns that identify a row of the results table: the cell and the split.
 KEYS = ("cell_id", "dataset", "model", "solver", "radius", "seed", "split")
@@ -40,25 +44,43 @@ COLUMNS = (
     "clean_weight",
     "dtype",
 )
-SPLITS = ("train", "val", "test")
 
 _DATA_CACHE: OrderedDict[tuple[str, int], Any] = OrderedDict()
 _DATA_CACHE_SIZE = 4
 
 
-def load_data(spec: DataSpec, seed: int) -> Any:
-    """Load (and cache, per process, the last few) datasets: cells of one dataset and seed share the load."""
-    from ..io import dumps_json
+def load_dataset(spec: DataSpec, seed: int) -> datasets.Dataset:
+    """The data of ``spec``, split with ``seed``, through :mod:`fastfair.datasets`.
 
+    A process keeps the last few datasets it loaded: the cells of one dataset and seed share one load. An
+    option the loader does not take is a :class:`FastfairError` that names the dataset.
+    """
     key = (dumps_json(spec.to_dict(), sort_keys=True), seed)
     if key in _DATA_CACHE:
         _DATA_CACHE.move_to_end(key)
         return _DATA_CACHE[key]
-    data = spec.load(seed)
+    data = _load(spec, seed)
     _DATA_CACHE[key] = data
     while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
         _DATA_CACHE.popitem(last=False)
     return data
+
+
+def _load(spec: DataSpec, seed: int) -> datasets.Dataset:
+    try:
+        if spec.csv is not None:
+            return datasets.load_csv(
+                spec.csv,
+                target=spec.target,
+                sensitive=spec.sensitive,
+                features=list(spec.features) if spec.features is not None else None,
+                positive=spec.positive,
+                seed=seed,
+                **dict(spec.options),
+            )
+        return datasets.load(spec.name, seed=seed, **dict(spec.options))
+    except TypeError as exc:  # an unknown dataset option
+        raise FastfairError(f"dataset {spec.label!r}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -68,7 +90,7 @@ def single_thread() -> Iterator[None]:
     The previous setting is restored only in the main thread: tasks running concurrently in worker threads
     (Dask) would otherwise restore each other's setting mid-run.
     """
-    import torch
+    import torch  # here, not at the top: reading results and specs (the report, --dry-run) needs no torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -85,7 +107,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     ``rows`` holds one dict per split with the :data:`COLUMNS`. Raises
     :class:`~fastfair.errors.FastfairError` on bad input (e.g. a diverging run).
     """
-    import torch
+    import torch  # here, not at the top: see single_thread
 
     from ..training import evaluate, train
 
@@ -97,7 +119,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         # undefined gaps (NaN) and the like are recorded in the cell file, not printed once per cell
         warnings.simplefilter("always")
         config = cell.train_config()
-        data = load_data(cell.data, cell.seed)
+        data = load_dataset(cell.data, cell.seed)
         result = train(data, config)
         evaluation = evaluate(result, data)
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
@@ -116,7 +138,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         "train_size": cell.train_size,
         "hidden": cell.hidden if cell.model != "affine" else None,
         "activation": cell.activation if cell.model != "affine" else None,
-        "clean_weight": cell.clean_weight if cell.solver != "none" else 0.0,
+        "clean_weight": cell.clean_weight if cell.solver != BASELINE else 0.0,
         "dtype": cell.dtype,
     }
     timing = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}

@@ -114,7 +114,7 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="fastfair-orphan-watch", daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    import torch
+    import torch  # after the variables above, which the BLAS libraries read when torch loads them
 
     torch.set_num_threads(1)
 

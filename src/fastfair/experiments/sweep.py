@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from ..errors import FastfairError, require
-from .cell import load_data, run_cell
+from .cell import load_dataset, run_cell
 from .executors import Executor, SerialExecutor, _describe_error, make_executor
 from .grid import Cell, Grid
 from .store import ResultsStore, results_frame
@@ -90,7 +91,7 @@ def check_data(cells: Sequence[Cell]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        load_data(cell.data, cell.seed)
+        load_dataset(cell.data, cell.seed)
 
 
 def _cost_order(cells: Sequence[Cell]) -> list[Cell]:
@@ -220,8 +221,6 @@ def run_sweep(
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(
         total=total,
         initial=initial,

@@ -1,4 +1,5 @@
-"""The grid of the paper's experiments (Minch, Vu, Warren, *Fast & Fair*, arXiv:2401.02012), full and quick.
+"""The protocol of the paper's experiments as a sweep grid, full and quick (Minch, Vu, Warren, *Fast & Fair*,
+arXiv:2401.02012). The paper's published numbers, which a run is compared with, live in the report.
 
 Full protocol (``fastfair reproduce``):
 
@@ -19,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..training import TrainConfig
-from .grid import DatasetPlan, DataSpec, Grid, parse_radii
+from ..config import TrainConfig
+from ..vocabulary import SOLVERS
+from .grid import DatasetPlan, DataSpec, Grid
+from .parse import parse_radii
 
-SOLVERS = ("none", "trs", "pgd-paper", "pgd", "random")
 MODEL = "affine"
 LR = 1e-2
 
