@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fastfair.experiments import Cell, DataSpec, ResultsStore, results_frame, run_cell
+from fastfair.experiments.cell import load_dataset
 from fastfair.experiments.report_inputs import RADIUS, BoundaryInputs, unfair2d_boundaries
 from fastfair.report import PAPER, build_report, build_report_cached
 
@@ -79,7 +80,7 @@ def test_rebuilt_models_compute_the_stored_models_logits(store_dir):
     assert [m.solver for m in inputs.models] == ["none", "trs"]
     assert (inputs.model, inputs.seed, inputs.epochs, inputs.batch_size, inputs.lr) == ("affine", 1, 1, 50, 0.01)
     assert inputs.radius == RADIUS and inputs.X.shape == (400, 2) and inputs.group_names == ("A", "B")
-    data = UNFAIR2D.load(1)
+    data = load_dataset(UNFAIR2D, 1)
     np.testing.assert_array_equal(inputs.X, data.train.X)
     np.testing.assert_array_equal(inputs.y, data.train.y)
     grid = np.random.default_rng(0).uniform(-0.2, 1.2, size=(500, 2))

@@ -32,7 +32,7 @@ from ..errors import FastfairError
 from ..io import dumps_json
 from ..models import build_model
 from ..vocabulary import BASELINE, DTYPES, round_radius
-from .cell import load_data
+from .cell import load_dataset
 from .grid import DataSpec
 from .store import ResultsStore
 
@@ -121,7 +121,7 @@ def unfair2d_boundaries(
         return f"cells {pair[0]} and {pair[1]} were trained on different data"
     spec = baseline["spec"]
     try:
-        data = load_data(_data_spec(baseline["data"]), int(spec["seed"]))
+        data = load_dataset(_data_spec(baseline["data"]), int(spec["seed"]))
     except FastfairError as exc:
         return f"the training data of cell {pair[0]} cannot be loaded: {exc}"
     train = data.train if spec.get("train_size") is None else data.train.head(int(spec["train_size"]))
