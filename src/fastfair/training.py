@@ -42,7 +42,7 @@ def _seeded(config: TrainConfig) -> dict[str, Any]:
     """The solver options, with ``seed`` defaulting to the run's seed for solvers that draw random numbers
     (``random``, ``pgd`` with a random start), so that a run never depends on torch's global RNG."""
     options = dict(config.solver_options)
-    if "seed" in solver_options(config.solver) and options.get("seed") is None and "generator" not in options:
+    if "seed" in solver_options(config.solver) and options.get("seed") is None and options.get("generator") is None:
         options["seed"] = config.seed
     return options
 
