@@ -911,7 +911,7 @@ def test_fast_solver_properties_float32(problem: tuple[np.ndarray, np.ndarray, n
 
 
 def fixed_point_np(G: np.ndarray, HH: np.ndarray, R: np.ndarray, max_iter: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    from fastfair.trs import DenseQuadratic, _fixed_point
+    from fastfair.trs.operator import DenseQuadratic, _fixed_point
 
     g, H, r = (torch.as_tensor(a, dtype=torch.float64) for a in (G, HH, R))
     quad = DenseQuadratic(g, H)
