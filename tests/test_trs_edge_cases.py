@@ -45,9 +45,7 @@ def test_zero_gradient_psd_hessian_gives_zero_step() -> None:
 
 def test_zero_gradient_indefinite_hessian_steps_along_lowest_eigenvector() -> None:
     r = 0.7
-    res = solve_trs(
-        torch.zeros(1, 3, dtype=torch.float64), t64([[[2.0, 0, 0], [0, -1.5, 0], [0, 0, 1.0]]]), r
-    )
+    res = solve_trs(torch.zeros(1, 3, dtype=torch.float64), t64([[[2.0, 0, 0], [0, -1.5, 0], [0, 0, 1.0]]]), r)
     assert bool(res.hard_case[0])
     torch.testing.assert_close(res.step[0].abs(), t64([0.0, r, 0.0]), rtol=1e-14, atol=1e-15)
     torch.testing.assert_close(res.multiplier, t64([1.5]))
@@ -240,3 +238,50 @@ def test_solve_trs_eig_bad_input() -> None:
     with pytest.raises(FastfairError):
         solve_trs_eig(c, lam, V, torch.zeros(2))
     assert solve_trs_eig(c, lam, V, 1.0).step.shape == (2, 5)
+
+
+@pytest.mark.parametrize("radius", ["0.5", "1e-3", b"1", [0.5], None, torch.tensor([True, True])])
+@pytest.mark.parametrize("entry", ["solve_trs", "solve_trs_eig"])
+def test_radius_must_be_a_number(entry: str, radius: object) -> None:
+    call = {
+        "solve_trs": lambda: solve_trs(torch.zeros(2, 3), torch.eye(3).expand(2, 3, 3), radius),
+        "solve_trs_eig": lambda: solve_trs_eig(torch.zeros(2, 3), torch.ones(2, 3), None, radius),
+    }[entry]
+    with pytest.raises(FastfairError, match="radius") as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("tol", -1e-8),
+        ("tol", float("nan")),
+        ("tol", float("inf")),
+        ("tol", "1e-8"),
+        ("tol", True),
+        ("max_iter", -1),
+        ("max_iter", 2.5),
+        ("max_iter", True),
+        ("max_iter", "60"),
+    ],
+)
+@pytest.mark.parametrize("entry", ["solve_trs", "solve_trs_eig"])
+def test_tol_and_max_iter_are_checked(entry: str, option: str, value: object) -> None:
+    g, H = t64([[1.0, -2.0]]), t64([[[1.0, 0.0], [0.0, -1.0]]])
+    kw = {option: value}
+    call = {
+        "solve_trs": lambda: solve_trs(g, H, 1.0, **kw),
+        "solve_trs_eig": lambda: solve_trs_eig(g, t64([[1.0, -1.0]]), None, 1.0, **kw),
+    }[entry]
+    with pytest.raises(FastfairError, match=option) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_tol_zero_and_integer_options_are_accepted() -> None:
+    g, H = t64([[1.0, -2.0]]), t64([[[1.0, 0.0], [0.0, -1.0]]])
+    ref = solve_trs(g, H, 1.0)
+    for kw in ({"tol": 0}, {"tol": 0.0}, {"max_iter": np.int64(60)}, {"tol": np.float32(1e-6)}):
+        res = solve_trs(g, H, 1.0, **kw)
+        torch.testing.assert_close(res.objective, ref.objective, rtol=1e-6, atol=0)

@@ -10,8 +10,8 @@ dtype*, it lies in
 (``tiny`` the smallest normal number, ``max`` the largest finite one, ``ε`` the machine epsilon of the dtype):
 the radius and its working-precision neighbourhood ``[r ε, r/ε]`` are normal, finite numbers. That is
 
-* float32: ``2⁻¹⁰³ ≈ 9.86e-32 ≤ r ≤ 2¹⁰⁵ ≈ 4.06e31``,
-* float64: ``2⁻⁹⁷⁰ ≈ 1.00e-292 ≤ r ≤ 2⁹⁷² ≈ 3.99e292``.
+* float32: ``2⁻¹⁰³ ≈ 9.86e-32 ≤ r ≤ (2 - 2⁻²³)·2¹⁰⁴ ≈ 4.06e31``,
+* float64: ``2⁻⁹⁷⁰ ≈ 1.00e-292 ≤ r ≤ (2 - 2⁻⁵²)·2⁹⁷¹ ≈ 3.99e292``.
 
 Inside that range every solver works in units of ``r`` (the step is ``r u`` with ``‖u‖ ≤ 1``), so every
 component of the step that matters (``≥ ε r``) is a normal number and nothing is lost to underflow or
@@ -37,8 +37,9 @@ __all__ = ["radius_bounds", "radius_tensor"]
 def radius_bounds(dtype: torch.dtype) -> tuple[float, float]:
     """``(lo, hi)``: the radii the solvers accept for data of ``dtype`` (float32 or float64), inclusive.
 
-    ``lo = tiny/eps`` and ``hi = max·eps`` of the dtype (module docs): float32 ``(9.86e-32, 4.06e31)``,
-    float64 ``(1.00e-292, 3.99e292)``. Both are powers of two, exactly representable in the dtype.
+    ``lo = tiny/eps`` (a power of two) and ``hi = max·eps`` of the dtype (module docs), both exactly
+    representable in it: float32 ``(2⁻¹⁰³, (2 - 2⁻²³)·2¹⁰⁴) ≈ (9.86e-32, 4.06e31)``, float64
+    ``(2⁻⁹⁷⁰, (2 - 2⁻⁵²)·2⁹⁷¹) ≈ (1.00e-292, 3.99e292)``.
     """
     info = torch.finfo(dtype)
     return info.tiny / info.eps, info.max * info.eps
@@ -72,6 +73,8 @@ def radius_tensor(radius: float | Tensor, n: int, like: Tensor) -> Tensor:
                 raise FastfairError("radius must be positive and finite for every sample")
             raise FastfairError(f"radius must lie in {_range_message(like.dtype)} for every sample")
         return r.contiguous()
+    if not isinstance(radius, Real):  # a string, even "0.5", is not a radius
+        raise FastfairError(f"radius must be a positive number, got {radius!r}")
     try:
         value = float(radius)
     except (TypeError, ValueError, OverflowError):
