@@ -124,7 +124,8 @@ def solve_trs_operator(
         ``‖pⱼ₊₁ - p*‖ ≤ 2‖e‖/(λⱼ - B)``.
 
     A row is accepted when this bound is below ``tol·r`` with ``tol = 8 (k + 8) eps`` (the accuracy of the
-    eigendecomposition path) and ``‖∇q(pⱼ)‖`` is finite. The bound is rigorous: the hard and near-hard cases
+    eigendecomposition path) and ``‖∇q(pⱼ)‖ ≤ r eps/tiny`` (finite, and the step ``-r ∇q/‖∇q‖`` has not lost an
+    entry that matters to underflow). The bound is rigorous: the hard and near-hard cases
     (``λ* ≤ -λ₁ + small``), interior solutions, ``g = 0`` and rows whose bound ``B`` is too loose are simply
     never accepted. Iteration stops when every row is accepted, after ``fixed_point_iter`` steps, or when no
     row left is contracting fast enough to be accepted within the steps left (checks are scheduled by the
