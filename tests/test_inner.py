@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from fastfair.derivatives import loss_input_derivatives
+import fastfair.inner.pgd
+from fastfair.derivatives import logistic_loss, loss_input_derivatives
 from fastfair.errors import FastfairError
 from fastfair.inner import (
     SOLVERS,
@@ -344,6 +345,79 @@ def test_pgd_paper_step_sizes_are_per_sample():
     assert steps[0] < 0.1 and steps[1] == 0.1  # the reference shares one step size across the batch
     assert bool((res.loss > res.extras["start_loss"]).all())
     torch.testing.assert_close(norms(res, x)[1], torch.tensor(0.01, dtype=DT))
+
+
+class Ripples(nn.Module):
+    """f(x) = Σⱼ aⱼ sin(ωⱼ xⱼ) with three frequencies: a raw-gradient step of 0.1 overshoots by different amounts
+    at different points, so a batch needs 0, 1, 2, 3 or more step reductions, and some samples find none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("a", torch.tensor([2.0, 1.0, 0.5], dtype=DT))
+        self.register_buffer("w", torch.tensor([3.0, 12.0, 40.0], dtype=DT))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.a * torch.sin(self.w * x)).sum(-1)
+
+
+def sequential_paper_pgd(m, x, y, r, *, max_backtracks, max_iter, step=0.1, shrink=1.5, tol=1e-4):
+    """The paper's PGD written plainly, one sample at a time: try Π(δ + t∇ℓ); while the loss does not improve and
+    fewer than ``max_backtracks`` reductions were made, t ← t/shrink and try again; keep δ if nothing improved;
+    t carries over; stop once ‖Δδ‖ < tol or after ``max_iter`` iterations. Returns per sample
+    ``(δ, loss, iterations, t, converged)``."""
+
+    def loss(xi, yi, d):
+        return logistic_loss(m((xi + d)[None]), yi[None])[0]
+
+    def project(d):
+        nd = float(torch.linalg.vector_norm(d))
+        return d * (r / nd) if nd > r else d
+
+    out = []
+    for xi, yi in zip(x, y, strict=True):
+        delta, t, converged, it = torch.zeros_like(xi), step, False, 0
+        while it < max_iter:
+            z = delta.clone().requires_grad_(True)
+            cur = loss(xi, yi, z)
+            (grad,) = torch.autograd.grad(cur, z)
+            cur = float(cur.detach())
+            it += 1
+            cand = project(delta + t * grad)
+            new_loss = float(loss(xi, yi, cand))
+            reductions = 0
+            while not new_loss > cur and reductions < max_backtracks:
+                t, reductions = t / shrink, reductions + 1
+                cand = project(delta + t * grad)
+                new_loss = float(loss(xi, yi, cand))
+            new, value = (cand, new_loss) if new_loss > cur else (delta, cur)
+            moved = float(torch.linalg.vector_norm(new - delta))
+            delta = new
+            if moved < tol:
+                converged = True
+                break
+        out.append((delta, value, it, t, converged))
+    return out
+
+
+@pytest.mark.parametrize("max_backtracks", [1, 2, 3])
+@pytest.mark.parametrize("block_elements", [1, 6, None])
+def test_pgd_paper_backtracking_equals_the_sequential_loop(monkeypatch, max_backtracks, block_elements):
+    """Back-tracking in blocks of reductions (one per block, blocks of two or one, or all at once) gives exactly
+    the per-sample sequential loop, for few allowed reductions (where every reduction counts)."""
+    if block_elements is not None:  # (m samples x block x d) candidate entries per model call: d = 3
+        monkeypatch.setattr(fastfair.inner.pgd, "BLOCK_ELEMENTS", block_elements)
+    m = Ripples()
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(12, 3, generator=g, dtype=DT) * 2 - 1
+    y = torch.randint(0, 2, (12,), generator=g).to(DT)
+    res = make_inner("pgd-paper", max_backtracks=max_backtracks, max_iter=30).perturb(m, x, y, 0.5)
+    ref = sequential_paper_pgd(m, x, y, 0.5, max_backtracks=max_backtracks, max_iter=30)
+    torch.testing.assert_close(res.x_adv - x, torch.stack([o[0] for o in ref]), rtol=0, atol=1e-13)
+    torch.testing.assert_close(res.loss, torch.tensor([o[1] for o in ref], dtype=DT), rtol=1e-13, atol=0)
+    assert res.iterations.tolist() == [o[2] for o in ref]
+    torch.testing.assert_close(res.extras["step_size"], torch.tensor([o[3] for o in ref], dtype=DT), rtol=1e-13, atol=0)
+    assert res.extras["converged"].tolist() == [o[4] for o in ref]
+    assert not all(o[4] for o in ref) and len({o[2] for o in ref}) > 3  # the cap and varied iteration counts
 
 
 def test_pgd_tuned_monotone_best_iterate_and_tolerance():
