@@ -9,15 +9,19 @@ parsing, the report) can use it without loading torch.
 
 from __future__ import annotations
 
-#: Inner maximisers, in the order tables, figures and ``--help`` list them. ``"none"`` is ordinary training.
-SOLVERS: tuple[str, ...] = ("none", "trs", "pgd-paper", "pgd", "random")
+#: Inner maximisers, in the order tables, figures and ``--help`` list them. ``"none"`` is ordinary training;
+#: ``"auto"`` picks ``"trs"`` or ``"pgd"`` from the model's structure (see :mod:`fastfair.inner.auto`).
+SOLVERS: tuple[str, ...] = ("none", "auto", "trs", "pgd-paper", "pgd", "random")
 #: The solver that means "no perturbation": the non-robust baseline every robust cell is compared against.
 BASELINE = "none"
 
 #: Built-in model families (see :mod:`fastfair.models`).
 MODELS: tuple[str, ...] = ("affine", "mlp")
-#: Hidden-layer activations of the built-in MLP.
-ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid", "softplus")
+#: Hidden-layer activations of the built-in MLPs (one hidden layer or several).
+ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid", "softplus", "gelu", "relu", "leaky_relu")
+#: The activations that are piecewise linear (φ″ = 0 away from their kink): a network built from them has a
+#: rank-one input Hessian through the logistic loss.
+PIECEWISE_LINEAR_ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu")
 #: Floating-point precisions a run may use, by name.
 DTYPES: tuple[str, ...] = ("float32", "float64")
 
