@@ -4,12 +4,16 @@
     result = inner.perturb(model, x, y, radius)   # InnerResult: x_adv, loss, iterations, certificate, extras
     x_adv = inner.attack(model, x, y, r)          # the training loop's call: x + δ only, trusted inputs
 
-Solvers (``SOLVERS``):
+Solvers (``SOLVERS``, the order of :data:`fastfair.vocabulary.SOLVERS`):
 
-* ``"trs"`` -- :class:`TrustRegionAdversary`: exact maximiser of the quadratic model (closed form for affine
-  models, row-space reduction for one-hidden-layer MLPs, batched eigen-solver otherwise).
-* ``"pgd"`` -- :class:`ProjectedGradientAdversary`: tuned L2 PGD (10 normalised steps of 0.25·r).
+* ``"auto"`` -- :class:`AutoAdversary`: picks ``"trs"`` or ``"pgd"`` from the model's structure (closed-form TRS
+  for affine models, PGD for piecewise-linear ones such as relu networks, TRS for smooth ones), says why, and
+  delegates to it (:mod:`fastfair.inner.auto`).
+* ``"trs"`` -- :class:`TrustRegionAdversary`: exact maximiser of the quadratic model of the loss over the
+  ball, by the path that fits the model (closed form for affine models, the factored one-hidden-layer form,
+  Hessian products or a dense Hessian otherwise); ``extras["path"]`` says which.
 * ``"pgd-paper"`` -- :class:`PaperPGDAdversary`: the paper's back-tracking PGD (step 0.1, ÷1.5, ≤ 5000 its).
+* ``"pgd"`` -- :class:`ProjectedGradientAdversary`: tuned L2 PGD (10 normalised steps of 0.25·r).
 * ``"random"`` -- :class:`RandomAdversary`: a random direction on the sphere (or in the ball).
 """
 
@@ -19,6 +23,8 @@ import inspect
 from typing import Any
 
 from ..errors import FastfairError
+from ..vocabulary import SOLVERS
+from .auto import AutoAdversary, AutoChoice
 from .base import InnerMaximizer, InnerResult
 from .pgd import PaperPGDAdversary, ProjectedGradientAdversary
 from .random import RandomAdversary
@@ -26,6 +32,8 @@ from .trs import TrustRegionAdversary
 
 __all__ = [
     "SOLVERS",
+    "AutoAdversary",
+    "AutoChoice",
     "InnerMaximizer",
     "InnerResult",
     "PaperPGDAdversary",
@@ -36,9 +44,8 @@ __all__ = [
     "solver_options",
 ]
 
-SOLVERS = ("none", "trs", "pgd", "pgd-paper", "random")
-
 _REGISTRY: dict[str, type[InnerMaximizer]] = {
+    "auto": AutoAdversary,
     "trs": TrustRegionAdversary,
     "pgd": ProjectedGradientAdversary,
     "pgd-paper": PaperPGDAdversary,
