@@ -6,7 +6,9 @@ Robust training solves
 
 by alternating, on every mini-batch, an inner maximisation (a :mod:`fastfair.inner` solver returns the perturbed
 batch x + δ*) with one Adam step on the loss taken at the perturbed points, as in the paper. ``clean_weight = w``
-mixes in the clean loss: (1 - w)·ℓ(x + δ*) + w·ℓ(x). With ``solver="none"`` this is ordinary training.
+mixes in the clean loss: (1 - w)·ℓ(x + δ*) + w·ℓ(x). With ``solver="none"`` this is ordinary training. With
+``solver="auto"`` the inner solver is chosen once, before the first epoch, from the model's structure
+(:mod:`fastfair.inner.auto`); the choice and its reason are kept in :attr:`TrainResult.inner_choice`.
 
 Time spent in the inner solver is measured separately from the rest of the epoch (``inner_seconds``), so that
 the cost of robustness can be reported honestly; evaluation after each epoch is not counted in either.
@@ -29,7 +31,7 @@ from .config import TrainConfig, resolve_device
 from .config import scale_range as scale_range  # re-exported: the settings' bounds, next to the training loop
 from .datasets import Dataset, Split
 from .errors import FastfairError, require
-from .inner import make_inner, solver_options
+from .inner import AutoAdversary, make_inner, solver_options
 from .models import bce_per_sample, build_model
 from .vocabulary import DTYPES as DTYPE_NAMES
 from .vocabulary import SPLITS
@@ -40,20 +42,35 @@ DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 def _seeded(config: TrainConfig) -> dict[str, Any]:
     """The solver options, with ``seed`` defaulting to the run's seed for solvers that draw random numbers
-    (``random``, ``pgd`` with a random start), so that a run never depends on torch's global RNG."""
+    (``random``, ``pgd`` with a random start, and the ``pgd`` candidate of ``auto``), so that a run never depends
+    on torch's global RNG."""
     options = dict(config.solver_options)
-    if "seed" in solver_options(config.solver) and options.get("seed") is None and options.get("generator") is None:
-        options["seed"] = config.seed
+    if config.solver == "auto":
+        options["pgd"] = _with_seed(options.get("pgd") or {}, config.seed)
+    elif "seed" in solver_options(config.solver):
+        options = _with_seed(options, config.seed)
     return options
+
+
+def _with_seed(options: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``options`` with ``seed`` set, unless they already name a seed or a generator."""
+    if options.get("seed") is None and options.get("generator") is None:
+        return {**options, "seed": seed}
+    return dict(options)
 
 
 @dataclass
 class TrainResult:
-    """A trained model with its per-epoch history and timing."""
+    """A trained model with its per-epoch history and timing.
+
+    ``inner_choice``: for ``solver="auto"``, the solver it chose and why, ``{"solver": ..., "reason": ...}``
+    (:class:`fastfair.inner.AutoChoice`); ``None`` for every other solver.
+    """
 
     model: nn.Module
     config: TrainConfig
     history: list[dict[str, float]]
+    inner_choice: dict[str, str] | None = None
 
     @property
     def epoch_seconds(self) -> float:
@@ -168,6 +185,10 @@ def train_arrays(
         )
     model = model.to(device=device, dtype=dtype)
     inner = make_inner(config.solver, **_seeded(config))
+    inner_choice = None
+    if isinstance(inner, AutoAdversary):  # chosen once: the model's structure does not change while it trains
+        choice = inner.choose(model, X.shape[1])
+        inner, inner_choice = inner.candidates[choice.solver], choice._asdict()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     # The first optimizer step of a process imports torch's compiler stack (seconds on this machine class). A
     # step without gradients does that and changes nothing, so the epoch clock measures training alone.
@@ -219,7 +240,7 @@ def train_arrays(
         if progress and hasattr(epochs, "set_postfix"):
             epochs.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_accuracy']:.3f}")
     model.eval()
-    return TrainResult(model=model, config=config, history=history)
+    return TrainResult(model=model, config=config, history=history, inner_choice=inner_choice)
 
 
 def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None, progress: bool = False) -> TrainResult:
@@ -242,19 +263,20 @@ def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None,
 LOSS_SLACK_EPS = 64
 
 #: Solvers whose job is to maximise the loss (``random`` only draws a perturbation, which may lower it).
-MAXIMISERS = ("trs", "pgd", "pgd-paper")
+MAXIMISERS = ("auto", "trs", "pgd", "pgd-paper")
 
 
 def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_rows: int = 4096) -> dict[str, Any]:
     """Run the run's inner solver once more on (the first ``max_rows`` rows of) ``X``, ``y`` with the trained
     model and report what it attains: mean clean loss ℓ(x) and perturbed loss ℓ(x + δ), mean iterations, and
     for TRS the path taken, the number of hard cases, the largest relative KKT violation of its certificate
-    (:meth:`fastfair.trs.TRSCertificate.max_violation`) and the fraction of certified solves. ``{}`` for
-    ``solver="none"``.
+    (:meth:`fastfair.trs.TRSCertificate.max_violation`) and the fraction of certified solves. For
+    ``solver="auto"`` also the solver it chose for the model, ``"choice"``, and why, ``"reason"`` (a TRS choice
+    then reports its path and certificate as above). ``{}`` for ``solver="none"``.
 
     The answer can be untrustworthy in two ways, each reported as a ``RuntimeWarning`` and listed under
     ``"warnings"`` (empty when all is well): a certified fraction below 1 (some solves failed their KKT
-    certificate), and, for the maximisers (``trs``, ``pgd``, ``pgd-paper``), a mean perturbed loss below the
+    certificate), and, for the maximisers (``auto``, ``trs``, ``pgd``, ``pgd-paper``), a mean perturbed loss below the
     clean one by more than ``LOSS_SLACK_EPS``·eps·ℓ(x) (or not finite), which no maximiser of ℓ over a ball
     containing δ = 0 should return: the radius is then far outside the region where the solver's model of
     the loss holds, and the run did not train against worst-case perturbations.
@@ -264,8 +286,10 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
         return {}
     require(len(X) == len(y), f"X and y must have the same number of rows, got {len(X)} and {len(y)}")
     options = _seeded(config)
-    if config.solver == "trs":
-        options["certify"] = True  # the certificate is the point of a diagnostic
+    if config.solver == "trs":  # the certificate is the point of a diagnostic
+        options["certify"] = True
+    elif config.solver == "auto":
+        options["trs"] = {**(options.get("trs") or {}), "certify": True}
     inner = make_inner(config.solver, **options)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
     x = torch.as_tensor(np.asarray(X[:max_rows], dtype=np.float64), dtype=dtype, device=device)
@@ -281,6 +305,10 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
         "perturbed_loss": float(res.loss.double().mean()),
         "iterations": float(res.iterations.double().mean()),
     }
+    solver = config.solver
+    if "auto" in res.extras:
+        out["choice"], out["reason"] = res.extras["auto"]["solver"], res.extras["auto"]["reason"]
+        solver = f"{out['choice']} (chosen by auto)"
     problems = []
     if res.certificate is not None:
         out["path"] = res.extras.get("path")
@@ -289,7 +317,7 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
         out["certified_fraction"] = float(res.certificate.ok().double().mean())
         if not out["certified_fraction"] >= 1.0:
             problems.append(
-                f"the {config.solver} inner solver certified only {100 * out['certified_fraction']:.1f}% of its "
+                f"the {solver} inner solver certified only {100 * out['certified_fraction']:.1f}% of its "
                 f"solves on the trained model at radius {config.radius:g} (max relative KKT violation "
                 f"{out['max_kkt_violation']:.1e}): the loss the run trained on is not a certified worst case"
             )
@@ -298,7 +326,7 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
         slack = LOSS_SLACK_EPS * torch.finfo(dtype).eps * abs(clean_loss)
         if not perturbed >= clean_loss - slack:  # also catches NaN
             problems.append(
-                f"the {config.solver} inner solver lowered the mean loss on the trained model at radius "
+                f"the {solver} inner solver lowered the mean loss on the trained model at radius "
                 f"{config.radius:g} ({clean_loss:.4g} -> {perturbed:.4g}): at this radius it does not find "
                 "worst-case perturbations, so the run did not train against them"
             )

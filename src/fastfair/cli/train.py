@@ -87,12 +87,20 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
     names = {"train": "train", "val": "validation", "test": "test"}
     rows = {names[s]: {k: report[s].get(k) for k in ("accuracy", "auc", *GAP_KEYS)} for s in evaluation}
     cfg = report["config"]
+    model = cfg["model"]
+    if model == "mlp":
+        widths = cfg["hidden"] if isinstance(cfg["hidden"], list | tuple) else [cfg["hidden"]]
+        model += f" (hidden {', '.join(str(h) for h in widths)}, {cfg['activation']})"
     lines = [
         f"dataset {report['dataset']}: {report['n_train']} training rows, {report['n_features']} features, "
         f"groups {', '.join(report['groups'])}, positive class {report['labels']['positive']!r}",
-        f"model {cfg['model']}, solver {cfg['solver']}"
+        f"model {model}, solver {cfg['solver']}"
         + (f" (radius {cfg['radius']:g})" if cfg["solver"] != BASELINE else "")
         + f", {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, seed {cfg['seed']}",
+    ]
+    if report.get("inner", {}).get("choice"):
+        lines.append(f"inner solver {cfg['solver']} -> {report['inner']['choice']}: {report['inner']['reason']}")
+    lines += [
         "",
         "accuracy and fairness gaps (absolute, max - min over groups):",
         format_table(pd.DataFrame(rows).T),
