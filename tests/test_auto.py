@@ -114,6 +114,16 @@ def test_probe_on_deeper_functional_networks(d, dtype):
         assert make_inner("auto").choose(Functional(d, F.softplus).to(dtype), d).solver == "trs"
 
 
+def test_probe_reads_the_model_in_evaluation_mode_and_restores_it():
+    model = nn.Sequential(nn.Dropout(0.5), Functional(D, F.relu))
+    model.train()
+    assert make_inner("auto").choose(model, D).solver == "pgd"  # dropout noise would look like curvature
+    assert all(m.training for m in model.modules())
+    model.eval()
+    assert make_inner("auto").choose(model, D).solver == "pgd"
+    assert not any(m.training for m in model.modules())
+
+
 def test_probe_leaves_the_global_rng_alone():
     model = Functional(D, F.relu)
     torch.manual_seed(3)

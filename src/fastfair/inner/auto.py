@@ -35,7 +35,8 @@ How a model is recognised as piecewise linear:
 * A function called inside ``forward`` (``torch.relu(x)``, ``F.relu(x)``) is not a module and cannot be seen
   by the walk. When the walk finds no activation layer at all, a **probe** decides (``probe=True``, the
   default): the input gradient ∇f is taken at :data:`PROBE_ROWS` standard-normal rows and again after a move
-  of length :data:`PROBE_STEP` along a random direction. A piecewise-linear f has a piecewise-constant ∇f,
+  of length :data:`PROBE_STEP` along a random direction, with the model in evaluation mode (no dropout noise;
+  its modes are restored afterwards). A piecewise-linear f has a piecewise-constant ∇f,
   computed from the same weights and the same activation pattern at both points, so it comes out bitwise the
   same unless a kink lies within the move (rare at this step length); a smooth f changes it by about
   PROBE_STEP·‖∇²f v‖, far above rounding. The probe reads the model as piecewise linear when at least half of
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -169,11 +170,9 @@ class AutoAdversary(InnerMaximizer):
             if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
                 raise FastfairError(f"auto option {name} must be a mapping of {name} options, got {options!r}")
             try:
-                solver = make_inner(name, **options)
+                self.candidates[name] = cast(InnerMaximizer, make_inner(name, **options))  # never None here
             except FastfairError as exc:
                 raise FastfairError(f"auto option {name}: {exc}") from None
-            assert solver is not None
-            self.candidates[name] = solver
         self.probe = check_bool("probe", probe)
         self.last_choice: AutoChoice | None = None
         self._probed: weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[str, str]]] = weakref.WeakKeyDictionary()
@@ -193,17 +192,17 @@ class AutoAdversary(InnerMaximizer):
 
     def resolve(self, model: nn.Module, d: int) -> InnerMaximizer:
         """:meth:`choose`, recorded in :attr:`last_choice`; returns the chosen solver itself."""
-        self.last_choice = self.choose(model, d)
-        return self.candidates[self.last_choice.solver]
+        self.last_choice = choice = self.choose(model, d)
+        return self.candidates[choice.solver]
 
     def attack(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
         """The chosen solver's :meth:`~fastfair.inner.base.InnerMaximizer.attack`."""
         return self.resolve(model, x.shape[1]).attack(model, x, y, r)
 
     def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
-        res = self.resolve(model, x.shape[1])._perturb(model, x, y, r)
-        assert self.last_choice is not None
-        res.extras["auto"] = self.last_choice._asdict()
+        self.last_choice = choice = self.choose(model, x.shape[1])
+        res = self.candidates[choice.solver]._perturb(model, x, y, r)
+        res.extras["auto"] = choice._asdict()
         return res
 
     # ---------------------------------------------------------------------------------------------------
@@ -261,7 +260,13 @@ def _probe(model: nn.Module, d: int) -> tuple[str, str]:
     x = x.to(device=device, dtype=dtype)
     moved = (x.double() + PROBE_STEP * v.to(device)).to(dtype)
     forward = detached_forward(model)
-    g0, g1 = _logit_gradient(forward, x), _logit_gradient(forward, moved)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()  # the shape of f, not the noise of dropout or the batch coupling of batch norm in training
+    try:
+        g0, g1 = _logit_gradient(forward, x), _logit_gradient(forward, moved)
+    finally:
+        for module, training in modes:
+            module.training = training
     live = (g0 != 0).any(dim=1) | (g1 != 0).any(dim=1)
     if not bool(live.any()):
         return "smooth", "no activation layer found, and the probe's input gradients were all zero"
