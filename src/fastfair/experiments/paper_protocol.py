@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import TrainConfig
-from ..vocabulary import SOLVERS
 from .grid import DatasetPlan, DataSpec, Grid
 from .parse import parse_radii
 
 MODEL = "affine"
+#: The solvers the paper compares (the robust ones against the non-robust baseline "none").
+PAPER_SOLVERS = ("none", "trs", "pgd-paper", "pgd", "random")
 LR = 1e-2
 
 
@@ -133,7 +134,7 @@ def describe() -> str:
     lines = ["protocol (full):"]
     for p in FULL:
         lines.append(f"  {p.name:9s} radii {p.radii}, {_settings_text(p)}")
-    lines.append(f"  solvers {', '.join(SOLVERS)}; {MODEL} model; Adam lr {LR:g}; seeds 0-{FULL_SEEDS - 1}")
+    lines.append(f"  solvers {', '.join(PAPER_SOLVERS)}; {MODEL} model; Adam lr {LR:g}; seeds 0-{FULL_SEEDS - 1}")
     lines.append("protocol (--quick, a smoke test, not a reproduction):")
     for p in QUICK:
         radii = ", ".join(f"{r:g}" for r in parse_radii(p.radii))
