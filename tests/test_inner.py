@@ -1,4 +1,4 @@
-"""Inner maximisers: exactness of TRS on affine models, subspace = generic, feasibility, degenerate inputs."""
+"""Inner maximisers: exactness of TRS on affine models, subspace = dense, feasibility, degenerate inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import fastfair.inner.pgd
-from fastfair.derivatives import logistic_loss, loss_input_derivatives
+from fastfair.derivatives import loss_input_derivatives
 from fastfair.errors import FastfairError
 from fastfair.inner import (
     SOLVERS,
@@ -19,18 +19,11 @@ from fastfair.inner import (
     make_inner,
     solver_options,
 )
-from fastfair.models import MLP, Affine, bce_per_sample
+from fastfair.losses import logistic_loss
+from fastfair.models import MLP, Affine
+from helpers import TwoHidden, bce_reference
 
 DT = torch.float64
-
-
-class TwoHidden(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, 3), nn.Sigmoid(), nn.Linear(3, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
 
 
 def affine(w, b=0.0, dtype=DT) -> Affine:
@@ -47,7 +40,7 @@ def model(kind: str, d: int, seed: int = 0, dtype=DT, hidden: int = 3, scale: fl
     if kind == "affine":
         m = Affine(d)
     else:
-        m = MLP(d, hidden=hidden) if kind == "mlp" else TwoHidden(d)
+        m = MLP(d, hidden=hidden) if kind == "mlp" else TwoHidden(d, widths=(6, 3), activations=(nn.Tanh, nn.Sigmoid))
     m = m.to(dtype)
     with torch.no_grad():
         for p in m.parameters():
@@ -62,7 +55,7 @@ def batch(n: int, d: int, seed: int = 1, dtype=DT) -> tuple[torch.Tensor, torch.
 
 def true_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return bce_per_sample(m(x), y)
+        return bce_reference(m(x), y)
 
 
 def norms(res: InnerResult, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +88,7 @@ def test_affine_trs_is_the_exact_maximiser():
     # oracle: the loss sees δ only through the logit, which ranges over z ± r‖w‖ on the ball
     w = m.linear.weight.detach()[0]
     z = m(x).detach()
-    best = torch.maximum(bce_per_sample(z + r * w.norm(), y), bce_per_sample(z - r * w.norm(), y))
+    best = torch.maximum(bce_reference(z + r * w.norm(), y), bce_reference(z - r * w.norm(), y))
     torch.testing.assert_close(res.loss, best, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(norms(res, x), torch.full((64,), r, dtype=DT))
     cert = res.certificate
@@ -156,7 +149,7 @@ def test_affine_direction_for_extreme_logits_and_soft_labels(label):
     r = 0.1
     res = make_inner("trs").perturb(m, x, y, r)
     z = m(x).detach()
-    up, down = bce_per_sample(z + r * 5, y), bce_per_sample(z - r * 5, y)
+    up, down = bce_reference(z + r * 5, y), bce_reference(z - r * 5, y)
     dz = m(res.x_adv).detach() - z
     if label in (0.0, 1.0):  # monotone loss: always move the logit away from the label
         expected = torch.full((4,), 0.5 if label == 0.0 else -0.5, dtype=DT)
@@ -167,7 +160,7 @@ def test_affine_direction_for_extreme_logits_and_soft_labels(label):
 
 
 # ------------------------------------------------------------------------------------------------------
-# TRS on MLPs and generic modules
+# TRS on MLPs and other modules
 # ------------------------------------------------------------------------------------------------------
 
 
@@ -180,7 +173,7 @@ def _model_value(m, x, y, delta):
 @pytest.mark.parametrize(
     "activation, r", [("tanh", 1e-3), ("sigmoid", 0.3), ("softplus", 5.0), ("tanh", 0.3), ("sigmoid", 5.0)]
 )
-def test_mlp_subspace_path_equals_generic_path(activation, r):
+def test_mlp_subspace_path_equals_dense_path(activation, r):
     d, h = 9, 3
     torch.manual_seed(5)
     m = MLP(d, hidden=h, activation=activation).to(DT)
@@ -190,7 +183,7 @@ def test_mlp_subspace_path_equals_generic_path(activation, r):
     x, y = batch(40, d, seed=6)
     sub = make_inner("trs").perturb(m, x, y, r)
     gen = make_inner("trs", structured=False).perturb(m, x, y, r)
-    assert sub.extras["path"] == "mlp-subspace" and gen.extras["path"] == "generic"
+    assert sub.extras["path"] == "mlp-subspace" and gen.extras["path"] == "dense"
     # optimal values of the quadratic model agree (steps may differ by sign / hard-case freedom)
     torch.testing.assert_close(
         sub.extras["predicted_increase"], gen.extras["predicted_increase"], rtol=1e-9, atol=1e-12
@@ -225,15 +218,15 @@ def test_mlp_subspace_certificate_counts_the_complement():
     torch.testing.assert_close(res.certificate.min_eigenvalue, expected, atol=1e-10, rtol=1e-9)
 
 
-def test_mlp_wide_hidden_layer_uses_generic_path_and_custom_module_works():
+def test_mlp_wide_hidden_layer_takes_the_factored_path_and_custom_module_works():
     m = model("mlp", 3, hidden=5)
     x, y = batch(20, 3)
     res = make_inner("trs").perturb(m, x, y, 0.5)
-    assert res.extras["path"] == "generic" and bool(res.certificate.ok().all())
+    assert res.extras["path"] == "mlp-subspace" and bool(res.certificate.ok().all())
     c = model("custom", 4)
     x, y = batch(20, 4)
     res = make_inner("trs").perturb(c, x, y, 0.5)
-    assert res.extras["path"] == "generic" and bool(res.certificate.ok().all())
+    assert res.extras["path"] == "dense" and bool(res.certificate.ok().all())
     assert bool((res.loss >= res.extras["clean_loss"] - 0.1).all())
     torch.testing.assert_close(res.loss, true_loss(c, res.x_adv, y))
 

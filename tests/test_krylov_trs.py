@@ -1,4 +1,4 @@
-"""Tests of :mod:`fastfair.krylov_trs`: the batched Hessian-free (Lanczos / GLTR) trust-region solver.
+"""Tests of :mod:`fastfair.trs.krylov`: the batched Hessian-free (Lanczos / GLTR) trust-region solver.
 
 Oracles: the dense exact solver :func:`fastfair.trs.solve_trs` (itself held to a scipy oracle in its own tests)
 on the same problem, ``hvp = H @ v`` from an explicit float64 ``H``; a brute-force minimisation over the disc
@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastfair.errors import FastfairError
-from fastfair.krylov_trs import KrylovTRSResult, solve_trs_krylov
-from fastfair.trs import TRSCertificate, solve_trs
+from fastfair.trs import KrylovTRSResult, TRSCertificate, solve_trs, solve_trs_krylov
 
 
 @pytest.fixture(autouse=True, scope="module")

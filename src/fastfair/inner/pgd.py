@@ -37,14 +37,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..validation import check_bool, check_nonnegative_int, check_positive_float, check_positive_int
 from .base import (
     InnerMaximizer,
     InnerResult,
     SeededRandomness,
-    check_bool,
-    check_nonnegative_int,
-    check_positive_float,
-    check_positive_int,
     detached_forward,
     loss_and_grad,
     loss_at,
