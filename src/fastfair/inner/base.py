@@ -29,8 +29,10 @@ from ..validation import check_seed_value
 class InnerResult:
     """What an inner maximiser returns for a batch of n samples in d dimensions.
 
-    ``iterations`` counts the derivative evaluations spent per sample: 1 for TRS (one gradient and Hessian),
-    the number of gradient steps for PGD, 0 for random perturbations.
+    ``iterations`` counts the derivative evaluations spent per sample: for TRS 1 (one gradient and Hessian) on
+    its closed-form and k×k paths (the lean k×k path reports its fixed-point products instead) and the
+    Hessian-vector products on its Krylov path; the number of gradient steps for PGD; 0 for random
+    perturbations.
     """
 
     x_adv: Tensor  #: (n, d) detached; ‖x_adv - x‖ ≤ r per sample (to rounding)
