@@ -29,6 +29,7 @@ from fastfair.errors import FastfairError
 from fastfair.inner import TrustRegionAdversary, make_inner
 from fastfair.losses import logistic_loss
 from fastfair.models import MLP, Affine
+from fastfair.trs import solve_trs, solve_trs_operator
 from helpers import TwoHidden
 
 DT = torch.float64
@@ -86,6 +87,8 @@ CASES = [
     ("affine through products", lambda d: scaled(Affine(d)), 5, {"structured": False, "backend": "hvp"}, "krylov"),
 ]
 IDS = [c[0] for c in CASES]
+#: the cases whose model has a k×k Hessian (all but krylov)
+MATRIX_CASES = [c for c in CASES if c[4] != "krylov"]
 #: the function of :mod:`fastfair.derivatives.quadratic` that builds each path's model
 BUILDERS = {
     "affine-closed-form": "affine_parameters",
@@ -177,6 +180,28 @@ def test_every_path_is_the_quadratic_model_of_the_loss(label, factory, d, option
     torch.testing.assert_close(neg.g, -quad.g, rtol=0, atol=0)
     torch.testing.assert_close(neg.hvp(V), -quad.hvp(V), rtol=1e-14, atol=1e-15)
     torch.testing.assert_close(neg.loss, quad.loss, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("label, factory, d, options, path", MATRIX_CASES, ids=[c[0] for c in MATRIX_CASES])
+@pytest.mark.parametrize("r", [0.05, 3.0])
+def test_the_matrix_models_are_quadratic_batches(label, factory, d, options, path, r):
+    """Rank-one, factored and dense models (and their negations) go straight into solve_trs_operator, which then
+    attains the dense exact TRS's optimal value of -L's model; the curvature bound holds."""
+    m = factory(d)
+    x, y = batch(16, d, seed=5)
+    quad = quadratic_model(m, x, y, structured=options.get("structured", True)).neg()
+    g, H = quad.rows(None)
+    torch.testing.assert_close(g, quad.g, rtol=0, atol=0)
+    torch.testing.assert_close(H, quad.hessian(), rtol=0, atol=0)
+    p = torch.randn(16, g.shape[1], generator=torch.Generator().manual_seed(6), dtype=DT)
+    torch.testing.assert_close(quad.gradient(p), g + (H @ p.unsqueeze(-1)).squeeze(-1), rtol=1e-12, atol=1e-13)
+    assert bool((quad.curvature_bound() >= -torch.linalg.eigvalsh(H)[:, 0] - 1e-12).all())
+    rad = torch.full((16,), r, dtype=DT)
+    step = solve_trs_operator(quad, rad)
+    value = (g * step).sum(-1) + 0.5 * (step * (H @ step.unsqueeze(-1)).squeeze(-1)).sum(-1)
+    ref = solve_trs(g, H, rad).objective
+    size = g.norm(dim=-1) * r + torch.linalg.matrix_norm(H, 2) * r * r
+    assert bool(((value - ref).abs() <= 1e-10 * size).all())
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ minimises), and a ``basis`` U (d, k) with orthonormal columns where the model li
 ``H`` are the reduced ``Uᵀ∇L`` and ``Uᵀ∇²L U``, the full ones are ``U g`` and ``U H Uᵀ``, and ``lift(p) = U p``
 maps a reduced step to the input space (``basis is None``: ``k = d`` and ``lift`` is the identity).
 
+The rank-one, factored and dense models are also :class:`fastfair.trs.QuadraticBatch` es (``gradient(p) = g +
+Hp``, ``curvature_bound()``, ``rows(index)``), so :func:`fastfair.trs.solve_trs_operator` solves them (or
+their ``neg()``) directly; the Krylov model is known through products only and is solved by
+:func:`fastfair.trs.solve_trs_krylov`.
+
 The four implementations (``path``):
 
 ``"affine-closed-form"`` -- :class:`RankOneModel`, f(x) = wᵀx + b: ``g = ℓ′w``, ``H = ℓ″wwᵀ`` (rank one). O(n·d),
@@ -170,6 +175,18 @@ class RankOneModel:
     def neg(self) -> RankOneModel:
         return RankOneModel(self.w, self.b, self.x, self.y, -self.sign)
 
+    # QuadraticBatch
+    def gradient(self, p: Tensor) -> Tensor:
+        return self.g + self.hvp(p)
+
+    def curvature_bound(self) -> Tensor:
+        """``max(0, -sign·ℓ″)‖w‖²`` = ``max(0, -λ_min(H))`` exactly (H is rank one)."""
+        return (-self.sign * self.d2).clamp_min(0) * torch.linalg.vecdot(self.w, self.w)
+
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        g, H = self.g, self.hessian()
+        return (g, H) if index is None else (g[index], H[index])
+
 
 class FactoredModel:
     """``path = "mlp-subspace"``: the one-hidden-layer MLP's model kept factored (:class:`~.factored.FactoredQuadratic`
@@ -204,10 +221,20 @@ class FactoredModel:
         return out
 
     def operator(self) -> QuadraticBatch:
-        """The model as a :class:`fastfair.trs.QuadraticBatch`: factored, or dense (k×k) where about ten products
-        are cheaper that way (:meth:`~.factored.FactoredQuadratic.prefers_dense`)."""
+        """The cheaper form of the model for :func:`fastfair.trs.solve_trs_operator`: factored, or dense (k×k)
+        where about ten products are cheaper that way (:meth:`~.factored.FactoredQuadratic.prefers_dense`)."""
         quad = self.quad
         return DenseQuadratic(quad.g, quad.hessian()) if quad.prefers_dense() else quad
+
+    # QuadraticBatch
+    def gradient(self, p: Tensor) -> Tensor:
+        return self.quad.gradient(p)
+
+    def curvature_bound(self) -> Tensor:
+        return self.quad.curvature_bound()
+
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.quad.rows(index)
 
 
 class DenseModel:
@@ -240,8 +267,18 @@ class DenseModel:
         return DenseModel(self._g.neg(), self.H.neg(), self._loss)
 
     def operator(self) -> QuadraticBatch:
-        """The model as a :class:`fastfair.trs.QuadraticBatch` (:class:`~fastfair.trs.DenseQuadratic`)."""
+        """The model for :func:`fastfair.trs.solve_trs_operator` (:class:`~fastfair.trs.DenseQuadratic`)."""
         return DenseQuadratic(self._g, self.H)
+
+    # QuadraticBatch
+    def gradient(self, p: Tensor) -> Tensor:
+        return self.operator().gradient(p)
+
+    def curvature_bound(self) -> Tensor:
+        return self.operator().curvature_bound()
+
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.operator().rows(index)
 
 
 class KrylovModel:
