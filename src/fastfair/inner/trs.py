@@ -60,8 +60,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..derivatives import QUADRATIC_BACKENDS, QuadraticModel, choose_path, quadratic_model
-from ..errors import FastfairError
+from ..derivatives import (
+    QUADRATIC_BACKENDS,
+    DenseModel,
+    FactoredModel,
+    KrylovModel,
+    QuadraticModel,
+    RankOneModel,
+    check_backend,
+    choose_path,
+    quadratic_model,
+)
 from ..losses import logistic_loss
 from ..trs import TRSCertificate, solve_trs, solve_trs_krylov, solve_trs_operator
 from ..validation import check_bool, check_optional_nonnegative_float, check_positive_int
@@ -115,10 +124,7 @@ class TrustRegionAdversary(InnerMaximizer):
         self.certify = check_bool("certify", certify)
         self.tol = check_optional_nonnegative_float("tol", tol)
         self.max_iter = check_positive_int("max_iter", max_iter)
-        if backend not in QUADRATIC_BACKENDS:
-            choices = ", ".join(QUADRATIC_BACKENDS)
-            raise FastfairError(f"unknown derivative backend {backend!r}; choose one of {choices}")
-        self.backend = backend
+        self.backend = check_backend(backend, QUADRATIC_BACKENDS)
         self._options = {
             "structured": self.structured,
             "certify": self.certify,
@@ -149,7 +155,7 @@ class TrustRegionAdversary(InnerMaximizer):
 
     # ---- lean steps (training): x + δ, and the work it took ------------------------------------------------
 
-    def _lean_rank_one(self, quad, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
+    def _lean_rank_one(self, quad: RankOneModel, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
         if not bool(((y == 0) | (y == 1)).all()):  # soft labels: the end-point comparison is needed
             return _LeanStep(x + _rank_one_step(quad, y, r)[0])
         w = quad.w
@@ -157,12 +163,12 @@ class TrustRegionAdversary(InnerMaximizer):
         u = w / wnorm if bool(wnorm > 0) else w
         return _LeanStep(torch.addr(x, (1 - 2 * y) * r, u))
 
-    def _lean_matrix(self, quad, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
+    def _lean_matrix(self, quad: FactoredModel | DenseModel, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
         work: dict[str, int] = {}
         step = solve_trs_operator(quad.neg().operator(), r, stats=work)
         return _LeanStep(x + quad.lift(step), max(1, work["products"]), work)
 
-    def _lean_krylov(self, quad, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
+    def _lean_krylov(self, quad: KrylovModel, x: Tensor, y: Tensor, r: Tensor) -> _LeanStep:
         neg = quad.neg()
         res = solve_trs_krylov(neg.g, neg.op, r, tol=self.tol, probe_iter=0)
         products = int(res.iterations.max()) if res.iterations.numel() else 0
@@ -170,7 +176,7 @@ class TrustRegionAdversary(InnerMaximizer):
 
     # ---- certified solves ----------------------------------------------------------------------------------
 
-    def _certified_rank_one(self, model: nn.Module, quad, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
+    def _certified_rank_one(self, model: nn.Module, quad: RankOneModel, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         with torch.no_grad():
             delta, s, wnorm = _rank_one_step(quad, y, r)
             w = quad.w
@@ -199,7 +205,9 @@ class TrustRegionAdversary(InnerMaximizer):
             )
         return _result(model, x, x + delta, y, 1, certificate, extras)
 
-    def _certified_matrix(self, model: nn.Module, quad, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
+    def _certified_matrix(
+        self, model: nn.Module, quad: FactoredModel | DenseModel, x: Tensor, y: Tensor, r: Tensor
+    ) -> InnerResult:
         res = solve_trs(-quad.g, -quad.hessian(), r, tol=self.tol, max_iter=self.max_iter)
         with torch.no_grad():
             delta = project_to_ball(quad.lift(res.step), r)
@@ -217,7 +225,7 @@ class TrustRegionAdversary(InnerMaximizer):
         }
         return _result(model, x, x + delta, y, 1, certificate, extras)
 
-    def _certified_krylov(self, model: nn.Module, quad, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
+    def _certified_krylov(self, model: nn.Module, quad: KrylovModel, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         neg = quad.neg()
         eps = torch.finfo(x.dtype).eps
         tol = self.tol if self.tol is not None else min(eps ** (2 / 3), CERTIFIED_KRYLOV_TOL * eps)
@@ -244,7 +252,7 @@ class _LeanStep:
     work: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def _rank_one_step(quad, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(δ, s, ‖w‖)``: the end point ``δ = s·r·w/‖w‖`` of the segment with the larger loss (module docs)."""
     w, z = quad.w, quad.logits
     wnorm = torch.linalg.vector_norm(w)
