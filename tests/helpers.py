@@ -4,6 +4,8 @@ has no ``__init__.py``, on ``sys.path`` when it imports a test module from it)."
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from fastfair import cli
 
@@ -13,3 +15,27 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+class TwoHidden(nn.Module):
+    """A user's own module with no closed-form derivatives: two hidden layers of ``widths`` with ``activations``
+    (default: 7 tanh units, then 4 softplus units), one logit per row."""
+
+    def __init__(
+        self,
+        d: int,
+        widths: tuple[int, int] = (7, 4),
+        activations: tuple[type[nn.Module], type[nn.Module]] = (nn.Tanh, nn.Softplus),
+    ) -> None:
+        super().__init__()
+        (h1, h2), (act1, act2) = widths, activations
+        self.net = nn.Sequential(nn.Linear(d, h1), act1(), nn.Linear(h1, h2), act2(), nn.Linear(h2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def bce_reference(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row logistic loss from torch's own ``binary_cross_entropy_with_logits``: an oracle independent of
+    :mod:`fastfair.losses`."""
+    return nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")

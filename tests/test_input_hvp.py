@@ -1,4 +1,4 @@
-"""Tests of :mod:`fastfair.input_hvp`: per-row input gradients and Hessian-vector products of the logistic loss.
+"""Tests of :mod:`fastfair.derivatives.hvp`: per-row input gradients and Hessian-vector products of the logistic loss.
 
 Oracle: ``torch.func.hessian`` / ``torch.func.grad`` of the loss of *one* row at a time (float64), which cannot
 see other rows at all, and the loss formula ℓ(z, y) = softplus(z) - y·z evaluated directly.
@@ -11,10 +11,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, hessian
 
+from fastfair.derivatives import METHODS, InputHessian, check_row_independent, input_hessian
 from fastfair.errors import FastfairError
-from fastfair.input_hvp import METHODS, InputHessian, check_row_independent, input_hessian
-from fastfair.krylov_trs import solve_trs_krylov
-from fastfair.trs import solve_trs
+from fastfair.trs import solve_trs, solve_trs_krylov
 
 # torch.func's forward-mode AD loads its decompositions through the deprecated torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:DeprecationWarning")

@@ -192,11 +192,3 @@ def build_model(
     finally:
         torch.random.set_rng_state(gen_state)
     return model.to(dtype)
-
-
-def bce_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample logistic loss ℓ(z, y) = softplus(z) - y·z (= binary cross-entropy with logits).
-
-    Derivatives in the logit: ℓ′ = σ(z) - y, ℓ″ = σ(z)(1 - σ(z)).
-    """
-    return nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")

@@ -32,7 +32,8 @@ from .config import scale_range as scale_range  # re-exported: the settings' bou
 from .datasets import Dataset, Split
 from .errors import FastfairError, require
 from .inner import AutoAdversary, make_inner, solver_options
-from .models import bce_per_sample, build_model
+from .losses import logistic_loss
+from .models import build_model
 from .vocabulary import DTYPES as DTYPE_NAMES
 from .vocabulary import SPLITS
 
@@ -114,7 +115,7 @@ def _sync(device: torch.device) -> None:
 def _eval_loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     with torch.no_grad():
         logits = model(x)
-        loss = bce_per_sample(logits, y).mean().item()
+        loss = logistic_loss(logits, y).mean().item()
         acc = ((logits > 0).to(y.dtype) == y).double().mean().item()
     return loss, acc
 
@@ -217,11 +218,11 @@ def train_arrays(
                 x_adv = inner.attack(model, xb, yb, radius[: len(idx)])
                 _sync(device)
                 inner_time += time.perf_counter() - t_inner
-                loss = bce_per_sample(model(x_adv), yb).mean()
+                loss = logistic_loss(model(x_adv), yb).mean()
                 if w > 0:
-                    loss = (1 - w) * loss + w * bce_per_sample(model(xb), yb).mean()
+                    loss = (1 - w) * loss + w * logistic_loss(model(xb), yb).mean()
             else:
-                loss = bce_per_sample(model(xb), yb).mean()
+                loss = logistic_loss(model(xb), yb).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,7 +297,7 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
     yt = torch.as_tensor(np.asarray(y[:max_rows]), dtype=dtype, device=device)
     res = inner.perturb(result.model, x, yt, config.radius)
     with torch.no_grad():
-        clean = bce_per_sample(result.model(x), yt)
+        clean = logistic_loss(result.model(x), yt)
     out: dict[str, Any] = {
         "solver": config.solver,
         "radius": config.radius,

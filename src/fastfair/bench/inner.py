@@ -32,6 +32,7 @@ from torch import nn
 from ..config import check_setting
 from ..errors import require
 from ..inner import make_inner
+from ..losses import logistic_loss
 from ..models import build_model
 from ..training import DTYPES, TrainConfig, train_arrays
 from ..vocabulary import MODELS
@@ -270,11 +271,7 @@ def compare_solvers(
         device=device,
         progress=progress,
     )
-    clean = mean_loss(
-        torch.nn.functional.binary_cross_entropy_with_logits(
-            case.model(case.x).detach().reshape(-1), case.y, reduction="none"
-        )
-    )
+    clean = mean_loss(logistic_loss(case.model(case.x).detach().reshape(-1), case.y))
     records = []
     for spec in solvers:
         t = timings[spec.label]

@@ -1,4 +1,8 @@
-"""Pieces shared by the loaders: option checking, seeded stratified splits, train-only standardisation."""
+"""Pieces shared by the loaders: option checking, seeded stratified splits, train-only standardisation.
+
+Flag options are checked by :func:`fastfair.validation.check_bool` (re-exported here for the loaders): ``True`` or
+``False`` only, as everywhere else in the package.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FastfairError, require
+from ..validation import check_bool as check_bool  # the loaders import it from here
 from ._containers import Dataset, Split
 from ._scaling import apply_standardization, standardization
 
@@ -34,15 +39,6 @@ def resolve_options(dataset: str, given: Mapping[str, Any], defaults: Mapping[st
     out = dict(defaults)
     out.update(given)
     return out
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A flag option: a real bool (``True``/``False``), or ``0``/``1``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    raise FastfairError(f"{name} must be true or false, got {value!r}")
 
 
 def check_fraction(name: str, value: Any, *, low_open: bool = True) -> float:

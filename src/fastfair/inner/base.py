@@ -11,8 +11,6 @@ and follow the device and dtype of ``x``.
 
 from __future__ import annotations
 
-import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,17 +19,20 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..derivatives import logistic_loss
 from ..errors import FastfairError
+from ..losses import logistic_loss
 from ..trs import TRSCertificate, radius_tensor
+from ..validation import check_seed_value
 
 
 @dataclass
 class InnerResult:
     """What an inner maximiser returns for a batch of n samples in d dimensions.
 
-    ``iterations`` counts the derivative evaluations spent per sample: 1 for TRS (one gradient and Hessian),
-    the number of gradient steps for PGD, 0 for random perturbations.
+    ``iterations`` counts the derivative evaluations spent per sample: for TRS 1 (one gradient and Hessian) on
+    its closed-form and k×k paths (the lean k×k path reports its fixed-point products instead) and the
+    Hessian-vector products on its Krylov path; the number of gradient steps for PGD; 0 for random
+    perturbations.
     """
 
     x_adv: Tensor  #: (n, d) detached; ‖x_adv - x‖ ≤ r per sample (to rounding)
@@ -95,51 +96,6 @@ def check_batch(x: Tensor, y: Tensor, radius: float | Tensor) -> tuple[Tensor, T
     x = x.detach()
     y = y.detach().to(device=x.device, dtype=x.dtype)
     return x, y, radius_tensor(radius, n, x)
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """A positive integer option (bools rejected)."""
-    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 1:
-        raise FastfairError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_nonnegative_int(name: str, value: Any) -> int:
-    """A non-negative integer option (bools rejected)."""
-    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
-        raise FastfairError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(name: str, value: Any, *, above: float = 0.0) -> float:
-    """A finite float option strictly greater than ``above``."""
-    if not _is_number(value):
-        raise FastfairError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > above):
-        raise FastfairError(f"{name} must be finite and greater than {above:g}, got {value!r}")
-    return value
-
-
-def check_optional_nonnegative_float(name: str, value: Any) -> float | None:
-    """None, or a finite float ≥ 0."""
-    if value is None:
-        return None
-    if not _is_number(value) or not (math.isfinite(float(value)) and value >= 0):
-        raise FastfairError(f"{name} must be a non-negative number or null, got {value!r}")
-    return float(value)
-
-
-def _is_number(value: Any) -> bool:
-    """A real number (int, float, numpy scalar), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A boolean option."""
-    if not isinstance(value, bool):
-        raise FastfairError(f"{name} must be true or false, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -231,7 +187,8 @@ def sample_perturbation(
 class SeededRandomness:
     """Randomness option shared by the solvers that draw: a ``seed`` (int) or a ``torch.Generator``.
 
-    With a seed, one generator per device is created on first use and then continues its stream, so two
+    A seed is an integer ``0 ≤ seed < 2**63`` (:func:`fastfair.validation.check_seed_value`). With a seed, one
+    generator per device is created on first use and then continues its stream, so two
     maximisers built with the same seed produce the same sequence of draws. With neither, torch's global RNG
     is used (so ``torch.manual_seed`` governs it).
     """
@@ -239,8 +196,8 @@ class SeededRandomness:
     def __init__(self, seed: int | None, generator: torch.Generator | None) -> None:
         if seed is not None and generator is not None:
             raise FastfairError("give either seed or generator, not both")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise FastfairError(f"seed must be an integer, got {seed!r}")
+        if seed is not None:
+            seed = check_seed_value("seed", seed)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise FastfairError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.seed = None if seed is None else int(seed)

@@ -28,7 +28,7 @@ lives in tensors and masks; Python loops run over iterations only.
       must improve the loss, and if 40 reductions do not, δ is kept (so the loss never decreases and the
       sample has converged). The reference's ``while`` loop has no cap (it can spin forever at a maximiser).
     * Stopping tolerance: the reference file stops at 1e-6 (an older version at 1e-3); we use 1e-4, the value
-      fastfair specifies for the paper configuration (DESIGN §3.3), as an option.
+      fastfair specifies for the paper configuration, as an option.
     * The reference's per-sample projection divides by ‖δ‖ and yields NaN for δ = 0; ours does not.
 """
 
@@ -37,14 +37,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..validation import check_bool, check_nonnegative_int, check_positive_float, check_positive_int
 from .base import (
     InnerMaximizer,
     InnerResult,
     SeededRandomness,
-    check_bool,
-    check_nonnegative_int,
-    check_positive_float,
-    check_positive_int,
     detached_forward,
     loss_and_grad,
     loss_at,

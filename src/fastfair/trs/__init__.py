@@ -21,9 +21,16 @@ Which function to call
   (``g`` and ``H`` living in the span of ``V`` (n, d, k), as for the structured fast paths).
 * :func:`solve_trs_fast` -- the step only, as fast as possible, from a dense ``H``: the training path. Same
   minimiser to working precision; no certificate, and ``g``/``H`` are not validated.
-* :func:`solve_trs_operator` -- the step only, when ``H`` is known only through products (a
-  :class:`QuadraticBatch`, e.g. :class:`fastfair.derivatives.FactoredQuadratic` or :class:`DenseQuadratic`).
-  :func:`solve_trs_fast` is this solver on :class:`DenseQuadratic`.
+* :func:`solve_trs_operator` -- the step only, when ``H`` is known through products *and* can be formed
+  for the few rows that need it (a :class:`QuadraticBatch`, e.g. :class:`fastfair.derivatives.FactoredQuadratic`
+  or :class:`DenseQuadratic`): small ``k`` (up to a few dozen). :func:`solve_trs_fast` is this solver on
+  :class:`DenseQuadratic`.
+* :func:`solve_trs_krylov` -- ``H`` known *only* through per-row products ``hvp(V)`` (e.g. the input Hessian
+  of a deep network, :class:`fastfair.derivatives.InputHessian`) at any ``d``: batched Lanczos / GLTR, never an
+  ``(n, d, d)`` tensor; step, multiplier, hard-case flag and a certificate computed from products
+  (:class:`KrylovTRSResult`). Its curvature probe (``probe_iter``, default 10 products per row) is what finds the
+  hard case; ``probe_iter=0`` costs the probe nothing and is exact whenever ``g`` has weight on the leftmost
+  eigenvector (the generic case) -- the choice of the training path.
 
 How the package is built
 ------------------------
@@ -34,6 +41,9 @@ How the package is built
 * :mod:`~fastfair.trs.operator` -- :func:`solve_trs_fast`, :func:`solve_trs_operator`: a certified boundary
   fixed point (products with ``H`` only) for the rows it can certify, ``eigh`` + the spectral core for the
   rest.
+* :mod:`~fastfair.trs.krylov` -- :func:`solve_trs_krylov`, :class:`KrylovTRSResult` and the math of GLTR with
+  its curvature probe; :mod:`~fastfair.trs.gltr` the batched iteration (per-row state, Lanczos and probe
+  steps); :mod:`~fastfair.trs.lanczos` the column-list linear algebra (reorthogonalisation, breakdown).
 * ``_checks`` -- input validation with one-line :class:`~fastfair.errors.FastfairError` messages, and
   :func:`radius_bounds`: the radii a dtype can be solved for (float32 about ``[9.9e-32, 4.1e31]``, float64
   ``[1.0e-292, 4.0e292]``); :func:`radius_tensor` turns a user's radius into a checked ``(n,)`` tensor.
@@ -46,10 +56,12 @@ from __future__ import annotations
 
 from ._checks import radius_bounds, radius_tensor
 from .certified import TRSCertificate, TRSResult, solve_trs, solve_trs_eig
+from .krylov import KrylovTRSResult, solve_trs_krylov
 from .operator import DenseQuadratic, QuadraticBatch, solve_trs_fast, solve_trs_operator
 
 __all__ = [
     "DenseQuadratic",
+    "KrylovTRSResult",
     "QuadraticBatch",
     "TRSCertificate",
     "TRSResult",
@@ -58,5 +70,6 @@ __all__ = [
     "solve_trs",
     "solve_trs_eig",
     "solve_trs_fast",
+    "solve_trs_krylov",
     "solve_trs_operator",
 ]

@@ -1,7 +1,7 @@
 r"""Per-row input gradients and Hessian-vector products of the logistic loss, for any row-wise model.
 
 For a batch ``X`` (``(n, d)``) with labels ``y``, a model ``f`` and the per-row loss
-``L_i(x_i) = ℓ(f(X)_i, y_i)`` (:func:`fastfair.derivatives.logistic_loss`), the TRS needs, per row, the input
+``L_i(x_i) = ℓ(f(X)_i, y_i)`` (:func:`fastfair.losses.logistic_loss`), the TRS needs, per row, the input
 gradient ``g_i = ∇_{x_i} L_i`` and products ``H_i v_i`` with the input Hessian ``H_i = ∇²_{x_i} L_i``.
 
 Why one backward pass serves every row
@@ -48,8 +48,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from fastfair.derivatives import logistic_loss
-from fastfair.errors import FastfairError
+from ..errors import FastfairError
+from ..losses import logistic_loss
+from .analytic import check_inputs
 
 __all__ = ["METHODS", "InputHessian", "check_row_independent", "input_hessian"]
 
@@ -143,7 +144,7 @@ class InputHessian:
     ``logits`` (``(n,)``), and ``H_i v_i`` for a batch of vectors by calling the object: ``op(V)`` (``(n, d)``).
 
     Built by :func:`input_hessian`. ``op.neg()`` is the model of ``-L`` (gradient ``-g``, products ``-Hv``),
-    the form :func:`fastfair.krylov_trs.solve_trs_krylov` needs to *maximise* the loss; ``op.restrict(index)``
+    the form :func:`fastfair.trs.solve_trs_krylov` needs to *maximise* the loss; ``op.restrict(index)``
     is the operator of the rows ``index`` only (a new graph on those rows, so later products cost in
     proportion to them). Products carry no autograd graph; with ``method="double-backward"`` the object holds
     the autograd graph of the gradient (the batch's activations) until it is dropped.
@@ -243,14 +244,7 @@ def input_hessian(
     if method not in METHODS:
         raise FastfairError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_row_independent(model)
-    if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise FastfairError(f"inputs must be a floating-point tensor of shape (n, d), got {shape}")
-    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
-        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise FastfairError(f"labels must have shape ({x.shape[0]},), got {shape}")
-    x = x.detach()
-    y = y.detach().to(dtype=x.dtype, device=x.device)
+    x, y = check_inputs(x, y)
     op = InputHessian(_Graph(model, x, y, method))
     if verify:
         op.verify_rows()
