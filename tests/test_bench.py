@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,11 +22,21 @@ from fastfair.bench import (
     timing,
 )
 from fastfair.bench import inner as inner_module
+from fastfair.bench.deep import _RSSSampler, krylov_peak_rss
 from fastfair.bench.end_to_end import E2ESetting, EndToEndPlan, render_end_to_end, run_end_to_end
-from fastfair.bench.inner import estimated_case_bytes, relative_gap
+from fastfair.bench.inner import (
+    DEEP_MODELS,
+    BenchModel,
+    auto_comparison,
+    bench_model,
+    estimated_case_bytes,
+    relative_gap,
+    run_inner_bench,
+)
 from fastfair.bench.inner_tables import render_inner
 from fastfair.bench.scaling import ScalingPlan, predicted_seconds, render_scaling, run_scaling, scaling_figure
 from fastfair.bench.timing import interleaved, repeat_counts, round_robin_order
+from fastfair.datasets import load
 from fastfair.errors import FastfairError
 from fastfair.training import TrainConfig
 from helpers import run_cli
@@ -313,3 +325,207 @@ def test_case_memory_estimate_covers_the_batch_and_scales_with_n():
         assert one >= 3 * 8 * 1000 * 50  # the float64 draw, the batch and its tensor copy
     plan = InnerBenchPlan.full(models=("affine", "mlp"), dims=(5, 100), n=4096)
     assert plan.estimated_bytes() == (estimated_case_bytes("mlp", 4096, 100), "mlp, n=4096, d=100")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# deeper models
+# ----------------------------------------------------------------------------------------------------------
+def test_bench_model_names():
+    assert bench_model("mlp-128-64-relu") == BenchModel("mlp-128-64-relu", "mlp", (128, 64), "relu")
+    assert bench_model("mlp-128-64-relu").deep and not bench_model("mlp-32").deep
+    assert bench_model("mlp-32") == BenchModel("mlp-32", "mlp", 32, "tanh")
+    assert bench_model("mlp", hidden=7) == BenchModel("mlp", "mlp", 7, "tanh")
+    assert bench_model("mlp-softplus") == BenchModel("mlp-softplus", "mlp", 16, "softplus")
+    assert bench_model("affine") == BenchModel("affine", "affine") and not bench_model("affine").deep
+    assert [bench_model(m).deep for m in DEEP_MODELS] == [True, True]
+    for name, words in (
+        ("mlp-64-0-tanh", "model 'mlp-64-0-tanh': hidden must be a positive integer"),
+        ("mlp-64-swish", "model 'mlp-64-swish': unknown activation 'swish'"),
+        ("mlp-a-tanh", "model 'mlp-a-tanh': expected mlp-W1-...-Wk-ACT with integer widths"),
+        ("mlp-a-b", "model 'mlp-a-b': unknown activation 'b'"),
+        ("affine-3", "model 'affine-3': the affine model takes no widths"),
+        ("mlp-" + "-".join(["4"] * 9), "got 9 widths"),
+    ):
+        with pytest.raises(FastfairError) as exc:
+            bench_model(name)
+        assert str(exc.value).startswith(f"model {name!r}: ") and words in str(exc.value), exc.value
+    # an unknown family gets the training setting's own message
+    with pytest.raises(FastfairError) as expected:
+        TrainConfig(model="cnn-3").validate()
+    with pytest.raises(FastfairError) as refused:
+        bench_model("cnn")
+    assert str(refused.value) == str(expected.value).replace("cnn-3", "cnn")
+
+
+def test_plan_cases_take_each_models_defaults_unless_given():
+    cases = [(spec.name, d, dtype, radii) for spec, d, dtype, radii in InnerBenchPlan().cases()]
+    assert cases == [
+        ("affine", 5, "float64", (0.1,)),
+        ("affine", 100, "float64", (0.1,)),
+        ("mlp", 5, "float64", (0.1,)),
+        ("mlp", 100, "float64", (0.1,)),
+        ("mlp-128-64-tanh", 100, "float32", (0.5,)),
+        ("mlp-128-64-tanh", 784, "float32", (0.5,)),
+        ("mlp-128-64-relu", 100, "float32", (0.5,)),
+        ("mlp-128-64-relu", 784, "float32", (0.5,)),
+    ]
+    given = InnerBenchPlan(models=("mlp", "mlp-8-4-tanh"), dims=(3,), radii=(0.2,), dtype="float64").cases()
+    assert [(spec.name, d, dtype, radii) for spec, d, dtype, radii in given] == [
+        ("mlp", 3, "float64", (0.2,)),
+        ("mlp-8-4-tanh", 3, "float64", (0.2,)),
+    ]
+    plan = InnerBenchPlan.quick_plan()
+    assert plan.measures_dense(bench_model("mlp-128-64-tanh")) and not plan.measures_dense(bench_model("mlp"))
+    assert not plan.measures_dense(bench_model("mlp-128-64-relu"))  # the dense path compares smooth models
+    assert not InnerBenchPlan(dense_rows=0).measures_dense(bench_model("mlp-128-64-tanh"))
+    with pytest.raises(FastfairError, match="dense rows"):
+        InnerBenchPlan(dense_rows=-1).validate()
+    with pytest.raises(FastfairError, match="hidden must be"):
+        InnerBenchPlan(models=("mlp-0-tanh",)).validate()
+
+
+def test_deep_case_memory_estimate():
+    one = estimated_case_bytes("mlp-128-64-tanh", 1000, 784, dtype="float32")
+    assert estimated_case_bytes("mlp-128-64-tanh", 2000, 784, dtype="float32") == 2 * one
+    assert one >= 2 * 8 * 1000 * 784 + 4 * 1000 * 784 * 32  # the draws, and the Krylov basis of 32 vectors
+    with_dense = estimated_case_bytes("mlp-128-64-tanh", 1000, 784, dtype="float32", dense_rows=64)
+    assert with_dense - one == 4 * 4 * 64 * 784 * 784  # four (64, 784, 784) float32 tensors
+    plan = InnerBenchPlan.full(n=4096, dense_rows=64)
+    assert plan.estimated_bytes()[1] == "mlp-128-64-tanh, n=4096, d=784"
+
+
+def test_auto_comparison_pure_logic():
+    trs = {"solver": "trs", "setting": None, "seconds": 1.0, "objective": 1.0}
+    fast = {"solver": "pgd", "setting": "fast", "seconds": 0.5, "objective": 0.9}
+    slow = {"solver": "pgd", "setting": "slow", "seconds": 2.0, "objective": 1.0}
+    auto_trs = {"solver": "auto", "choice": "trs", "seconds": 1.0, "objective": 1.0}
+    got = auto_comparison(auto_trs, [trs, fast, slow])  # the alternative: the cheapest PGD that matches TRS
+    assert got["alternative"] == "pgd[slow]" and got["verdict"] == "yes"
+    assert (got["alternative_seconds"], got["alternative_objective"]) == (2.0, 1.0)
+    cheap = {**slow, "seconds": 0.8, "setting": "cheap"}
+    assert auto_comparison(auto_trs, [trs, fast, cheap])["verdict"] == "trade-off"  # as good, slower
+    better = {**slow, "seconds": 0.8, "objective": 1.1, "setting": "better"}
+    got = auto_comparison(auto_trs, [trs, fast, better])
+    assert got["verdict"] == "dominated" and not got["objective_at_least"] and not got["time_at_most"]
+    # nothing matched: the best PGD is the alternative, and TRS attains more
+    got = auto_comparison(auto_trs, [trs, fast])
+    assert got["alternative"] == "pgd[fast]" and got["objective_at_least"] and got["verdict"] == "trade-off"
+    # a pgd choice is compared with the trust-region step
+    auto_pgd = {"solver": "auto", "choice": "pgd", "seconds": 0.7, "objective": 1.2}
+    got = auto_comparison(auto_pgd, [trs, fast, slow])
+    assert got["alternative"] == "trs" and got["verdict"] == "yes"
+    assert auto_comparison({**auto_pgd, "seconds": 3.0}, [trs])["verdict"] == "trade-off"
+    assert auto_comparison(auto_pgd, [fast])["verdict"] == "no alternative measured"
+
+
+@pytest.fixture(scope="module")
+def deep_records():
+    plan = InnerBenchPlan.quick_plan(
+        models=("mlp-6-4-tanh", "mlp-6-4-relu"), dims=(10,), n=32, deep_n=None, repeats=1, dense_rows=4, memory=False
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation (and stall on a busy machine)
+    try:
+        return run_inner_bench(plan)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_deep_model_records_have_the_pinned_keys(deep_records):
+    json.dumps(deep_records)
+    assert all(set(RECORD_KEYS) <= set(r) for r in deep_records)
+    for model, choice in (("mlp-6-4-tanh", "trs"), ("mlp-6-4-relu", "pgd")):
+        rows = {r["solver"] + (f"[{r['setting']}]" if r.get("setting") else ""): r for r in deep_records
+                if r["model"] == model}  # fmt: skip
+        trs = rows["trs"]
+        assert trs["path"] == "krylov" and trs["hidden"] == (6, 4) and trs["dtype"] == "float32"
+        assert trs["radius"] == 0.5 and trs["seconds"] > 0 and trs["objective"] > trs["clean_objective"]
+        assert "pgd-paper" not in {r["solver"] for r in rows.values()}
+        matched = next(r for r in rows.values() if r["solver"] == "pgd-matched")
+        expected = pgd_matched([r for r in deep_records if r["model"] == model], trs["objective"])
+        assert matched["setting"] == (expected["setting"] if expected else None)
+        auto = rows["auto"]
+        assert auto["choice"] == choice and auto["reason"] and auto["verdict"] in ("yes", "trade-off", "dominated")
+        alternative = "trs" if choice == "pgd" else f"pgd[{(expected or {}).get('setting')}]"
+        if expected is not None or choice == "pgd":
+            assert auto["alternative"] == alternative
+        # auto runs its choice: the objective of the solver it chose (the default PGD is 10 steps of 0.25 r)
+        same = rows["trs"] if choice == "trs" else rows["pgd[steps=10,rel_step=0.25]"]
+        assert auto["objective"] == pytest.approx(same["objective"], rel=1e-6)
+    dense = [r for r in deep_records if r["solver"] == "trs-dense"]
+    assert [r["model"] for r in dense] == ["mlp-6-4-tanh"]  # smooth models only
+    (dense,) = dense
+    assert (dense["n"], dense["case_n"], dense["d"]) == (4, 32, 10) and dense["krylov_path"] == "krylov"
+    assert dense["path"] != "krylov" and dense["per_row_speedup"] > 0
+    # both paths maximise the same quadratic model exactly: the same objective on the same rows
+    assert abs(dense["objective_rel_gap"]) < 1e-5
+    text = render_inner(deep_records)
+    assert "auto -> trs" in text and "auto -> pgd" in text and "dense path" in text and "per row" in text
+
+
+def test_rss_sampler_sees_an_allocation():
+    """Oracle: a block that allocates and touches 64 MiB (and frees it) grows the resident set by about that."""
+    with _RSSSampler() as sampler:
+        block = np.ones(64 * 2**20 // 8)
+        time.sleep(0.05)  # let the sampling thread see it
+        del block
+    assert sampler.base_mb > 0 and 56 <= sampler.growth_mb <= 200, sampler.growth_mb
+
+
+@pytest.mark.slow  # a fresh Python process imports torch and rebuilds the case
+def test_krylov_peak_rss_in_a_fresh_process_solves_the_same_case(deep_records):
+    """Oracle: the lean TRS row of the same case, measured in this process (the child rebuilds the case)."""
+    args = {"model": "mlp-6-4-tanh", "d": 10, "n": 32, "dtype": "float32", "pretrain_epochs": 1}
+    rec = krylov_peak_rss(args, 0.5, threads=1)
+    trs = next(r for r in deep_records if r["model"] == "mlp-6-4-tanh" and r["solver"] == "trs" and not r["setting"])
+    assert rec["solver"] == "trs-memory" and rec["path"] == "krylov" and (rec["n"], rec["d"]) == (32, 10)
+    assert rec["objective"] == pytest.approx(trs["objective"], rel=1e-6)
+    assert rec["rss_growth_mb"] >= 0 and rec["rss_before_mb"] > 0 and rec["seconds"] > 0
+    with pytest.raises(FastfairError, match="memory measurement's process failed"):
+        krylov_peak_rss({**args, "model": "cnn"}, 0.5)
+
+
+def test_cli_quick_json_has_the_deep_models_at_d_784(monkeypatch, capsys):
+    code, out, err = _bench_cli(
+        monkeypatch, capsys, "--quick", "--json", "--models", *DEEP_MODELS, "--dims", "784", "--n", "8",
+        "--repeats", "1", "--pretrain-epochs", "0", "--dense-rows", "0", "--no-memory", "--threads", "1",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    records = json.loads(out)
+    for model in DEEP_MODELS:
+        at_784 = [r for r in records if r["model"] == model and r["d"] == 784]
+        trs = next(r for r in at_784 if r["solver"] == "trs" and r["setting"] is None)
+        assert trs["path"] == "krylov" and trs["seconds"] > 0 and math.isfinite(trs["objective"])
+        assert trs["hidden"] == [128, 64] and trs["activation"] == model.rsplit("-", 1)[1]
+        matched = next(r for r in at_784 if r["solver"] == "pgd-matched")
+        assert {"seconds", "objective", "setting"} <= set(matched)
+        assert any(r["solver"] == "auto" for r in at_784)
+    assert {r["d"] for r in records} == {784}
+
+
+def test_cli_refuses_a_bad_model_name(monkeypatch, capsys):
+    code, out, err = _bench_cli(monkeypatch, capsys, "--models", "mlp-64-x", "--no-progress")
+    assert code == 2 and out == "" and err.startswith("fastfair: error: model 'mlp-64-x'") and err.count("\n") == 1
+
+
+def test_end_to_end_with_a_deeper_model_and_dataset_options():
+    plan = EndToEndPlan(
+        settings=(E2ESetting("adult", 100, 200, options=(("features", "all"),), models=("mlp-8-4-tanh",)),),
+        solvers=("none", "trs"),
+        repeats=1,
+    )
+    records = run_end_to_end(plan)
+    assert [(r["model"], r["solver"]) for r in records] == [("mlp-8-4-tanh", "none"), ("mlp-8-4-tanh", "trs")]
+    trs = records[1]
+    assert trs["hidden"] == (8, 4) and trs["data_options"] == {"features": "all"} and trs["n"] == 200
+    assert trs["d"] == load("adult", features="all").n_features and trs["ratio_to_none"] > 0
+    text = render_end_to_end(records)
+    assert "adult[features=all]" in text and "≤ 3×" in text
+    default = EndToEndPlan()
+    deep = [s for s in default.settings if s.options]
+    assert [(s.dataset, s.batch_size, s.train_size, s.options, s.models) for s in deep] == [
+        ("adult", 100, 10_000, (("features", "all"),), ("mlp-64-32-tanh",))
+    ]
+    assert default.models_of(deep[0]) == ("mlp-64-32-tanh",)
+    assert EndToEndPlan(models=("affine",)).models_of(deep[0]) == ("affine",)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fastfair.cli import main
+from fastfair.datasets import load
 from helpers import run_cli
 
 PINNED_METRICS = ("accuracy", "independence", "separation_tpr", "separation_fpr", "sufficiency_ppv", "sufficiency_for")
@@ -63,6 +64,43 @@ def test_train_reports_every_solvers_diagnostics(capsys, solver):
     assert code == 0, err
     line = out.strip().splitlines()[-1]
     assert line.startswith(f"inner solver {solver} at r=0.1 on 400 training rows") and "->" in line
+
+
+def test_several_hidden_layers_from_the_command_line(capsys):
+    """The spelling ``--model mlp --hidden 64 32 --solver trs`` on Adult with every feature (one-hot): a network
+    of two hidden layers, trained robustly, whose inner solver reports its path under ``inner``."""
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "adult", "--data-option", "features=all", "--model", "mlp", "--hidden", "64",
+        "32", "--solver", "trs", "--train-size", "200", "--epochs", "1", "--batch-size", "100", "--json",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["config"]["hidden"] == [64, 32]
+    assert report["n_features"] == load("adult", features="all").n_features > load("adult").n_features
+    assert report["inner"]["path"] == "krylov" and report["inner"]["rows"] == 200
+    assert report["inner"]["perturbed_loss"] > report["inner"]["clean_loss"]
+
+
+@pytest.mark.parametrize(
+    "widths, words",
+    [(["64", "x"], "argument --hidden: invalid int value: 'x'"), ([], "argument --hidden: expected at least one")],
+)
+def test_hidden_widths_that_are_not_integers_are_usage_errors(capsys, widths, words):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", *widths])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastfair: error: {words}") and err.count("\n") == 1, err
+
+
+def test_one_hidden_width_keeps_the_json_of_one_hidden_layer(capsys):
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "5", "--epochs", "1", "--json"
+    )
+    assert code == 0, err
+    hidden = json.loads(out)["config"]["hidden"]
+    assert hidden == 5 and type(hidden) is int
 
 
 def test_unwritable_out_is_a_one_line_error(capsys, tmp_path):
@@ -132,6 +170,9 @@ GOOD_CSV = "a,b,t,g\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2},{'x' if i % 3 e
         (["--dataset", "unfair2d", "--solver", "trs", "--radius", "0"], "radius"),
         (["--dataset", "unfair2d", "--data-option", "oops"], "KEY=VALUE"),
         (["--dataset", "unfair2d", "--data-option", "colour=red"], "colour"),
+        (["--dataset", "unfair2d", "--model", "mlp", "--hidden", "64", "0"], "hidden must be"),
+        (["--dataset", "unfair2d", "--model", "mlp", "--hidden", "64", "-3"], "(layer 2: -3)"),
+        (["--dataset", "unfair2d", "--model", "mlp", "--hidden", *["8"] * 9], "got 9 widths"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, words):

@@ -218,6 +218,11 @@ def test_more_than_two_classes_is_a_clear_error():
         {"model": "cnn"},
         {"activation": "relu6"},
         {"hidden": 0},
+        {"hidden": (64, 0)},
+        {"hidden": ()},
+        {"hidden": (8,) * 9},
+        {"hidden": (8, 2.5)},
+        {"hidden": "64,32"},
         {"epochs": 0},
         {"epochs": 2.5},
         {"batch_size": True},
@@ -354,6 +359,55 @@ def test_matches_library_training_path(params):
     np.testing.assert_array_equal(clf.predict(X), np.array(["no", "yes"])[result.predict(X)])
     assert [h["train_loss"] for h in clf.history_] == [h["train_loss"] for h in result.history]
     assert clf.config_ == config
+
+
+def test_two_hidden_layers_match_the_library_training_path():
+    """Oracle: train_arrays with the TrainConfig of the same widths; the network has one Linear layer per hidden
+    width plus the output layer, of the shapes (64, d), (32, 64), (1, 32) that the widths (64, 32) spell."""
+    X, y01, _ = _data(120, seed=2)
+    X = StandardScaler().fit_transform(X)
+    params = dict(model="mlp", hidden=(64, 32), solver="trs", radius=0.1, epochs=2, batch_size=30, seed=5)
+    clf = RobustFairClassifier(**params).fit(X, y01)
+    assert clf.get_params()["hidden"] == (64, 32) and clf.config_.hidden == (64, 32)
+    result = train_arrays(X, y01, TrainConfig(**params))
+    np.testing.assert_array_equal(clf.decision_function(X), result.decision_function(X))
+    shapes = [tuple(m.weight.shape) for m in clf.model_.modules() if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(64, X.shape[1]), (32, 64), (1, 32)]
+    # a list and a 1-D array of widths are the same setting as the tuple
+    for widths in ([64, 32], np.array([64, 32])):
+        same = RobustFairClassifier(**{**params, "hidden": widths}).fit(X, y01)
+        np.testing.assert_array_equal(same.decision_function(X), clf.decision_function(X))
+        assert same.config_.hidden == (64, 32)
+
+
+def test_one_width_in_a_list_is_the_one_hidden_layer_mlp():
+    X, y, _ = _data(100)
+    X = StandardScaler().fit_transform(X)
+    one = RobustFairClassifier(model="mlp", hidden=3, epochs=2).fit(X, y)
+    listed = RobustFairClassifier(model="mlp", hidden=[3], epochs=2).fit(X, y)
+    np.testing.assert_array_equal(listed.decision_function(X), one.decision_function(X))
+    assert listed.config_.hidden == 3 and type(listed.config_.hidden) is int
+
+
+@pytest.mark.parametrize(
+    "model_params, chosen",
+    [
+        (dict(model="affine"), "trs"),
+        (dict(model="mlp", hidden=(6, 4), activation="tanh"), "trs"),
+        (dict(model="mlp", hidden=6, activation="relu"), "pgd"),
+    ],
+    ids=["affine", "tanh-mlp", "relu-mlp"],
+)
+def test_the_default_solver_is_auto_and_trains_as_its_choice(model_params, chosen):
+    """Oracle: the same fit with the solver that auto takes for the model named explicitly (the trust-region
+    solver for smooth models, PGD for piecewise-linear ones)."""
+    assert RobustFairClassifier().solver == "auto"
+    X, y, _ = _data(100)
+    X = StandardScaler().fit_transform(X)
+    common = dict(radius=0.2, epochs=2, batch_size=25, **model_params)
+    auto = RobustFairClassifier(**common).fit(X, y)
+    explicit = RobustFairClassifier(solver=chosen, **common).fit(X, y)
+    np.testing.assert_array_equal(auto.decision_function(X), explicit.decision_function(X))
 
 
 @pytest.mark.parametrize("solver", ["none", "trs", "pgd", "random"])

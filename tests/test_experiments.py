@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from fastfair.experiments import (
     grid_from_file,
     parse_radii,
     parse_seeds,
+    read_results,
     results_frame,
     run_cell,
     run_sweep,
@@ -108,6 +110,94 @@ def test_cell_id_is_deterministic_and_covers_the_spec():
     same = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1], "hidden": 7}).cells()[0]
     assert same.cell_id == a.cell_id
     assert pickle.loads(pickle.dumps(a)) == a
+
+
+def test_one_hidden_layer_cells_keep_their_ids():
+    """Pinned oracle: the ids (sha256 of the canonical spec, first 16 hex digits) of the paper grid and of a grid
+    of one-hidden-layer MLP cells, as they were before several hidden layers could be configured; and one id
+    recomputed here by hand from its spec, where the width is the JSON integer 16."""
+    for quick, count, digest in (
+        (True, 39, "ff9975cc5a1ff84a80c1b76e2494fa62a943862c69b29d870c09e18ff9518c31"),
+        (False, 575, "958e642ae1d5178c7aea191a7956ac0dce72ea6d99c990e8ff90c547097342a6"),
+    ):
+        ids = [c.cell_id for c in paper_grid(quick=quick)[0].cells()]
+        assert (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()) == (count, digest)
+    config = {
+        "datasets": ["unfair2d", {"name": "adult", "batch_size": 100}],
+        "models": ["affine", "mlp"],
+        "solvers": ["none", "trs", "pgd"],
+        "radii": [0.1, 0.2],
+        "seeds": [0, 1],
+    }
+    pinned = "c6fce4d9b8fcfe5b06d656c226b3ecf0f6f814fb9354470bef72290ae634cafc"
+    for hidden in (16, [16], (16,)):
+        ids = [c.cell_id for c in grid_from_dict({**config, "hidden": hidden}).cells()]
+        assert (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()) == (40, pinned), hidden
+    cell = next(c for c in grid_from_dict(config).cells() if c.model == "mlp")
+    spec = {
+        "schema": 2,
+        "data": {"label": "unfair2d", "name": "unfair2d", "options": {}},
+        "model": "mlp",
+        "hidden": 16,
+        "activation": "tanh",
+        "solver": "none",
+        "radius": 0.0,
+        "solver_options": {},
+        "clean_weight": 0.0,
+        "seed": 0,
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 0.01,
+        "train_size": None,
+        "dtype": "float32",
+    }
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    assert cell.spec() == spec and cell.cell_id == hashlib.sha256(text.encode()).hexdigest()[:16] == "f26658459e4894ef"
+
+
+def test_a_grid_of_several_hidden_layers(tmp_path):
+    """``hidden: [64, 32]`` in a grid file: the cell holds the widths as a tuple, its spec (and so its id) as the
+    JSON list; a YAML and a TOML file give the same cell, distinct from the one-hidden-layer cells."""
+    (tmp_path / "deep.yaml").write_text("datasets: [unfair2d]\nmodels: [mlp]\nsolvers: [none]\nhidden: [64, 32]\n")
+    (tmp_path / "deep.toml").write_text(
+        'datasets = ["unfair2d"]\nmodels = ["mlp"]\nsolvers = ["none"]\nhidden = [64, 32]\n'
+    )
+    (cell,) = grid_from_file(tmp_path / "deep.yaml").cells()
+    assert cell.hidden == (64, 32) and cell.spec()["hidden"] == [64, 32]
+    assert grid_from_file(tmp_path / "deep.toml").cells()[0].cell_id == cell.cell_id
+    assert cell.train_config().hidden == (64, 32)
+    base = {"datasets": ["unfair2d"], "models": ["mlp"], "solvers": ["none"]}
+    others = {grid_from_dict({**base, "hidden": h}).cells()[0].cell_id for h in (64, 32, [32, 64], [64, 32, 16])}
+    assert cell.cell_id not in others and len(others) == 4
+    # a dataset entry may override the widths
+    grid = grid_from_dict(
+        {"datasets": ["unfair2d", {"name": "unfair2d", "label": "wide", "hidden": [8, 8, 8]}], "models": ["mlp"],
+         "solvers": ["none"], "hidden": 4}
+    )
+    assert [c.hidden for c in grid.cells()] == [4, (8, 8, 8)]
+
+
+@pytest.mark.parametrize(
+    "where, value, message",
+    [
+        ("top", [64, 0], "config: hidden must be a positive integer (at most 65536) or a list of 1 to 8 of them"),
+        ("top", [], "config: hidden must be a positive integer"),
+        ("top", [8] * 9, "got 9 widths"),
+        ("top", [64, 2.5], "(layer 2: 2.5)"),
+        ("top", [64, True], "(layer 2: True)"),
+        ("top", "64 32", "config: hidden must be "),
+        ("entry", [64, -1], "config: datasets[0].hidden must be a positive integer"),
+    ],
+)
+def test_bad_hidden_widths_in_a_grid_are_one_line_errors(where, value, message):
+    config = {"datasets": ["unfair2d"], "models": ["mlp"], "solvers": ["none"]}
+    if where == "top":
+        config["hidden"] = value
+    else:
+        config["datasets"] = [{"name": "unfair2d", "hidden": value}]
+    with pytest.raises(FastfairError) as exc:
+        grid_from_dict(config)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
 BAD_CONFIGS = [
@@ -349,6 +439,38 @@ def test_store_round_trip_order_and_spec_check(tmp_path):
     store.cell_path(cells[1].cell_id).write_text('{"rows": [')
     assert store.finished(cells) == {}
     assert results_frame(cells, {}).empty
+
+
+def test_results_of_deeper_mlps_keep_their_widths_through_the_csv(tmp_path):
+    """The ``hidden`` column holds one hidden layer's width as an integer and several as the JSON list text, and
+    reads back from ``results.csv`` as written; a table of one-hidden-layer cells keeps its integer column."""
+    config = {**TINY, "epochs": 1, "models": ["mlp"], "solvers": ["none"]}
+    cells = [
+        grid_from_dict({**config, "hidden": hidden}).cells()[0] for hidden in ([4, 3], 5)
+    ] + grid_from_dict({**config, "models": ["affine"]}).cells()
+    store = ResultsStore(tmp_path)
+    records = {c.cell_id: store.save(run_cell(c)) for c in cells}
+    assert store.finished(cells) == records  # a resumed sweep reuses the deeper cell too
+    frame = results_frame(cells, records)
+    assert frame["hidden"].dtype == object
+    assert frame["hidden"].tolist()[::3] == ["[4, 3]", 5, pd.NA]
+    store.write_results(cells, records)
+    again = read_results(tmp_path)
+    assert again["hidden"].dtype == object and again["hidden"].tolist()[::3] == ["[4, 3]", 5, pd.NA]
+    shallow = results_frame(cells[1:], records)
+    assert str(shallow["hidden"].dtype) == "Int64" and shallow["hidden"].tolist()[::3] == [5, pd.NA]
+    store.write_results(cells[1:], records)
+    assert str(read_results(tmp_path)["hidden"].dtype) == "Int64"
+
+
+def test_hidden_column_from_rows_and_from_text():
+    from fastfair.experiments.store import hidden_column
+
+    rows = pd.Series([16, None, [64, 32], (8,), [1, 2, 3]])
+    assert hidden_column(rows).tolist() == [16, pd.NA, "[64, 32]", 8, "[1, 2, 3]"]
+    text = pd.Series(["16", pd.NA, "[64, 32]", "[8]"], dtype="string")
+    assert hidden_column(text).tolist() == [16, pd.NA, "[64, 32]", 8]
+    assert str(hidden_column(pd.Series(["16", pd.NA, "4"], dtype="string")).dtype) == "Int64"
 
 
 # ----------------------------------------------------------------------------------------------- paper

@@ -344,6 +344,28 @@ def test_config_file_with_per_dataset_settings(capsys, tmp_path):
     assert grid["datasets"][1]["data"]["options"] == {"balanced": True}
 
 
+def test_a_config_file_with_several_hidden_layers(capsys, tmp_path):
+    """``hidden: [6, 4]`` in a grid file trains a network of two hidden layers per cell; the results table names
+    the widths, and a re-run reuses the cells."""
+    config = tmp_path / "deep.yaml"
+    config.write_text(
+        "datasets: [unfair2d]\nmodels: [mlp]\nhidden: [6, 4]\nsolvers: [none, auto, trs]\nradii: [0.1]\n"
+        "epochs: 1\nbatch_size: 50\n"
+    )
+    out_dir = tmp_path / "o"
+    code, out, err = run_cli(capsys, "sweep", "--config", str(config), "--out", str(out_dir), "--json")
+    assert code == 0, err
+    assert json.loads(out)["ran"] == 3
+    results = read_results(out_dir)
+    assert set(results["hidden"]) == {"[6, 4]"} and list(results["solver"].unique()) == ["none", "auto", "trs"]
+    record = json.loads(next((out_dir / "cells").glob("*.json")).read_text())
+    assert record["spec"]["hidden"] == [6, 4]
+    shapes = [np.shape(value) for key, value in record["model_state"].items() if key.endswith("weight")]
+    assert shapes == [(6, 2), (4, 6), (1, 4)]  # the state in registration order: first layer first
+    code, out, err = run_cli(capsys, "sweep", "--config", str(config), "--out", str(out_dir), "--json")
+    assert code == 0 and json.loads(out)["reused"] == 3, err
+
+
 def test_reproduce_writes_results_and_report(capsys, tmp_path, monkeypatch):
     """The reproduce pipeline on a miniature protocol (the real --quick run is the slow test below)."""
     from fastfair.experiments import paper_protocol as paper

@@ -33,6 +33,9 @@ INT64_LIMIT = 2**63
 MAX_EPOCHS = 1_000_000
 #: Widest hidden layer accepted: the MLP's weights and its factored input Hessian grow with the width.
 MAX_HIDDEN = 65_536
+#: Most hidden layers accepted: deeper fully connected networks are not what a tabular classifier needs, and
+#: every layer adds a backward pass to each Hessian-vector product of the inner solver.
+MAX_LAYERS = 8
 
 #: How each setting is called in messages, unless the caller names it (a config file names it by its key).
 SETTING_LABELS: dict[str, str] = {
@@ -59,7 +62,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: Integer settings: their smallest value and the bound they must stay below.
 _INTEGERS: dict[str, tuple[int, int]] = {
-    "hidden": (1, MAX_HIDDEN + 1),
     "epochs": (1, MAX_EPOCHS + 1),
     "batch_size": (1, INT64_LIMIT),
     "train_size": (1, INT64_LIMIT),
@@ -90,6 +92,37 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_hidden(value: Any, label: str = "hidden") -> int | tuple[int, ...]:
+    """Check hidden-layer widths and return them in canonical form: an ``int`` for one hidden layer, a tuple
+    of ≥ 2 ``int`` for several (first layer first).
+
+    ``value`` is one width (an integer, not a bool) or a non-empty list / tuple / 1-D array of at most
+    :data:`MAX_LAYERS` widths, each with 1 ≤ width ≤ :data:`MAX_HIDDEN`. A list of one width is that width:
+    ``[16]`` and ``16`` are the same network, and so the same setting (the same sweep cell). A refused value
+    raises :class:`FastfairError` with one line that starts with ``label``.
+    """
+    rule = f"a positive integer (at most {MAX_HIDDEN}) or a list of 1 to {MAX_LAYERS} of them, one per hidden layer"
+    if _is_integer(value):
+        require(1 <= value <= MAX_HIDDEN, f"{label} must be {rule}, got {value!r}")
+        return int(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    require(isinstance(value, (list, tuple)), f"{label} must be {rule}, got {value!r}")
+    widths = list(value)
+    require(1 <= len(widths) <= MAX_LAYERS, f"{label} must be {rule}, got {len(widths)} widths: {widths!r}")
+    for i, width in enumerate(widths, start=1):
+        require(
+            _is_integer(width) and 1 <= width <= MAX_HIDDEN,
+            f"{label} must be {rule}, got {widths!r} (layer {i}: {width!r})",
+        )
+    return int(widths[0]) if len(widths) == 1 else tuple(int(w) for w in widths)
+
+
+def hidden_widths(hidden: int | tuple[int, ...]) -> tuple[int, ...]:
+    """The widths of canonical ``hidden`` (:func:`check_hidden`) as a tuple: ``16 -> (16,)``. Pure."""
+    return (hidden,) if isinstance(hidden, int) else tuple(hidden)
+
+
 def check_setting(key: str, value: Any, *, dtype: str = "float32", name: str | None = None) -> Any:
     """Check one training setting and return it normalised (numpy scalars become Python ``int`` / ``float``).
 
@@ -97,8 +130,11 @@ def check_setting(key: str, value: Any, *, dtype: str = "float32", name: str | N
     The rules:
 
     * ``model``, ``activation``, ``solver``, ``dtype``: one of the names in :mod:`fastfair.vocabulary`;
-    * ``hidden``, ``epochs``, ``batch_size``, ``train_size``: integers (not bools) with 1 ≤ value, hidden ≤
-      ``MAX_HIDDEN``, epochs ≤ ``MAX_EPOCHS``, sizes < 2**63; ``train_size`` may also be ``None`` (all rows);
+    * ``hidden``: one width or a list of widths, one per hidden layer (:func:`check_hidden`: 1 to
+      ``MAX_LAYERS`` widths, each 1 ≤ width ≤ ``MAX_HIDDEN``); returned canonical (an ``int`` for one layer,
+      a tuple for several);
+    * ``epochs``, ``batch_size``, ``train_size``: integers (not bools) with 1 ≤ value, epochs ≤
+      ``MAX_EPOCHS``, sizes < 2**63; ``train_size`` may also be ``None`` (all rows);
     * ``seed``: an integer with 0 ≤ seed < 2**63;
     * ``radius``, ``lr``: real numbers in :func:`scale_range` of ``dtype`` (NaN and ±inf fail), so that the run
       can neither overflow nor underflow on them;
@@ -117,6 +153,8 @@ def check_setting(key: str, value: Any, *, dtype: str = "float32", name: str | N
             f"{where}unknown {key} {value!r}; choose one of {', '.join(choices)}",
         )
         return value
+    if key == "hidden":
+        return check_hidden(value, label)
     if key in _INTEGERS:
         if key == "train_size" and value is None:
             return None
@@ -148,7 +186,8 @@ class TrainConfig:
     """Everything that defines one training run. Same config and data ⇒ same numbers."""
 
     model: str = "affine"
-    hidden: int = 16
+    #: hidden-layer widths of the MLP: an int (one hidden layer) or a tuple of ints (several, first layer first)
+    hidden: int | tuple[int, ...] = 16
     activation: str = "tanh"
     solver: str = "none"
     radius: float = 0.1

@@ -65,13 +65,17 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         \ell\bigl(f_\theta(x_i + \delta_i),\, y_i\bigr),
         \qquad \ell(z, y) = \log(1 + e^{z}) - y z,
 
-    where :math:`f_\theta` is a logistic-regression (``model="affine"``) or one-hidden-layer (``model="mlp"``)
-    logit and :math:`r` is ``radius``. On every mini-batch the inner maximisation is solved per sample by
-    ``solver`` -- ``"trs"`` maximises the exact second-order Taylor model of the loss over the ball (a
-    trust-region subproblem; for the affine model this is the exact worst case
-    :math:`\delta^* = r\,\mathrm{sign}(\sigma(f) - y)\,w/\lVert w\rVert`), ``"pgd"`` / ``"pgd-paper"`` run
-    projected gradient ascent, ``"random"`` draws a random perturbation and ``"none"`` trains on clean data --
-    and one Adam step is taken on the loss at the perturbed points, optionally mixed with the clean loss as
+    where :math:`f_\theta` is a logistic-regression (``model="affine"``) or fully connected (``model="mlp"``,
+    one or more hidden layers of widths ``hidden``) logit and :math:`r` is ``radius``. On every mini-batch the
+    inner maximisation is solved per sample by ``solver`` -- ``"trs"`` maximises the exact second-order Taylor
+    model of the loss over the ball (a trust-region subproblem; for the affine model this is the exact worst
+    case :math:`\delta^* = r\,\mathrm{sign}(\sigma(f) - y)\,w/\lVert w\rVert`), ``"pgd"`` / ``"pgd-paper"``
+    run projected gradient ascent, ``"random"`` draws a random perturbation, ``"none"`` trains on clean data,
+    and ``"auto"`` (the default) picks per model: ``"trs"`` for smooth models (affine, or an MLP with a twice
+    differentiable activation) and ``"pgd"`` for piecewise-linear ones (``relu``, ``leaky_relu``), whose input
+    Hessian through the logistic loss is the rank-one :math:`\ell''\,\nabla f\,\nabla f^\top`, so that the
+    trust-region step is a single normalised gradient step of length :math:`r` and PGD's further steps can only
+    add to it -- and one Adam step is taken on the loss at the perturbed points, optionally mixed with the clean loss as
     :math:`(1-w)\,\ell(x+\delta^*) + w\,\ell(x)` with :math:`w` = ``clean_weight``. ``classes_[1]`` is the
     positive class: ``decision_function`` returns :math:`f_\theta(x)` and ``predict_proba[:, 1]`` is
     :math:`\sigma(f_\theta(x))`. Training the decision boundary to keep a margin of :math:`r` around every
@@ -79,18 +83,21 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    solver : {"trs", "pgd", "pgd-paper", "random", "none"}, default="trs"
-        Inner maximiser (``"none"`` = ordinary, non-robust training).
+    solver : {"auto", "trs", "pgd", "pgd-paper", "random", "none"}, default="auto"
+        Inner maximiser (``"none"`` = ordinary, non-robust training; ``"auto"``: ``"trs"`` for smooth models,
+        ``"pgd"`` for piecewise-linear ones, see above).
     radius : float, default=0.1
         L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
         ``StandardScaler`` in front of the estimator. Must lie in the range where :math:`r^2` stays a finite
         normal number of ``dtype`` (:func:`fastfair.config.scale_range`: about [1e-19, 9e18] for float32).
     model : {"affine", "mlp"}, default="affine"
-        Logistic regression, or one hidden layer of width ``hidden``.
-    hidden : int, default=16
-        Hidden width of the MLP (ignored for ``"affine"``).
-    activation : {"tanh", "sigmoid", "softplus"}, default="tanh"
-        MLP activation (ignored for ``"affine"``).
+        Logistic regression, or a fully connected network with the hidden layers ``hidden``.
+    hidden : int or tuple of int, default=16
+        Widths of the MLP's hidden layers, first layer first: an int is one hidden layer (``16``), a tuple
+        one layer per entry (``(64, 32)``: :math:`f(x) = v^\top\phi(W_2\,\phi(W_1 x + b_1) + b_2) + c`);
+        1 to 8 layers, each 1 to 65536 wide (ignored for ``"affine"``).
+    activation : {"tanh", "sigmoid", "softplus", "gelu", "relu", "leaky_relu"}, default="tanh"
+        Activation of every hidden layer of the MLP (ignored for ``"affine"``).
     clean_weight : float in [0, 1], default=0.0
         Weight :math:`w` of the clean loss in the training objective.
     epochs : int, default=10
@@ -155,10 +162,10 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        solver: str = "trs",
+        solver: str = "auto",
         radius: float = 0.1,
         model: str = "affine",
-        hidden: int = 16,
+        hidden: int | tuple[int, ...] = 16,
         activation: str = "tanh",
         clean_weight: float = 0.0,
         epochs: int = 10,

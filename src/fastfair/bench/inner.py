@@ -1,21 +1,36 @@
 """Inner-maximiser comparison: every solver on the same batch, the same model weights, the same radius.
 
-For each case (model ``affine`` or ``mlp``, input dimension d, batch size n, radius r):
+For each case (a model -- :func:`bench_model`: ``affine``, ``mlp`` with one hidden layer, or a deeper
+``mlp-128-64-tanh`` -- an input dimension d, a batch size n and a radius r):
 
 * one synthetic, standardised batch x ~ N(0, I) with labels from a planted logistic teacher (seeded);
 * one model, built once from a seed and then, for realism, trained non-robustly for ``pretrain_epochs``
   epochs of Adam (batch 128, lr 1e-2, :func:`fastfair.training.train_arrays` with ``solver="none"``) on that
   batch, so that the weights are not at their initialisation (confident and misclassified points both occur);
 * every solver (:func:`default_solvers`: ``trs``, a ladder of tuned ``pgd`` settings, ``pgd-paper``,
-  ``random``) is timed with :func:`fastfair.bench.timing.interleaved` -- a warm-up run each, then round-robin
-  repeats -- and its **objective**, the mean over the batch of the true loss at x + δ, is recorded.
+  ``random``, and ``auto``) is timed with :func:`fastfair.bench.timing.interleaved` -- a warm-up run each,
+  then round-robin repeats -- and its **objective**, the mean over the batch of the true loss at x + δ, is
+  recorded.
 
 ``pgd-matched`` (:func:`pgd_matched`) is the cheapest tuned-PGD setting whose objective is within ``rtol``
 (1e-6) relative of TRS's -- what PGD must spend to do as well as TRS -- or "none matched".
 
+``auto`` is timed as training runs it (``attack``: the step only); its record names the solver it chose and
+why, and compares it with the alternative it did not choose (:func:`auto_comparison`): for a choice of ``trs``
+the cheapest PGD that does as well (``pgd-matched``; the best PGD when none does), for a choice of ``pgd`` the
+trust-region step. The evidence that the choice is right is an objective at least the alternative's at no more
+time; where that fails, the record says which of the two was lost.
+
 For the affine model TRS's closed form is the exact maximiser of the true loss, so no solver can beat it. For
-the MLP, TRS maximises the *quadratic model* of the loss exactly; PGD works on the true loss and may end up a
-little higher (or lower: it is a local method). The records say which happened (``rel_gap_to_trs``).
+the MLPs, TRS maximises the *quadratic model* of the loss exactly; PGD works on the true loss and may end up a
+little higher (or lower: it is a local method). The records say which happened (``rel_gap_to_trs``). For a
+piecewise-linear network (ReLU) the quadratic model is ℓ′∇fᵀp + ½ℓ″(∇fᵀp)² (∇²f = 0 almost everywhere): its
+maximiser is the single normalised gradient step r·g/‖g‖, and PGD's further steps find more of the true loss.
+
+Deeper models (two or more hidden layers; by default at d = 100 and 784, r = 0.5, float32) add two measurements
+(:mod:`fastfair.bench.deep`): TRS through the dense path (the full (n, d, d) input Hessian, what any model
+other than the two built-in ones took before the Krylov solver) on the first few rows, compared per row; and the
+peak-RSS growth of one Krylov TRS solve, in a fresh process.
 """
 
 from __future__ import annotations
@@ -29,22 +44,77 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import check_setting
-from ..errors import require
+from ..config import check_setting, hidden_widths
+from ..errors import FastfairError, require
 from ..inner import make_inner
+from ..inner.base import loss_at
 from ..losses import logistic_loss
 from ..models import build_model
 from ..training import DTYPES, TrainConfig, train_arrays
-from ..vocabulary import MODELS
+from ..vocabulary import MODELS, PIECEWISE_LINEAR_ACTIVATIONS
 from .scaling import METHODS, estimated_bytes
 from .timing import interleaved
 
+#: The deeper models of the default plan: 3-layer MLPs (widths 128, 64, 1), smooth and piecewise linear.
+DEEP_MODELS: tuple[str, ...] = ("mlp-128-64-tanh", "mlp-128-64-relu")
+#: Defaults of the cases of the one-hidden-layer models (and affine): input dimensions, radii, dtype.
+SHALLOW_DEFAULTS: dict[str, Any] = {"dims": (5, 100), "radii": (0.1,), "dtype": "float64"}
+#: Defaults of the cases of deeper models: images (d = 784) and wide tabular data (d = 100), r = 0.5 in
+#: standardised units, float32 (what training uses).
+DEEP_DEFAULTS: dict[str, Any] = {"dims": (100, 784), "radii": (0.5,), "dtype": "float32"}
 #: Record keys every row of :func:`run_inner_bench` has (the ``--json`` contract).
 RECORD_KEYS = ("model", "solver", "n", "d", "seconds", "objective")
 #: Relative objective tolerance of ``pgd-matched``.
 MATCH_RTOL = 1e-6
 #: Relative tolerance within which TRS counts as attaining the best objective (rounding ties).
 BEST_RTOL = 1e-7
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model of the comparison, by its name (:func:`bench_model`), with the settings that build it."""
+
+    name: str
+    model: str
+    hidden: int | tuple[int, ...] | None = None
+    activation: str | None = None
+
+    @property
+    def deep(self) -> bool:
+        """Two or more hidden layers."""
+        return self.hidden is not None and len(hidden_widths(self.hidden)) > 1
+
+    def defaults(self) -> dict[str, Any]:
+        """The dimensions, radii and dtype of its cases unless the plan names them."""
+        return DEEP_DEFAULTS if self.deep else SHALLOW_DEFAULTS
+
+
+def bench_model(name: str, hidden: int | tuple[int, ...] = 16) -> BenchModel:
+    """Parse a model name of the comparison.
+
+    ``affine``; ``mlp`` (one hidden layer of width ``hidden``, tanh); or ``mlp-W1-...-Wk[-ACT]``: an MLP with
+    hidden widths W1, ..., Wk (first layer first) and activation ACT (default tanh), e.g. ``mlp-128-64-relu``
+    (:data:`DEEP_MODELS`). The parts are checked as the training settings are (:func:`fastfair.config.check_setting`):
+    an unknown family, width or activation raises :class:`FastfairError` with the message of that setting.
+    """
+    require(isinstance(name, str), f"a benchmark model must be a name such as 'mlp-128-64-tanh', got {name!r}")
+    family, *parts = name.split("-")
+    family = check_setting("model", family)
+    if family == "affine":
+        require(not parts, f"model {name!r}: the affine model takes no widths or activation")
+        return BenchModel(name, "affine")
+    activation = "tanh"
+    if parts and not parts[-1].lstrip("+").isdigit():
+        activation = check_setting("activation", parts.pop(), name=f"model {name!r}")
+    widths: Any = hidden
+    if parts:
+        try:
+            widths = [int(p) for p in parts]
+        except ValueError:
+            raise FastfairError(
+                f"model {name!r}: expected mlp-W1-...-Wk-ACT with integer widths, e.g. mlp-128-64-tanh"
+            ) from None
+    return BenchModel(name, "mlp", check_setting("hidden", widths, name=f"model {name!r}: hidden"), activation)
 
 
 @dataclass(frozen=True)
@@ -88,14 +158,18 @@ def pgd_ladder(quick: bool = False) -> list[SolverSpec]:
 QUICK_PAPER_MAX_ITER = 100
 
 
-def default_solvers(quick: bool = False, seed: int = 0) -> list[SolverSpec]:
+def default_solvers(quick: bool = False, seed: int = 0, *, deep: bool = False) -> list[SolverSpec]:
     """The contenders, in table order.
 
-    * ``trs`` -- the lean training path (``certify=False``: structured paths, :mod:`fastfair.trs`'s fixed point),
-      i.e. the step ``fastfair train --solver trs`` takes; it is the reference of every ratio;
+    * ``trs`` -- the lean training path (``certify=False``: structured paths, :mod:`fastfair.trs`'s fixed point,
+      the Krylov solver for deeper models), i.e. the step ``fastfair train --solver trs`` takes; it is the
+      reference of every ratio;
     * ``trs[certified]`` -- the same step from the certified solver, with its KKT certificate (diagnostic);
     * the tuned-PGD ladder (:func:`pgd_ladder`), ``pgd-paper`` (with ``quick``: capped at
-      :data:`QUICK_PAPER_MAX_ITER` iterations, and labelled so), ``random`` (seeded, on the sphere).
+      :data:`QUICK_PAPER_MAX_ITER` iterations, and labelled so; not for ``deep`` models, where its backtracking
+      line search -- up to 40 forward passes of the whole network per iteration, shared by the batch -- takes
+      minutes per call at n = 4096, and which the paper did not use), ``random`` (seeded, on the sphere);
+    * ``auto`` -- the solver ``--solver auto`` picks for the model, timed as training calls it.
     """
     paper = (
         SolverSpec("pgd-paper", {"max_iter": QUICK_PAPER_MAX_ITER}, f"max_iter={QUICK_PAPER_MAX_ITER}")
@@ -106,8 +180,9 @@ def default_solvers(quick: bool = False, seed: int = 0) -> list[SolverSpec]:
         SolverSpec("trs", {"certify": False}),
         SolverSpec("trs", {}, "certified"),
         *pgd_ladder(quick),
-        paper,
+        *([] if deep else [paper]),
         SolverSpec("random", {"seed": seed}),
+        SolverSpec("auto"),
     ]
 
 
@@ -150,25 +225,27 @@ def make_case(
     d: int,
     n: int,
     *,
-    hidden: int = 16,
+    hidden: int | tuple[int, ...] = 16,
     seed: int = 0,
     dtype: str = "float64",
     pretrain_epochs: int = 2,
     device: str = "cpu",
 ) -> BenchCase:
-    """Build the batch and the (briefly pre-trained) model of one case; see the module docs."""
-    check_setting("model", model)
+    """Build the batch and the (briefly pre-trained) model of one case; see the module docs. ``model`` is a
+    name of :func:`bench_model` (``hidden`` is the width of plain ``mlp``)."""
+    spec = bench_model(model, hidden)
     check_setting("dtype", dtype)
     X, Y = synthetic_batch(n, d, seed=seed)
-    net = build_model(model, d, hidden=hidden, seed=seed, dtype=DTYPES[dtype])
+    shape = {} if spec.model == "affine" else {"hidden": spec.hidden, "activation": spec.activation}
+    net = build_model(spec.model, d, seed=seed, dtype=DTYPES[dtype], **shape)
     info: dict[str, Any] = {
         "pretrain_epochs": int(pretrain_epochs),
-        "hidden": hidden if model == "mlp" else None,
+        "hidden": spec.hidden,
+        "activation": spec.activation,
     }
     if pretrain_epochs > 0:
         config = TrainConfig(
-            model=model,
-            hidden=hidden,
+            model=spec.model,
             solver="none",
             epochs=int(pretrain_epochs),
             batch_size=128,
@@ -176,6 +253,7 @@ def make_case(
             seed=seed,
             dtype=dtype,
             device=device,
+            **shape,
         )
         result = train_arrays(X, Y, config, model=net)
         net = result.model
@@ -193,18 +271,43 @@ def make_case(
 SOLVER_MEMORY_FACTOR = 2.0
 
 
-def estimated_case_bytes(model: str, n: int, d: int, *, hidden: int = 16, dtype: str = "float64") -> float:
+#: The Krylov TRS keeps its basis and probe vectors, each (n, d), and the double-backward graph of the model:
+#: its working set is taken as this many (n, d) tensors (a basis of a few to a few tens of vectors per row).
+KRYLOV_WORKING_VECTORS = 32
+#: The dense path holds the (n, d, d) Hessian, its eigenvectors, and torch.func's intermediates of that size.
+DENSE_HESSIAN_COPIES = 4
+
+
+def estimated_case_bytes(
+    model: str,
+    n: int,
+    d: int,
+    *,
+    hidden: int | tuple[int, ...] = 16,
+    dtype: str = "float64",
+    dense_rows: int = 0,
+) -> float:
     """Rough peak memory of one case of :func:`make_case` and :func:`compare_solvers`, in bytes.
 
     The batch is drawn in float64 (numpy, 8·n·d bytes, plus a draw of the same size) and copied to a tensor
-    (itemsize·n·d); the solvers' working set is :data:`SOLVER_MEMORY_FACTOR` times the structured TRS's, as
-    :func:`fastfair.bench.scaling.estimated_bytes` estimates it. Only used to refuse plans that cannot fit.
+    (itemsize·n·d); the solvers' working set is :data:`SOLVER_MEMORY_FACTOR` times the TRS's: for the affine
+    and one-hidden-layer models the structured path's, as :func:`fastfair.bench.scaling.estimated_bytes`
+    estimates it, for deeper models the Krylov path's (:data:`KRYLOV_WORKING_VECTORS` (n, d) tensors and a few
+    (n, width) activations per layer). ``dense_rows`` adds the dense comparison on that many rows
+    (:data:`DENSE_HESSIAN_COPIES` (rows, d, d) tensors). Only used to refuse plans that cannot fit.
     """
+    spec = bench_model(model, hidden)
     check_setting("dtype", dtype)
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
-    trs = next(m for m in METHODS if m.model == model and m.kind == "trs" and not m.dense)
     batch = 2 * 8 * n * d + itemsize * n * d
-    return batch + SOLVER_MEMORY_FACTOR * estimated_bytes(trs, n, d, hidden, itemsize)
+    if spec.deep:
+        widths = sum(hidden_widths(spec.hidden))
+        trs_bytes = itemsize * n * (KRYLOV_WORKING_VECTORS * d + 4 * widths)
+    else:
+        trs = next(m for m in METHODS if m.model == spec.model and m.kind == "trs" and not m.dense)
+        trs_bytes = estimated_bytes(trs, n, d, spec.hidden or hidden, itemsize)
+    dense = DENSE_HESSIAN_COPIES * itemsize * dense_rows * d * d
+    return batch + SOLVER_MEMORY_FACTOR * trs_bytes + dense
 
 
 def mean_loss(loss: torch.Tensor) -> float:
@@ -259,12 +362,15 @@ def compare_solvers(
     require("trs" in labels, "the comparison needs the 'trs' solver as its reference")
     built = {s.label: s.build() for s in solvers}
     device = case.x.device
+    radii = torch.full((case.n,), float(radius), dtype=case.x.dtype, device=device)
 
-    def task(inner) -> Callable[[], Any]:
+    def task(spec: SolverSpec, inner) -> Callable[[], Any]:
+        if spec.solver == "auto":  # as training calls it: the step only
+            return lambda: inner.attack(case.model, case.x, case.y, radii)
         return lambda: inner.perturb(case.model, case.x, case.y, radius)
 
     timings = interleaved(
-        {label: task(inner) for label, inner in built.items()},
+        {spec.label: task(spec, built[spec.label]) for spec in solvers},
         repeats=repeats,
         warmup=warmup,
         budget_s=budget_s,
@@ -276,21 +382,25 @@ def compare_solvers(
     for spec in solvers:
         t = timings[spec.label]
         res = t.result
+        auto = spec.solver == "auto"
         rec = {
             "model": case.model_name,
             "solver": spec.solver,
             "n": case.n,
             "d": case.d,
             "seconds": t.median,
-            "objective": mean_loss(res.loss),
+            "objective": mean_loss(loss_at(case.model, res, case.y) if auto else res.loss),
             "setting": spec.setting or None,
             "radius": float(radius),
             "dtype": str(case.x.dtype).replace("torch.", ""),
             "repeats": t.repeats,
             "warmup_counted": t.warmup_counted,
-            "iterations": float(res.iterations.double().mean().item()),
+            "iterations": None if auto else float(res.iterations.double().mean().item()),
             "clean_objective": clean,
         }
+        if auto:
+            choice, reason = built[spec.label].choose(case.model, case.d)
+            rec.update(choice=choice, reason=reason)
         if spec.solver == "trs":
             rec["path"] = res.extras.get("path")
             if res.certificate is not None:
@@ -300,7 +410,7 @@ def compare_solvers(
     for rec in records:
         rec["ratio_to_trs"] = rec["seconds"] / trs["seconds"] if trs["seconds"] > 0 else math.nan
         rec["rel_gap_to_trs"] = relative_gap(rec["objective"], trs["objective"])
-    others = [r for r in records if r["solver"] != "trs"]
+    others = [r for r in records if r["solver"] not in ("trs", "auto")]  # auto runs one of the others
     if others:
         best_other = max(others, key=lambda r: r["objective"])
         trs["best_other"] = record_label(best_other)
@@ -329,8 +439,46 @@ def compare_solvers(
         row["best_pgd_rel_gap"] = best_pgd["rel_gap_to_trs"]
     records.append(row)
     for rec in records:
+        if rec["solver"] == "auto":
+            rec.update(auto_comparison(rec, records))
+    for rec in records:
         rec.update({k: v for k, v in case.info.items() if v is not None})
     return records
+
+
+def auto_comparison(auto: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How ``auto``'s record compares with the alternative it did not choose, from the records of its case.
+
+    The alternative of a ``trs`` choice is the ``pgd-matched`` setting (the cheapest tuned PGD within
+    :data:`MATCH_RTOL` of TRS's objective) or, when none matched, the tuned PGD with the highest objective; the
+    alternative of a ``pgd`` choice is the trust-region step (the lean ``trs`` row). Returns ``alternative``
+    (its label), ``alternative_seconds``, ``alternative_objective``, ``objective_at_least`` (auto's objective
+    is at least the alternative's, to ``MATCH_RTOL`` relative), ``time_at_most`` (auto's median time is at
+    most the alternative's) and ``verdict``: ``"yes"`` when both hold, ``"dominated"`` when the alternative is
+    better on both counts, ``"trade-off"`` otherwise. Pure function of the records.
+    """
+    choice = auto.get("choice")
+    if choice == "pgd":
+        alt = next((r for r in records if r["solver"] == "trs" and not r.get("setting")), None)
+    else:
+        pgd = [r for r in records if r["solver"] == "pgd" and r.get("seconds") is not None]
+        trs = next((r for r in records if r["solver"] == "trs" and not r.get("setting")), None)
+        alt = pgd_matched(pgd, trs["objective"]) if trs is not None else None
+        if alt is None and pgd:
+            alt = max(pgd, key=lambda r: r["objective"])
+    if alt is None:
+        return {"alternative": None, "verdict": "no alternative measured"}
+    at_least = auto["objective"] >= alt["objective"] - MATCH_RTOL * abs(alt["objective"])
+    at_most = auto["seconds"] <= alt["seconds"]
+    verdict = "yes" if at_least and at_most else "dominated" if not at_least and not at_most else "trade-off"
+    return {
+        "alternative": record_label(alt),
+        "alternative_seconds": alt["seconds"],
+        "alternative_objective": alt["objective"],
+        "objective_at_least": at_least,
+        "time_at_most": at_most,
+        "verdict": verdict,
+    }
 
 
 def record_label(rec: dict[str, Any]) -> str:
@@ -340,21 +488,33 @@ def record_label(rec: dict[str, Any]) -> str:
 
 @dataclass
 class InnerBenchPlan:
-    """What :func:`run_inner_bench` runs; :meth:`quick` and :meth:`full` give the two standard plans."""
+    """What :func:`run_inner_bench` runs; :meth:`quick` and :meth:`full` give the two standard plans.
 
-    models: tuple[str, ...] = MODELS
-    dims: tuple[int, ...] = (5, 100)
+    ``models`` are names of :func:`bench_model`. ``dims``, ``radii`` and ``dtype``, when None, are each model's
+    defaults (:data:`SHALLOW_DEFAULTS` for affine and one hidden layer, :data:`DEEP_DEFAULTS` for deeper
+    models); given, they apply to every model. For deeper models with a smooth activation, ``dense_rows`` rows
+    are also solved through the dense path at each dimension (:func:`fastfair.bench.deep.dense_per_row`; 0: not
+    measured), and with ``memory`` the Krylov solve's peak-RSS growth is measured at the largest dimension
+    (:func:`fastfair.bench.deep.krylov_peak_rss`). ``deep_n``, when set, is the batch size of the deeper models'
+    cases instead of ``n`` (the quick plan's, to stay within a couple of minutes on a small machine).
+    """
+
+    models: tuple[str, ...] = (*MODELS, *DEEP_MODELS)
+    dims: tuple[int, ...] | None = None
     n: int = 4096
-    radii: tuple[float, ...] = (0.1,)
+    radii: tuple[float, ...] | None = None
     repeats: int = 7
     warmup: int = 1
     budget_s: float | None = 20.0
-    dtype: str = "float64"
+    dtype: str | None = None
     hidden: int = 16
     seed: int = 0
     pretrain_epochs: int = 2
     device: str = "cpu"
     quick: bool = False
+    dense_rows: int = 64
+    memory: bool = True
+    deep_n: int | None = None
 
     @classmethod
     def full(cls, **overrides: Any) -> InnerBenchPlan:
@@ -362,72 +522,147 @@ class InnerBenchPlan:
 
     @classmethod
     def quick_plan(cls, **overrides: Any) -> InnerBenchPlan:
-        base = {"n": 4096, "repeats": 3, "budget_s": 1.5, "quick": True, "pretrain_epochs": 1}
+        base = {
+            "n": 4096,
+            "deep_n": 1024,
+            "repeats": 3,
+            "budget_s": 1.5,
+            "quick": True,
+            "pretrain_epochs": 1,
+            "dense_rows": 8,
+        }
         base.update(overrides)
         return cls(**base)
 
-    def solvers(self) -> list[SolverSpec]:
-        return default_solvers(self.quick, self.seed)
+    def n_of(self, spec: BenchModel) -> int:
+        """The batch size of ``spec``'s cases."""
+        return self.deep_n if spec.deep and self.deep_n is not None else self.n
+
+    def cases(self) -> list[tuple[BenchModel, int, str, tuple[float, ...]]]:
+        """(model, d, dtype, radii) of every case, in run order."""
+        out = []
+        for name in self.models:
+            spec = bench_model(name, self.hidden)
+            defaults = spec.defaults()
+            dtype = self.dtype or defaults["dtype"]
+            radii = tuple(self.radii or defaults["radii"])
+            out += [(spec, d, dtype, radii) for d in (self.dims or defaults["dims"])]
+        return out
+
+    def solvers(self, spec: BenchModel | None = None) -> list[SolverSpec]:
+        return default_solvers(self.quick, self.seed, deep=spec is not None and spec.deep)
+
+    def measures_dense(self, spec: BenchModel) -> bool:
+        """Whether the dense per-row comparison runs for ``spec`` (deeper models with a smooth activation)."""
+        return self.dense_rows > 0 and spec.deep and spec.activation not in PIECEWISE_LINEAR_ACTIVATIONS
 
     def runs(self) -> int:
         """Number of timed runs (warm-ups included) at most: the length of the progress bar."""
-        cases = len(self.models) * len(self.dims) * len(self.radii)
-        return cases * len(self.solvers()) * (self.warmup + self.repeats)
+        per_run = self.warmup + self.repeats
+        total = 0
+        for spec, _, _, radii in self.cases():
+            total += len(radii) * (len(self.solvers(spec)) + 2 * self.measures_dense(spec)) * per_run
+        return total
 
     def estimated_bytes(self) -> tuple[float, str]:
         """The largest :func:`estimated_case_bytes` over the plan's cases, and which case it is."""
         return max(
             (
-                (estimated_case_bytes(m, self.n, d, hidden=self.hidden, dtype=self.dtype), f"{m}, n={self.n}, d={d}")
-                for m in self.models
-                for d in self.dims
+                (
+                    estimated_case_bytes(
+                        spec.name,
+                        self.n_of(spec),
+                        d,
+                        hidden=self.hidden,
+                        dtype=dtype,
+                        dense_rows=self.dense_rows if self.measures_dense(spec) else 0,
+                    ),
+                    f"{spec.name}, n={self.n_of(spec)}, d={d}",
+                )
+                for spec, d, dtype, _ in self.cases()
             ),
             key=lambda pair: pair[0],
         )
 
     def validate(self) -> InnerBenchPlan:
+        require(
+            isinstance(self.models, (list, tuple)) and len(self.models) > 0, "give at least one model"
+        )
+        if self.dtype is not None:
+            check_setting("dtype", self.dtype)
         for m in self.models:
-            check_setting("model", m)
-        require(self.models and self.dims and self.radii, "give at least one model, dimension and radius")
-        for d in self.dims:
+            bench_model(m, self.hidden)
+        require(self.dims is None or len(self.dims) > 0, "give at least one dimension")
+        require(self.radii is None or len(self.radii) > 0, "give at least one radius")
+        for d in self.dims or ():
             require(isinstance(d, int) and d >= 1, f"dimensions must be positive integers, got {d!r}")
-        for r in self.radii:
+        for r in self.radii or ():
             require(r > 0 and math.isfinite(r), f"radii must be positive and finite, got {r!r}")
-        require(isinstance(self.n, int) and self.n >= 1, f"n must be a positive integer, got {self.n!r}")
+        for n in (self.n, self.deep_n if self.deep_n is not None else self.n):
+            require(isinstance(n, int) and n >= 1, f"n must be a positive integer, got {n!r}")
         require(self.repeats >= 1, f"repeats must be a positive integer, got {self.repeats!r}")
-        check_setting("dtype", self.dtype)
+        require(
+            isinstance(self.dense_rows, int) and self.dense_rows >= 0,
+            f"dense rows must be a non-negative integer, got {self.dense_rows!r}",
+        )
         if self.budget_s is not None:
             require(self.budget_s > 0, f"budget must be positive, got {self.budget_s!r}")
         return self
 
 
 def run_inner_bench(plan: InnerBenchPlan, *, progress: Any = None) -> list[dict[str, Any]]:
-    """Run every case of ``plan``; return all records (see :func:`compare_solvers`)."""
+    """Run every case of ``plan``; return all records (:func:`compare_solvers`, and for deeper models the
+    records of :mod:`fastfair.bench.deep`)."""
+    from . import deep  # it builds on this module
+
     plan.validate()
-    solvers = plan.solvers()
     records: list[dict[str, Any]] = []
-    for model in plan.models:
-        for d in plan.dims:
-            case = make_case(
-                model,
-                d,
-                plan.n,
-                hidden=plan.hidden,
-                seed=plan.seed,
-                dtype=plan.dtype,
-                pretrain_epochs=plan.pretrain_epochs,
-                device=plan.device,
+    largest = {}
+    for spec, d, _, _ in plan.cases():
+        largest[spec.name] = max(largest.get(spec.name, d), d)
+    for spec, d, dtype, radii in plan.cases():
+        case_args = {
+            "model": spec.name,
+            "d": d,
+            "n": plan.n_of(spec),
+            "hidden": plan.hidden,
+            "seed": plan.seed,
+            "dtype": dtype,
+            "pretrain_epochs": plan.pretrain_epochs,
+            "device": plan.device,
+        }
+        case = make_case(**case_args)
+        solvers = plan.solvers(spec)
+        for radius in radii:
+            if progress is not None and hasattr(progress, "set_description"):
+                progress.set_description(f"bench {spec.name} d={d} r={radius:g}")
+            found = compare_solvers(
+                case,
+                radius,
+                solvers,
+                repeats=plan.repeats,
+                warmup=plan.warmup,
+                budget_s=plan.budget_s,
+                progress=progress,
             )
-            for radius in plan.radii:
+            if plan.measures_dense(spec):
                 if progress is not None and hasattr(progress, "set_description"):
-                    progress.set_description(f"bench {model} d={d} r={radius:g}")
-                records += compare_solvers(
+                    progress.set_description(f"bench {spec.name} d={d}: dense path, {plan.dense_rows} rows")
+                dense = deep.dense_per_row(
                     case,
                     radius,
-                    solvers,
+                    plan.dense_rows,
+                    found,
                     repeats=plan.repeats,
                     warmup=plan.warmup,
                     budget_s=plan.budget_s,
                     progress=progress,
                 )
+                found.append({**dense, **{k: v for k, v in case.info.items() if v is not None}})
+            if plan.memory and spec.deep and d == largest[spec.name] and plan.device == "cpu":
+                if progress is not None and hasattr(progress, "set_description"):
+                    progress.set_description(f"bench {spec.name} d={d}: peak memory of one solve")
+                memory = deep.krylov_peak_rss(case_args, radius, threads=torch.get_num_threads())
+                found.append({**memory, **{k: v for k, v in case.info.items() if v is not None}})
+            records += found
     return records

@@ -1,8 +1,10 @@
 """``fastfair bench``: honest speed comparisons (inner maximisers, scaling, end-to-end epoch cost).
 
-    fastfair bench [--quick] [--json]          inner maximisers on identical batches and weights
+    fastfair bench [--quick] [--json]          inner maximisers on identical batches and weights (affine,
+                                               one-hidden-layer and deeper MLPs; what auto chooses)
     fastfair bench --scaling [--quick]         time vs n and d: structured / generic TRS, derivative backends
     fastfair bench --end-to-end [--quick]      robust / non-robust epoch-time ratio on Adult and Unfair2D
+                                               (and a two-hidden-layer MLP on Adult with every feature)
 
 Numbers go to stdout (a table, or with ``--json`` a list of records); the progress bar goes to stderr.
 ``--out DIR`` also writes the records (JSON, CSV), the Markdown tables, the machine description and, for
@@ -22,10 +24,12 @@ from tqdm.auto import tqdm
 
 from ..bench import end_to_end, scaling, timing
 from ..bench import inner as inner_bench
+from ..bench.end_to_end import DEEP_MODEL as END_TO_END_DEEP
+from ..bench.inner import DEEP_MODELS
 from ..bench.inner_tables import render_inner
 from ..errors import FastfairError, require
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
-from ..vocabulary import DTYPES, MODELS
+from ..vocabulary import DTYPES
 from . import _Parser
 from .common import check_out_dir
 
@@ -39,15 +43,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Compare the inner maximisers on identical batches and model weights (median time of interleaved "
             "repeats, attained objective, and pgd-matched: the cheapest tuned PGD within 1e-6 of TRS's "
-            "objective); or, with --scaling, time against n and d; or, with --end-to-end, the robust / "
-            "non-robust epoch-time ratio per solver on Adult and Unfair2D. A comparison whose estimated memory "
-            "exceeds what the machine has available is refused before it starts."
+            "objective; what auto chose against the alternative), for the affine model, the one-hidden-layer MLP "
+            "and 3-layer MLPs (tanh and ReLU; with the dense path per row and the Krylov solve's peak memory); or, "
+            "with --scaling, time against n and d; or, with --end-to-end, the robust / non-robust epoch-time ratio "
+            "per solver on Adult and Unfair2D (and a two-hidden-layer MLP on Adult with every feature). A "
+            "comparison whose estimated memory exceeds what the machine has available is refused before it starts."
         ),
         epilog=(
             "examples:\n"
             "  fastfair bench --quick\n"
             "  fastfair bench --json > inner.json\n"
             "  fastfair bench --models mlp --dims 100 --radius 0.1 0.5 1.0\n"
+            "  fastfair bench --models mlp-128-64-tanh --dims 784 --threads 1\n"
             "  fastfair bench --scaling --out bench-results\n"
             "  fastfair bench --end-to-end --radius 0.1 0.2"
         ),
@@ -68,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="robust / non-robust epoch-time ratios instead of the comparison",
     )
-    p.add_argument("--quick", action="store_true", help="a smaller plan that runs in about a minute")
+    p.add_argument("--quick", action="store_true", help="a smaller plan that runs in a couple of minutes")
     p.add_argument("--json", action="store_true", help="print a JSON list of records instead of tables")
     p.add_argument("--out", metavar="DIR", help="also write records, Markdown tables (and the figure) here")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
@@ -80,20 +87,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype",
         choices=DTYPES,
-        help="default: float64 (solver comparison), float32 (scaling, end-to-end: the training default)",
+        help=(
+            "default: float64 (solver comparison of affine and mlp), float32 (deeper models, scaling, end-to-end: "
+            "the training default)"
+        ),
     )
     g = p.add_argument_group("solver comparison (default suite)")
     g.add_argument(
-        "--models", nargs="+", choices=MODELS, help="default: affine mlp (also for --end-to-end)"
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        help=(
+            "affine, mlp (one hidden layer), or mlp-W1-...-Wk-ACT (hidden widths and activation, e.g. "
+            f"mlp-128-64-relu); default: affine mlp {' '.join(DEEP_MODELS)} (--end-to-end: affine mlp, and "
+            f"{END_TO_END_DEEP} on Adult with every feature)"
+        ),
     )
-    g.add_argument("--dims", nargs="+", type=int, metavar="D", help="input dimensions (default: 5 100)")
-    g.add_argument("--n", type=int, help="batch size (default 4096)")
+    g.add_argument(
+        "--dims",
+        nargs="+",
+        type=int,
+        metavar="D",
+        help="input dimensions (default: 5 100 for affine and mlp, 100 784 for deeper models)",
+    )
+    g.add_argument("--n", type=int, help="batch size (default 4096; --quick: 1024 for deeper models)")
     g.add_argument(
         "--radius",
         nargs="+",
         type=float,
         metavar="R",
-        help="radii in standardised units (default 0.1); also used by --end-to-end",
+        help="radii in standardised units (default 0.1; 0.5 for deeper models); also used by --end-to-end",
+    )
+    g.add_argument(
+        "--dense-rows",
+        type=int,
+        metavar="N",
+        help="rows of the dense-path comparison of deeper smooth models (default 64, --quick 8; 0: skip it)",
+    )
+    g.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurement of the deeper models' Krylov solve (a child process)",
     )
     g.add_argument("--pretrain-epochs", type=int, metavar="E", help="non-robust epochs before benchmarking")
     g.add_argument(
@@ -206,9 +240,14 @@ def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, di
         ("seed", "seed"),
         ("pretrain_epochs", "pretrain_epochs"),
         ("budget", "budget_s"),
+        ("dense_rows", "dense_rows"),
     ):
         if key in a:
             overrides[field] = a[key]
+    if "n" in a:
+        overrides["deep_n"] = None  # --n is the batch size of every case
+    if args.no_memory:
+        overrides["memory"] = False
     plan_class = inner_bench.InnerBenchPlan
     plan = (plan_class.quick_plan if args.quick else plan_class.full)(**overrides).validate()
     check_memory(*plan.estimated_bytes())

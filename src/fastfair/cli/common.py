@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .. import datasets
-from ..config import TrainConfig
+from ..config import MAX_HIDDEN, MAX_LAYERS, TrainConfig
 from ..errors import FastfairError, require
 from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
 
@@ -92,8 +92,24 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
     d = TrainConfig()
     group = parser.add_argument_group("model and training")
     group.add_argument("--model", choices=MODELS, default=d.model, help="classifier (default: %(default)s)")
-    group.add_argument("--hidden", type=int, default=d.hidden, help="MLP hidden width (default: %(default)s)")
-    group.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="MLP activation")
+    group.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        metavar="W",
+        default=d.hidden,
+        help=(
+            "MLP hidden widths, one per hidden layer, first layer first: --hidden 16 is one hidden layer of 16 "
+            f"units, --hidden 64 32 two layers (at most {MAX_LAYERS}, each at most {MAX_HIDDEN}; default: "
+            "%(default)s)"
+        ),
+    )
+    group.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default=d.activation,
+        help="MLP activation, of every hidden layer (default: %(default)s)",
+    )
     group.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     group.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     group.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
@@ -103,7 +119,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
     group.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
     if solver:
         rob = parser.add_argument_group("robustness")
-        rob.add_argument("--solver", choices=SOLVERS, default=d.solver, help="inner maximiser (default: %(default)s)")
+        rob.add_argument(
+            "--solver",
+            choices=SOLVERS,
+            default=d.solver,
+            help=(
+                "inner maximiser; auto takes the trust-region solver for smooth models and PGD for piecewise-linear "
+                "ones (relu, leaky_relu), and reports its choice (default: %(default)s)"
+            ),
+        )
         rob.add_argument(
             "--radius",
             type=float,
@@ -122,7 +146,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A validated :class:`TrainConfig` from parsed arguments."""
+    """A validated :class:`TrainConfig` from parsed arguments (``--hidden W [W ...]`` arrives as a list: one
+    width is the one-hidden-layer MLP, as an int)."""
     return TrainConfig(
         model=args.model,
         hidden=args.hidden,

@@ -81,7 +81,9 @@ class Cell:
     batch_size: int
     lr: float
     train_size: int | None = None
-    hidden: int = 16
+    #: the MLP's hidden widths in canonical form (:func:`fastfair.config.check_hidden`): an int for one hidden
+    #: layer, a tuple for several; in :meth:`spec` (and so in the id) an int or a list of ints
+    hidden: int | tuple[int, ...] = 16
     activation: str = "tanh"
     dtype: str = "float32"
     clean_weight: float = 0.0
@@ -93,7 +95,7 @@ class Cell:
             "schema": CELL_SCHEMA,
             "data": self.data.identity(),
             "model": self.model,
-            "hidden": self.hidden if self.model != "affine" else None,
+            "hidden": _plain_widths(self.hidden) if self.model != "affine" else None,
             "activation": self.activation if self.model != "affine" else None,
             "solver": self.solver,
             "radius": self.radius,
@@ -146,6 +148,12 @@ class Cell:
             train_size=self.train_size,
             solver_options=dict(self.solver_options),
         ).validate()
+
+
+def _plain_widths(hidden: int | tuple[int, ...]) -> int | list[int]:
+    """Canonical widths as plain JSON data: an int stays an int (so one-hidden-layer ids do not change), a
+    tuple becomes a list."""
+    return hidden if isinstance(hidden, int) else list(hidden)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ A YAML (``.yaml``/``.yml``) or TOML (``.toml``) mapping. Only ``datasets`` is re
     batch_size: 32
     lr: 0.01
     train_size: null                # train on the first N training rows only (null: all)
-    hidden: 16                      # MLP width and activation (ignored for affine)
-    activation: tanh
+    hidden: 16                      # MLP hidden width(s) and activation (ignored for affine): one width, or
+    activation: tanh                # a list, one per hidden layer, e.g. [64, 32] (1 to 8 layers)
     dtype: float32
     clean_weight: 0.0
     solver_options: {pgd: {steps: 20}}   # per-solver options, keyed by solver name

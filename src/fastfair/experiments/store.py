@@ -148,8 +148,8 @@ def results_frame(cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> 
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in ("n", "seed", "epochs", "batch_size"):
         frame[col] = frame[col].astype("int64")
-    for col in ("train_size", "hidden"):
-        frame[col] = frame[col].astype("Int64")
+    frame["train_size"] = frame["train_size"].astype("Int64")
+    frame["hidden"] = hidden_column(frame["hidden"])
     for col in ("radius", "lr", "clean_weight", *METRICS, *TIMING):
         frame[col] = frame[col].astype("float64")
     return frame
@@ -162,4 +162,32 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
         p = p / "results.csv"
     if not p.is_file():
         raise FastfairError(f"no results table at {str(p)!r}")
-    return pd.read_csv(p, dtype={"train_size": "Int64", "hidden": "Int64"})
+    frame = pd.read_csv(p, dtype={"train_size": "Int64", "hidden": "string"})
+    frame["hidden"] = hidden_column(frame["hidden"])
+    return frame
+
+
+def hidden_column(values: pd.Series) -> pd.Series:
+    """The ``hidden`` column of a results table, from cell rows (an int, a list of widths, or None) or from the
+    text of a ``results.csv``.
+
+    The MLP's widths in one column: when no cell has more than one hidden layer (every table of one-hidden-layer
+    and affine cells), a nullable ``Int64`` column of the width (missing for affine cells); otherwise an
+    ``object`` column holding the width as an ``int`` for a one-hidden-layer cell and the widths as the text
+    ``"[64, 32]"`` (JSON, first layer first) for a deeper one, missing for affine cells. Writing the table and
+    reading it back (:func:`read_results`) gives the same column.
+    """
+
+    def one(value: Any) -> Any:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, (list, tuple)):
+            return int(value[0]) if len(value) == 1 else json.dumps([int(w) for w in value])
+        return int(value)
+
+    parsed = [one(v) for v in values]
+    if all(not isinstance(v, str) for v in parsed):
+        return pd.Series(parsed, index=values.index, name=values.name, dtype="Int64")
+    return pd.Series([pd.NA if v is None else v for v in parsed], index=values.index, name=values.name, dtype=object)

@@ -32,7 +32,8 @@ from .grid import Cell, Grid
 from .store import ResultsStore, results_frame
 
 #: Rough relative cost of a solver, used to start expensive cells first (better load balance).
-SOLVER_COST = {"pgd-paper": 100.0, "pgd": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0}
+#: ``auto`` takes ``trs`` or ``pgd`` by the model: counted as the dearer of the two.
+SOLVER_COST = {"pgd-paper": 100.0, "pgd": 10.0, "auto": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0}
 
 
 class CellFailed(FastfairError):
