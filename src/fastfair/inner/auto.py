@@ -57,8 +57,9 @@ from torch import Tensor, nn
 
 from ..errors import FastfairError
 from ..models import MLP, Affine, DeepMLP
+from ..validation import check_bool
 from ..vocabulary import PIECEWISE_LINEAR_ACTIVATIONS
-from .base import InnerMaximizer, InnerResult, check_bool, detached_forward
+from .base import InnerMaximizer, InnerResult, detached_forward
 
 #: Layers that compute a piecewise-linear function of their input (∇² = 0 away from their kinks).
 PIECEWISE_LINEAR: tuple[type[nn.Module], ...] = (
