@@ -421,7 +421,7 @@ def test_auto_comparison_pure_logic():
 @pytest.fixture(scope="module")
 def deep_records():
     plan = InnerBenchPlan.quick_plan(
-        models=("mlp-6-4-tanh", "mlp-6-4-relu"), dims=(10,), n=32, deep_n=None, repeats=1, dense_rows=4, memory=False
+        models=("mlp-6-4-tanh", "mlp-6-4-relu"), dims=(40,), n=32, deep_n=None, repeats=1, dense_rows=4, memory=False
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation (and stall on a busy machine)
@@ -455,7 +455,7 @@ def test_deep_model_records_have_the_pinned_keys(deep_records):
     dense = [r for r in deep_records if r["solver"] == "trs-dense"]
     assert [r["model"] for r in dense] == ["mlp-6-4-tanh"]  # smooth models only
     (dense,) = dense
-    assert (dense["n"], dense["case_n"], dense["d"]) == (4, 32, 10) and dense["krylov_path"] == "krylov"
+    assert (dense["n"], dense["case_n"], dense["d"]) == (4, 32, 40) and dense["krylov_path"] == "krylov"
     assert dense["path"] != "krylov" and dense["per_row_speedup"] > 0
     # both paths maximise the same quadratic model exactly: the same objective on the same rows
     assert abs(dense["objective_rel_gap"]) < 1e-5
@@ -475,10 +475,10 @@ def test_rss_sampler_sees_an_allocation():
 @pytest.mark.slow  # a fresh Python process imports torch and rebuilds the case
 def test_krylov_peak_rss_in_a_fresh_process_solves_the_same_case(deep_records):
     """Oracle: the lean TRS row of the same case, measured in this process (the child rebuilds the case)."""
-    args = {"model": "mlp-6-4-tanh", "d": 10, "n": 32, "dtype": "float32", "pretrain_epochs": 1}
+    args = {"model": "mlp-6-4-tanh", "d": 40, "n": 32, "dtype": "float32", "pretrain_epochs": 1}
     rec = krylov_peak_rss(args, 0.5, threads=1)
     trs = next(r for r in deep_records if r["model"] == "mlp-6-4-tanh" and r["solver"] == "trs" and not r["setting"])
-    assert rec["solver"] == "trs-memory" and rec["path"] == "krylov" and (rec["n"], rec["d"]) == (32, 10)
+    assert rec["solver"] == "trs-memory" and rec["path"] == "krylov" and (rec["n"], rec["d"]) == (32, 40)
     assert rec["objective"] == pytest.approx(trs["objective"], rel=1e-6)
     assert rec["rss_growth_mb"] >= 0 and rec["rss_before_mb"] > 0 and rec["seconds"] > 0
     with pytest.raises(FastfairError, match="memory measurement's process failed"):

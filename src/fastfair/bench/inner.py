@@ -104,7 +104,7 @@ def bench_model(name: str, hidden: int | tuple[int, ...] = 16) -> BenchModel:
         require(not parts, f"model {name!r}: the affine model takes no widths or activation")
         return BenchModel(name, "affine")
     activation = "tanh"
-    if parts and not parts[-1].lstrip("+").isdigit():
+    if parts and not parts[-1].isdigit():
         activation = check_setting("activation", parts.pop(), name=f"model {name!r}")
     widths: Any = hidden
     if parts:
