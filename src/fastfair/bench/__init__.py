@@ -3,7 +3,8 @@
 * :mod:`fastfair.bench.inner` -- every inner maximiser on identical batches and weights: median time, attained
   objective, ``pgd-matched`` (the cheapest tuned PGD that does as well as TRS), and what ``auto`` chose against
   the alternative; for the affine, one-hidden-layer and deeper MLPs (``mlp-128-64-tanh``, ``mlp-128-64-relu``);
-  :mod:`fastfair.bench.inner_tables` -- its tables.
+  :mod:`fastfair.bench.inner_cases` -- its models, contenders and batches; :mod:`fastfair.bench.inner_tables` --
+  its tables.
 * :mod:`fastfair.bench.deep` -- the deeper models' extras: the dense path per row against the Krylov path, and
   the peak-RSS growth of one Krylov solve.
 * :mod:`fastfair.bench.scaling` -- time (and peak memory) against n and d for the structured and generic TRS
@@ -19,20 +20,22 @@ These print numbers; tests assert behaviour only, never timings. The command lin
 from __future__ import annotations
 
 from .inner import (
-    DEEP_MODELS,
     RECORD_KEYS,
+    InnerBenchPlan,
+    auto_comparison,
+    compare_solvers,
+    pgd_matched,
+    run_inner_bench,
+)
+from .inner_cases import (
+    DEEP_MODELS,
     BenchCase,
     BenchModel,
-    InnerBenchPlan,
     SolverSpec,
-    auto_comparison,
     bench_model,
-    compare_solvers,
     default_solvers,
     make_case,
     pgd_ladder,
-    pgd_matched,
-    run_inner_bench,
 )
 from .timing import interleaved, machine_info
 

@@ -35,7 +35,7 @@ import torch
 
 from ..errors import FastfairError
 from ..inner import make_inner
-from .inner import BenchCase, make_case, mean_loss, relative_gap
+from .inner_cases import BenchCase, make_case, mean_loss, relative_gap
 from .scaling import PeakMemory
 from .timing import interleaved
 
