@@ -16,18 +16,12 @@ from trs_oracle import (
     oracle_trs,
     q_of,
     rand_orth,
-    single_threaded,
     solve_np,
     stack,
     t64,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded_linear_algebra():
-    """Tiny per-sample LAPACK calls run on one thread (see :func:`trs_oracle.single_threaded`)."""
-    with single_threaded():
-        yield
+pytestmark = pytest.mark.usefixtures("single_threaded_linear_algebra")
 
 
 # ------------------------------------------------------------------------------------------------------------

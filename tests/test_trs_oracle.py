@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from trs_oracle import KINDS, make_instance, natural_scale, oracle_trs, q_of, single_threaded, vnorm
+from trs_oracle import KINDS, make_instance, natural_scale, oracle_trs, q_of, vnorm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded_linear_algebra():
-    """Tiny per-sample LAPACK calls run on one thread (see :func:`trs_oracle.single_threaded`)."""
-    with single_threaded():
-        yield
+pytestmark = pytest.mark.usefixtures("single_threaded_linear_algebra")
 
 
 def brute_force_min(g: np.ndarray, H: np.ndarray, r: float) -> float:

@@ -24,14 +24,9 @@ from fastfair.trs import (
     solve_trs_fast,
     solve_trs_operator,
 )
-from trs_oracle import oracle_trs, single_threaded, vnorm
+from trs_oracle import oracle_trs, vnorm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded_linear_algebra():
-    """Tiny per-sample LAPACK calls run on one thread (see :func:`trs_oracle.single_threaded`)."""
-    with single_threaded():
-        yield
+pytestmark = pytest.mark.usefixtures("single_threaded_linear_algebra")
 
 
 F32, F64 = torch.float32, torch.float64

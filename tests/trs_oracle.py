@@ -22,32 +22,15 @@ The tests import this module by name (pytest puts ``tests/`` on ``sys.path``: th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 import torch
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from fastfair.trs import TRSResult, solve_trs, solve_trs_fast
 from fastfair.trs.operator import DenseQuadratic, _fixed_point
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Tiny per-sample LAPACK calls are fastest on one thread; multi-threaded BLAS and torch slow down by
-    10-50x on an oversubscribed machine (shared CI runners). Restored on exit."""
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(torch_threads)
-
 
 # ------------------------------------------------------------------------------------------------------------
 # The float64 oracle (numpy / scipy, one sample at a time)
@@ -156,7 +139,8 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def make_instance(rng: np.random.Generator, kind: str, d: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """One (g, H, r) of the given kind; H = Q diag(w) Qᵀ, g = Q c with a random orthogonal Q."""
+    """One (g, H, r) of the given kind: H = Q diag(w) Qᵀ, g = Q c with a random orthogonal Q, sizes of H from
+    1e-3 to 1e3 and radii from 1e-8 to 1e8."""
     Q = rand_orth(rng, d)
     hs = log_uniform(rng, -3, 3)  # size of H
     r = log_uniform(rng, -8, 8)

@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 
 from fastfair.errors import FastfairError
+from fastfair.vocabulary import GAP_KEYS, GAP_RATES
 
 __all__ = [
     "GAP_KEYS",
@@ -80,16 +81,6 @@ class FairnessWarning(UserWarning):
     """A fairness rate is undefined for some group (its conditioning cell is empty), so a gap is NaN."""
 
 
-#: Gap name -> per-group rate it compares, in the order the gaps are reported.
-GAP_RATES: dict[str, str] = {
-    "independence": "selection_rate",
-    "separation_tpr": "tpr",
-    "separation_fpr": "fpr",
-    "sufficiency_ppv": "ppv",
-    "sufficiency_for": "for",
-}
-#: The keys of :func:`fairness_gaps` and :func:`signed_gaps`, in order.
-GAP_KEYS: tuple[str, ...] = tuple(GAP_RATES)
 #: The columns of :func:`group_table` (``auc`` is appended when scores are given).
 TABLE_COLUMNS: tuple[str, ...] = ("n", "accuracy", "selection_rate", "tpr", "fpr", "ppv", "for")
 

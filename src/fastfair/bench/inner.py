@@ -57,33 +57,9 @@ from .inner_cases import (
     estimated_case_bytes,
     make_case,
     mean_loss,
-    pgd_ladder,
     relative_gap,
 )
 from .timing import interleaved
-
-__all__ = [
-    "BEST_RTOL",
-    "DEEP_MODELS",
-    "MATCH_RTOL",
-    "RECORD_KEYS",
-    "BenchCase",
-    "BenchModel",
-    "InnerBenchPlan",
-    "SolverSpec",
-    "auto_comparison",
-    "bench_model",
-    "compare_solvers",
-    "default_solvers",
-    "estimated_case_bytes",
-    "make_case",
-    "mean_loss",
-    "pgd_ladder",
-    "pgd_matched",
-    "record_label",
-    "relative_gap",
-    "run_inner_bench",
-]
 
 #: Record keys every row of :func:`run_inner_bench` has (the ``--json`` contract).
 RECORD_KEYS = ("model", "solver", "n", "d", "seconds", "objective")

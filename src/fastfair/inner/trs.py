@@ -72,7 +72,7 @@ from ..derivatives import (
     quadratic_model,
 )
 from ..losses import logistic_loss
-from ..trs import TRSCertificate, solve_trs, solve_trs_krylov, solve_trs_operator
+from ..trs import KrylovTRSResult, TRSCertificate, TRSResult, solve_trs, solve_trs_krylov, solve_trs_operator
 from ..validation import check_bool, check_optional_nonnegative_float, check_positive_int
 from .base import InnerMaximizer, InnerResult, loss_at, project_to_ball
 
@@ -216,14 +216,7 @@ class TrustRegionAdversary(InnerMaximizer):
             certificate = dataclasses.replace(
                 certificate, min_eigenvalue=torch.minimum(certificate.min_eigenvalue, res.multiplier)
             )
-        extras = {
-            "path": quad.path,
-            "multiplier": res.multiplier,
-            "hard_case": res.hard_case,
-            "predicted_increase": -res.objective,
-            "clean_loss": quad.loss,
-        }
-        return _result(model, x, x + delta, y, 1, certificate, extras)
+        return _result(model, x, x + delta, y, 1, certificate, _solve_extras(quad, res))
 
     def _certified_krylov(self, model: nn.Module, quad: KrylovModel, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         neg = quad.neg()
@@ -232,14 +225,7 @@ class TrustRegionAdversary(InnerMaximizer):
         res = solve_trs_krylov(neg.g, neg.op, r, tol=tol)
         with torch.no_grad():
             delta = project_to_ball(res.step, r)
-        extras = {
-            "path": quad.path,
-            "multiplier": res.multiplier,
-            "hard_case": res.hard_case,
-            "predicted_increase": -res.objective,
-            "clean_loss": quad.loss,
-            "converged": res.converged,
-        }
+        extras = {**_solve_extras(quad, res), "converged": res.converged}
         return _result(model, x, x + delta, y, res.iterations, res.certificate(), extras)
 
 
@@ -250,6 +236,18 @@ class _LeanStep:
     x_adv: Tensor
     iterations: int | Tensor = 1
     work: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _solve_extras(quad: QuadraticModel, res: TRSResult | KrylovTRSResult) -> dict[str, object]:
+    """The extras of a certified solve of the negated quadratic model: its path, the multiplier λ, the hard-case
+    flags, the predicted increase of the loss -q(p) (the solver minimises q = -model), and the clean loss."""
+    return {
+        "path": quad.path,
+        "multiplier": res.multiplier,
+        "hard_case": res.hard_case,
+        "predicted_increase": -res.objective,
+        "clean_loss": quad.loss,
+    }
 
 
 def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
