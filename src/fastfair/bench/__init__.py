@@ -20,23 +20,21 @@ These print numbers; tests assert behaviour only, never timings. The command lin
 from __future__ import annotations
 
 from .inner import (
+    DEEP_MODELS,
     RECORD_KEYS,
+    BenchCase,
+    BenchModel,
     InnerBenchPlan,
+    SolverSpec,
     auto_comparison,
+    bench_model,
     compare_solvers,
+    default_solvers,
+    make_case,
     pgd_matched,
     run_inner_bench,
 )
-from .inner_cases import (
-    DEEP_MODELS,
-    BenchCase,
-    BenchModel,
-    SolverSpec,
-    bench_model,
-    default_solvers,
-    make_case,
-    pgd_ladder,
-)
+from .inner_cases import pgd_ladder
 from .timing import interleaved, machine_info
 
 __all__ = [

@@ -31,35 +31,34 @@ from ..errors import FastfairError, require
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
 from ..vocabulary import DTYPES
 from . import _Parser
-from .common import check_out_dir
+from .common import add_command, check_out_dir
 
 SUITES = ("inner", "scaling", "end-to-end")
 
 
+HELP = "benchmark the inner maximisers, their scaling, and the end-to-end cost of robustness"
+DESCRIPTION = (
+    "Compare the inner maximisers on identical batches and model weights (median time of interleaved "
+    "repeats, attained objective, and pgd-matched: the cheapest tuned PGD within 1e-6 of TRS's "
+    "objective; what auto chose against the alternative), for the affine model, the one-hidden-layer MLP "
+    "and 3-layer MLPs (tanh and ReLU; with the dense path per row and the Krylov solve's peak memory); or, "
+    "with --scaling, time against n and d; or, with --end-to-end, the robust / non-robust epoch-time ratio "
+    "per solver on Adult and Unfair2D (and a two-hidden-layer MLP on Adult with every feature). A "
+    "comparison whose estimated memory exceeds what the machine has available is refused before it starts."
+)
+EPILOG = (
+    "examples:\n"
+    "  fastfair bench --quick\n"
+    "  fastfair bench --json > inner.json\n"
+    "  fastfair bench --models mlp --dims 100 --radius 0.1 0.5 1.0\n"
+    "  fastfair bench --models mlp-128-64-tanh --dims 784 --threads 1\n"
+    "  fastfair bench --scaling --out bench-results\n"
+    "  fastfair bench --end-to-end --radius 0.1 0.2"
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmark the inner maximisers, their scaling, and the end-to-end cost of robustness",
-        description=(
-            "Compare the inner maximisers on identical batches and model weights (median time of interleaved "
-            "repeats, attained objective, and pgd-matched: the cheapest tuned PGD within 1e-6 of TRS's "
-            "objective; what auto chose against the alternative), for the affine model, the one-hidden-layer MLP "
-            "and 3-layer MLPs (tanh and ReLU; with the dense path per row and the Krylov solve's peak memory); or, "
-            "with --scaling, time against n and d; or, with --end-to-end, the robust / non-robust epoch-time ratio "
-            "per solver on Adult and Unfair2D (and a two-hidden-layer MLP on Adult with every feature). A "
-            "comparison whose estimated memory exceeds what the machine has available is refused before it starts."
-        ),
-        epilog=(
-            "examples:\n"
-            "  fastfair bench --quick\n"
-            "  fastfair bench --json > inner.json\n"
-            "  fastfair bench --models mlp --dims 100 --radius 0.1 0.5 1.0\n"
-            "  fastfair bench --models mlp-128-64-tanh --dims 784 --threads 1\n"
-            "  fastfair bench --scaling --out bench-results\n"
-            "  fastfair bench --end-to-end --radius 0.1 0.2"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "bench", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(p)
     p.set_defaults(run=run)
 

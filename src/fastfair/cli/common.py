@@ -17,6 +17,16 @@ from ..errors import FastfairError, require
 from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
 
 
+def add_command(
+    sub: argparse._SubParsersAction, name: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``: its one-line ``help`` in the command list, and its ``description`` and
+    ``epilog`` printed as written (line breaks kept) by ``fastfair NAME --help``."""
+    return sub.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def parse_value(text: str) -> Any:
     """Read a command-line value: JSON where it parses (numbers, true/false, lists), else the raw string."""
     try:

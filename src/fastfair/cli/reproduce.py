@@ -12,7 +12,7 @@ from ..errors import FastfairError, require
 from ..experiments import Grid, paper_protocol
 from ..io import dumps_json
 from ._grid_run import add_run_arguments, cell_limit, execute, large_grid_hint, print_sweep_summary, run_interruptibly
-from .common import check_out_dir
+from .common import add_command, check_out_dir
 
 
 def _cores() -> int:
@@ -22,19 +22,18 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+HELP = "run the paper's experiments (or a quick version) and write a report with tables and figures"
+DESCRIPTION = (
+    "Reproduce Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012): datasets unfair2d, adult and\n"
+    "lsat; solvers none, trs, pgd-paper, pgd and random over the paper's radii; several seeds.\n"
+    "Writes results.csv (resumable: a re-run reuses finished cells), the timing table, figures,\n"
+    "report.md and report.html into --out."
+)
+EPILOG = paper_protocol.describe()
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "reproduce",
-        help="run the paper's experiments (or a quick version) and write a report with tables and figures",
-        description=(
-            "Reproduce Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012): datasets unfair2d, adult and\n"
-            "lsat; solvers none, trs, pgd-paper, pgd and random over the paper's radii; several seeds.\n"
-            "Writes results.csv (resumable: a re-run reuses finished cells), the timing table, figures,\n"
-            "report.md and report.html into --out."
-        ),
-        epilog=paper_protocol.describe(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "reproduce", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument(
         "--quick",
         action="store_true",

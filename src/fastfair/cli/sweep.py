@@ -22,7 +22,7 @@ from ._grid_run import (
     print_sweep_summary,
     run_interruptibly,
 )
-from .common import add_data_source_arguments, check_out_dir, format_table, parse_key_values, parse_value
+from .common import add_command, add_data_source_arguments, check_out_dir, format_table, parse_key_values, parse_value
 
 EPILOG = """\
 grid file (--config FILE, YAML or TOML; only 'datasets' is required):
@@ -57,18 +57,16 @@ examples:
 """
 
 
+HELP = "train a grid of datasets x solvers x radii x seeds, resumable, local or on Dask"
+DESCRIPTION = (
+    "Run one training per grid cell (dataset, model, solver, radius, seed), evaluate it on train /\n"
+    "validation / test, and collect accuracy, fairness gaps and timing in a tidy results table.\n"
+    "Finished cells are stored as they finish and reused when the command is run again."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="train a grid of datasets x solvers x radii x seeds, resumable, local or on Dask",
-        description=(
-            "Run one training per grid cell (dataset, model, solver, radius, seed), evaluate it on train /\n"
-            "validation / test, and collect accuracy, fairness gaps and timing in a tidy results table.\n"
-            "Finished cells are stored as they finish and reused when the command is run again."
-        ),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "sweep", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     grid = p.add_argument_group("grid (a --config file, or these options; options override the file)")
     grid.add_argument("--config", metavar="FILE", help="YAML or TOML grid file (schema below)")
     grid.add_argument("--dataset", metavar="NAME", nargs="+", help=f"bundled dataset(s): {', '.join(DATASETS)}")

@@ -16,6 +16,7 @@ from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic
 from ..training import evaluate, inner_diagnostics, train
 from ..vocabulary import BASELINE, GAP_KEYS
 from .common import (
+    add_command,
     add_data_arguments,
     add_training_arguments,
     check_out_dir,
@@ -24,28 +25,26 @@ from .common import (
     load_data_from_args,
 )
 
+HELP = "train one classifier (robust or not) and report accuracy and fairness gaps"
+DESCRIPTION = (
+    "Train a classifier, optionally against the worst L2 perturbation of radius --radius found by the inner "
+    "solver, and report accuracy and group-fairness gaps on train / validation / test."
+)
+EPILOG = (
+    "examples:\n"
+    "  fastfair train --dataset unfair2d --solver trs --radius 0.18 --batch-size 5\n"
+    "  fastfair train --dataset adult --solver trs --radius 0.1 --batch-size 100 --train-size 10000 --json\n"
+    "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine\n"
+    "\n"
+    "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv and\n"
+    "model.pt, all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
+    "when complete, so DIR never holds a partial or mixed set. An existing non-empty DIR is refused unless\n"
+    "--force is given; its old contents are then replaced only after the new set is complete."
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train one classifier (robust or not) and report accuracy and fairness gaps",
-        description=(
-            "Train a classifier, optionally against the worst L2 perturbation of radius --radius found by the inner "
-            "solver, and report accuracy and group-fairness gaps on train / validation / test."
-        ),
-        epilog=(
-            "examples:\n"
-            "  fastfair train --dataset unfair2d --solver trs --radius 0.18 --batch-size 5\n"
-            "  fastfair train --dataset adult --solver trs --radius 0.1 --batch-size 100 --train-size 10000 --json\n"
-            "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine\n"
-            "\n"
-            "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv and\n"
-            "model.pt, all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
-            "when complete, so DIR never holds a partial or mixed set. An existing non-empty DIR is refused unless\n"
-            "--force is given; its old contents are then replaced only after the new set is complete."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     add_data_arguments(p)
     add_training_arguments(p)
     out = p.add_argument_group("output")

@@ -13,6 +13,7 @@ outputs carry no autograd graph. Device and dtype follow the inputs (float32 or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +50,38 @@ class TRSCertificate:
     min_eigenvalue: Tensor
     scale: Tensor
     radius: Tensor
+
+    @classmethod
+    def of_step(
+        cls,
+        p: Tensor,
+        multiplier: Tensor,
+        hp: Tensor,
+        grad: Tensor,
+        radius: Tensor,
+        *,
+        lam_min: Tensor,
+        hess_norm: Tensor,
+        vector_norm: Callable[[Tensor], Tensor] = norm,
+    ) -> TRSCertificate:
+        r"""The certificate of step ``p`` (n, d) with multiplier ``λ`` (n,), given ``Hp`` and ``g`` (n, d).
+
+        ``stationarity = ‖Hp + λp + g‖``, ``complementarity = |λ(r - ‖p‖)|``, ``feasibility = max(0, ‖p‖ - r)``,
+        ``min_eigenvalue = lam_min + λ`` and ``scale = ‖g‖ + (hess_norm + λ) r``, where ``lam_min`` is
+        ``λ_min(H)`` (or an estimate of it) and ``hess_norm`` is ``‖H‖₂`` (or an estimate), norms by
+        ``vector_norm`` over the last axis. A stationarity or complementarity that is NaN (an overflow met an
+        underflow) is ``inf``: not certified.
+        """
+        pnorm = vector_norm(p)
+        resid = hp + multiplier.unsqueeze(-1) * p + grad
+        return cls(
+            stationarity=torch.nan_to_num(vector_norm(resid), nan=math.inf),
+            complementarity=torch.nan_to_num((multiplier * (radius - pnorm)).abs(), nan=math.inf),
+            feasibility=(pnorm - radius).clamp_min(0),
+            min_eigenvalue=lam_min + multiplier,
+            scale=vector_norm(grad) + (hess_norm + multiplier) * radius,
+            radius=radius,
+        )
 
     def max_violation(self) -> Tensor:
         r"""Largest *relative* violation per sample, shape ``(n,)``.
@@ -128,16 +161,8 @@ class TRSResult:
                 hp = (v @ (data.eigvals * (v.mT @ p.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)).squeeze(-1)
             else:
                 hp = data.eigvals * p
-            resid = hp + lam.unsqueeze(-1) * p + data.grad
-            pnorm = norm(p)
-            r = data.radius
-            return TRSCertificate(
-                stationarity=torch.nan_to_num(norm(resid), nan=math.inf),
-                complementarity=torch.nan_to_num((lam * (r - pnorm)).abs(), nan=math.inf),
-                feasibility=(pnorm - r).clamp_min(0),
-                min_eigenvalue=data.lam_min + lam,
-                scale=norm(data.grad) + (data.hess_norm + lam) * r,
-                radius=r,
+            return TRSCertificate.of_step(
+                p, lam, hp, data.grad, data.radius, lam_min=data.lam_min, hess_norm=data.hess_norm
             )
 
 

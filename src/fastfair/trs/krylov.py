@@ -216,16 +216,15 @@ class KrylovTRSResult:
                 hp = torch.zeros_like(p)
             else:
                 hp = checked_product(data.hvp, p, p.shape)
-            resid = hp + lam.unsqueeze(-1) * p + data.grad
-            pnorm = safe_norm(p)
-            r = data.radius
-            return TRSCertificate(
-                stationarity=safe_norm(resid),
-                complementarity=(lam * (r - pnorm)).abs(),
-                feasibility=(pnorm - r).clamp_min(0),
-                min_eigenvalue=data.min_ritz + lam,
-                scale=safe_norm(data.grad) + (data.norm_estimate + lam) * r,
-                radius=r,
+            return TRSCertificate.of_step(
+                p,
+                lam,
+                hp,
+                data.grad,
+                data.radius,
+                lam_min=data.min_ritz,
+                hess_norm=data.norm_estimate,
+                vector_norm=safe_norm,
             )
 
 
