@@ -226,23 +226,19 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if v is not None}
 
 
+#: Options of the inner and end-to-end plans -> the plan's field.
+COMMON_FIELDS = {"repeats": "repeats", "dtype": "dtype", "seed": "seed", "budget": "budget_s"}
+
+
+def _fields(given: dict[str, Any], **fields: str) -> dict[str, Any]:
+    """``{field: given[option]}`` for every ``option=field`` whose option was given on the command line."""
+    return {field: given[option] for option, field in fields.items() if option in given}
+
+
 def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, dict[str, bytes]]:
     a = _given(args)
-    overrides: dict[str, Any] = {}
-    for key, field in (("models", "models"), ("dims", "dims"), ("radius", "radii")):
-        if key in a:
-            overrides[field] = tuple(a[key])
-    for key, field in (
-        ("n", "n"),
-        ("repeats", "repeats"),
-        ("dtype", "dtype"),
-        ("seed", "seed"),
-        ("pretrain_epochs", "pretrain_epochs"),
-        ("budget", "budget_s"),
-        ("dense_rows", "dense_rows"),
-    ):
-        if key in a:
-            overrides[field] = a[key]
+    overrides = {field: tuple(v) for field, v in _fields(a, models="models", dims="dims", radius="radii").items()}
+    overrides |= _fields(a, n="n", pretrain_epochs="pretrain_epochs", dense_rows="dense_rows", **COMMON_FIELDS)
     if "n" in a:
         overrides["deep_n"] = None  # --n is the batch size of every case
     if args.no_memory:
@@ -257,16 +253,10 @@ def _inner(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str, di
 
 def _scaling(args: argparse.Namespace, machine: dict[str, Any]):
     a = _given(args)
-    overrides: dict[str, Any] = {}
-    for key, field in (
-        ("repeats", "repeats"),
-        ("dtype", "dtype"),
-        ("seed", "seed"),
-        ("memory_budget_gb", "memory_budget_gb"),
-        ("point_budget", "point_budget_s"),
-    ):
-        if key in a:
-            overrides[field] = a[key]
+    overrides = _fields(
+        a, repeats="repeats", dtype="dtype", seed="seed", memory_budget_gb="memory_budget_gb",
+        point_budget="point_budget_s",
+    )
     plan = (scaling.ScalingPlan.quick_plan if args.quick else scaling.ScalingPlan)(**overrides).validate()
     total = len(plan.points()) * len(scaling.METHODS) * (plan.warmup + plan.repeats)
     with _progress(args, total, "scaling") as bar:
@@ -288,9 +278,7 @@ def _end_to_end(args: argparse.Namespace):
     if "solvers" in a:
         require("none" not in a["solvers"], "--solvers lists the robust solvers; 'none' is always included")
         overrides["solvers"] = ("none", *a["solvers"])
-    for key, field in (("repeats", "repeats"), ("dtype", "dtype"), ("seed", "seed"), ("budget", "budget_s")):
-        if key in a:
-            overrides[field] = a[key]
+    overrides |= _fields(a, **COMMON_FIELDS)
     plan_class = end_to_end.EndToEndPlan
     plan = (plan_class.quick_plan if args.quick else plan_class)(**overrides).validate()
     with _progress(args, plan.runs(), "end-to-end") as bar:
