@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import FastfairError, require
 from ..validation import check_bool as check_bool  # the loaders import it from here
-from ._containers import Dataset, Split
+from ._containers import SPLIT_NAMES, Dataset, Split
 from ._scaling import apply_standardization, standardization
 
 
@@ -180,7 +180,7 @@ def make_dataset(
     else:
         mean, scale = np.zeros(X_train.shape[1]), np.ones(X_train.shape[1])
     splits = {}
-    for key in ("train", "val", "test"):
+    for key in SPLIT_NAMES:
         X, y, s = parts[key]
         X = np.asarray(X, dtype=np.float64)
         X = apply_standardization(X, mean, scale) if standardize else X.copy()

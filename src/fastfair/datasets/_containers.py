@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FastfairError, require
+from ..vocabulary import SPLITS
 from ._scaling import apply_standardization
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = SPLITS  # the vocabulary's splits, under the name the datasets package has always exported
 #: Largest magnitude a stored feature may have: the training code may run in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -24,15 +24,16 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..errors import FastfairError
+from ..models import LEAKY_RELU_SLOPE
+from ..vocabulary import ACTIVATIONS
 
 __all__ = ["ANALYTIC_ACTIVATIONS", "LEAKY_RELU_SLOPE", "SOFTPLUS_THRESHOLD", "activation_derivatives"]
 
 #: ``torch.nn.functional.softplus`` switches to the identity above this input (default ``threshold=20``).
 SOFTPLUS_THRESHOLD = 20.0
-#: The negative slope of leaky_relu: ``torch.nn.functional.leaky_relu``'s default.
-LEAKY_RELU_SLOPE = 0.01
-#: The activations :func:`activation_derivatives` knows.
-ANALYTIC_ACTIVATIONS = ("tanh", "sigmoid", "softplus", "gelu", "relu", "leaky_relu")
+#: The activations :func:`activation_derivatives` knows: every built-in one (leaky_relu with the models' slope,
+#: ``fastfair.models.LEAKY_RELU_SLOPE``, re-exported here).
+ANALYTIC_ACTIVATIONS = ACTIVATIONS
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
