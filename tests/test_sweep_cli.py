@@ -575,3 +575,22 @@ def test_empty_out_is_refused(capsys, tmp_path, monkeypatch):
     code, _, err = run_cli(capsys, "sweep", *GRID, "--out", "")
     assert code == 2 and err.startswith("fastfair: error: ") and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hidden_widths_on_the_command_line_are_the_config_files_cells(capsys, tmp_path):
+    """``sweep --hidden 6 4`` plans exactly the cells of ``hidden: [6, 4]`` in a grid file, ``--hidden 16`` those
+    of the one-layer default, and a bad width is one line."""
+
+    def cell_ids(*args: str) -> list[str]:
+        code, out, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "dry"), "--dry-run", "--json")
+        assert code == 0, err
+        return [c["cell_id"] for c in json.loads(out)["grid"]]
+
+    base = ("--dataset", "unfair2d", "--model", "mlp", "--solvers", "none", "trs", "--radii", "0.1")
+    config = tmp_path / "deep.yaml"
+    config.write_text("datasets: [unfair2d]\nmodels: [mlp]\nhidden: [6, 4]\nsolvers: [none, trs]\nradii: [0.1]\n")
+    deep = cell_ids(*base, "--hidden", "6", "4")
+    assert deep == cell_ids("--config", str(config))
+    assert cell_ids(*base, "--hidden", "16") == cell_ids(*base) != deep
+    code, _, err = run_cli(capsys, "sweep", *base, "--hidden", "6", "0", "--out", str(tmp_path / "bad"))
+    assert code == 2 and err.count("\n") == 1 and "hidden" in err

@@ -84,7 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, metavar="N")
     train.add_argument("--lr", type=float, help="Adam learning rate")
     train.add_argument("--train-size", type=int, metavar="N", help="train on the first N training rows only")
-    train.add_argument("--hidden", type=int, metavar="N", help="MLP hidden width")
+    train.add_argument(
+        "--hidden", type=int, nargs="+", metavar="W", help="MLP hidden widths, one per hidden layer (e.g. 64 32)"
+    )
     train.add_argument("--activation", metavar="NAME", help=f"MLP activation: {', '.join(ACTIVATIONS)}")
     train.add_argument("--dtype", metavar="NAME", help=" or ".join(DTYPES))
     train.add_argument("--clean-weight", type=float, metavar="W", help="mix w·clean + (1-w)·robust loss")
