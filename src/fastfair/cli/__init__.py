@@ -22,7 +22,7 @@ from ..errors import FastfairError
 EXIT_BROKEN_PIPE = 141
 
 #: subcommand name -> module under fastfair.cli
-SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench"}
+SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench", "compare": "compare"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -146,12 +146,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
+#: Modules the fork server imports once, so that every worker forked from it starts with them. The first
+#: optimiser step of a process imports ``torch._dynamo`` (about 7 s here), once per worker without this.
+PRELOAD = ("fastfair.experiments.cell", "fastfair.training", "torch._dynamo")
+
+
+def _mp_context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        # workers fork from a server that has already imported torch and fastfair: fast start-up
-        ctx.set_forkserver_preload(["fastfair.experiments.cell", "fastfair.training"])
+        # workers fork from a server that has already imported torch and fastfair: fast start-up (a module
+        # that cannot be imported is skipped by the server)
+        ctx.set_forkserver_preload([*PRELOAD, *preload])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -161,9 +167,10 @@ class ProcessExecutor(Executor):
 
     name = "processes"
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, preload: Sequence[str] = ()) -> None:
         require(isinstance(jobs, int) and jobs >= 1, f"--jobs must be a positive integer, got {jobs!r}")
         self.jobs = jobs
+        self.preload = tuple(preload)
         self.workers = jobs
         self._pool: ProcessPoolExecutor | None = None
 
@@ -172,7 +179,10 @@ class ProcessExecutor(Executor):
             return
         self.workers = min(self.jobs, len(items))
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(os.getpid(),)
+            max_workers=self.workers,
+            mp_context=_mp_context(self.preload),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
         pending = {self._pool.submit(fn, item): item for item in items}
         while pending:
@@ -303,15 +313,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
-    """The executor for ``--jobs`` / ``--scheduler``: Dask given an address, else processes or serial."""
+def make_executor(jobs: int = 1, scheduler: str | None = None, preload: Sequence[str] = ()) -> Executor:
+    """The executor for ``--jobs`` / ``--scheduler``: Dask given an address, else processes or serial.
+    ``preload``: modules local worker processes should start with (besides :data:`PRELOAD`)."""
     if scheduler is not None:
         return DaskExecutor(scheduler)
     require(
         isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1,
         f"--jobs must be a positive integer, got {jobs!r}",
     )
-    return SerialExecutor() if jobs == 1 else ProcessExecutor(jobs)
+    return SerialExecutor() if jobs == 1 else ProcessExecutor(jobs, preload)
 
 
 def _collect_quietly() -> None:

@@ -95,6 +95,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def data_spec(entry: Any, where: str, base_dir: str | os.PathLike[str] | None = None) -> DataSpec:
+    """The :class:`DataSpec` of one dataset entry of a grid file (a bundled name, or a mapping with ``name`` or
+    ``csv``, see ``fastfair sweep --help``), checked as a grid file's entries are; a relative CSV path is taken
+    relative to ``base_dir`` (default: the current directory). Grid and training keys are refused."""
+    spec, overrides = _data_spec(entry, where, Path.cwd() if base_dir is None else Path(base_dir))
+    require(not overrides, f"{where}: {', '.join(sorted(overrides))} cannot go in a dataset entry here")
+    return spec
+
+
 def _data_spec(entry: Any, where: str, base_dir: Path) -> tuple[DataSpec, dict[str, Any]]:
     """Split a dataset entry into its DataSpec and its grid/training overrides."""
     if isinstance(entry, str):

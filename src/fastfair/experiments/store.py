@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,15 @@ class ResultsStore:
             atomic_write_json(path, stored)
         return stored
 
-    def write_results(self, cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> Path:
-        """Rewrite ``results.csv`` atomically from the finished ``records``, in the order of ``cells``."""
-        frame = results_frame(cells, records)
+    def write_results(
+        self,
+        cells: Sequence[Cell],
+        records: dict[str, dict[str, Any]],
+        table: Callable[[Sequence[Any], dict[str, dict[str, Any]]], pd.DataFrame] | None = None,
+    ) -> Path:
+        """Rewrite ``results.csv`` atomically from the finished ``records``, in the order of ``cells``
+        (``table(cells, records)`` builds the table; :func:`results_frame` by default)."""
+        frame = (table or results_frame)(cells, records)
         with _naming(self.results_path):
             atomic_write_text(self.results_path, frame.to_csv(index=False))
         return self.results_path

@@ -96,9 +96,13 @@ def check_data(cells: Sequence[Cell]) -> None:
 
 
 def _cost_order(cells: Sequence[Cell]) -> list[Cell]:
-    """Cells sorted by decreasing estimated cost (solver, epochs, 1/batch size), grid order within ties."""
+    """Cells sorted by decreasing estimated cost (solver, epochs, 1/batch size; or the cell's own ``cost``
+    attribute where it has one), grid order within ties."""
 
     def cost(cell: Cell) -> float:
+        own = getattr(cell, "cost", None)
+        if own is not None:
+            return float(own)
         return (
             SOLVER_COST.get(cell.solver, 1.0) * cell.epochs * (cell.train_size or 1000) / cell.batch_size**0.5
         )
@@ -118,6 +122,9 @@ def run_sweep(
     flush_seconds: float = 2.0,
     desc: str = "sweep",
     announce: Callable[[str], None] | None = None,
+    runner: Callable[[Any], dict[str, Any]] | None = None,
+    table: Callable[[Sequence[Any], dict[str, dict[str, Any]]], pd.DataFrame] | None = None,
+    preload: Sequence[str] = (),
 ) -> SweepSummary:
     """Run every cell of ``grid`` not yet stored in ``out_dir``; return a :class:`SweepSummary`.
 
@@ -131,7 +138,15 @@ def run_sweep(
     dropped), keeps what finished, and raises :class:`CellFailed` naming the cell. Any other exception (a
     worker that died, an unexpected error) is reported in ``summary.failed`` and ``out_dir/failures.json``, and
     the sweep goes on; such cells are not stored, so a re-run retries them.
+
+    ``runner`` and ``table`` make the same machinery run other kinds of cells (e.g. the method comparison's):
+    any frozen, picklable value with ``cell_id``, ``spec()``, ``describe()``, ``data`` and ``seed`` is a cell;
+    ``runner(cell)`` returns its record (``{"cell_id", "spec", "rows", ...}``) and ``table(cells, records)``
+    the results table, and ``preload`` names modules the local worker processes should start with. By default
+    :func:`fastfair.experiments.cell.run_cell` and :func:`fastfair.experiments.store.results_frame`.
     """
+    run_one = runner if runner is not None else run_cell
+    frame_of = table if table is not None else results_frame
     start = time.perf_counter()
     cells = grid.cells() if isinstance(grid, Grid) else list(grid)
     require(len(cells) > 0, "the grid has no cells")
@@ -144,7 +159,7 @@ def run_sweep(
     if progress is None:
         progress = sys.stderr.isatty()
     if executor is None:
-        executor = make_executor(jobs, scheduler) if todo else SerialExecutor()
+        executor = make_executor(jobs, scheduler, preload) if todo else SerialExecutor()
     if todo:
         executor.start()  # e.g. connect to the Dask scheduler before anything is written
     if announce is not None:
@@ -158,12 +173,12 @@ def run_sweep(
     with store.lock():
         if isinstance(grid, Grid):
             store.write_grid(grid.to_dict())
-        store.write_results(cells, records)
+        store.write_results(cells, records, frame_of)
         bar = _progress_bar(len(cells), len(finished), desc, progress)
         last_flush = time.monotonic()
         try:
             with executor:
-                for outcome in executor.run(run_cell, _cost_order(todo)):
+                for outcome in executor.run(run_one, _cost_order(todo)):
                     cell = outcome.item
                     if outcome.error is None:
                         records[cell.cell_id] = store.save(outcome.result)
@@ -192,7 +207,7 @@ def run_sweep(
                         bar.set_postfix_str(f"last: {cell.describe()}", refresh=False)
                         bar.update(1)
                     if time.monotonic() - last_flush >= flush_seconds:
-                        store.write_results(cells, records)
+                        store.write_results(cells, records, frame_of)
                         last_flush = time.monotonic()
         except KeyboardInterrupt:
             interrupted = True
@@ -200,11 +215,11 @@ def run_sweep(
             records.update(store.finished([c for c in cells if c.cell_id not in records]))
             raise
         finally:
-            store.write_results(cells, records)
+            store.write_results(cells, records, frame_of)
             store.write_failures(failed)
             if bar is not None:
                 bar.close()
-    frame = results_frame(cells, records)
+    frame = frame_of(cells, records)
     return SweepSummary(
         out_dir=store.root,
         results_path=store.results_path,

@@ -1,0 +1,404 @@
+"""One cell of the comparison: a method at one knob value and one seed, trained and scored on every split.
+
+:class:`CompareCell` is a frozen, picklable value with the face the sweep machinery expects (``cell_id``,
+``spec()``, ``describe()``, ``data``, ``seed``), so that :func:`fastfair.experiments.run_sweep` stores, resumes
+and distributes these cells (``--jobs``, Dask) exactly as it does training cells. :func:`run_compare_cell`
+trains and scores it, in the same conditions as :func:`fastfair.experiments.cell.run_cell` (one torch
+thread, torch's RNG seeded from the cell).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..experiments.cell import load_dataset, single_thread
+from ..experiments.grid import DataSpec
+from ..vocabulary import GAP_KEYS, SPLITS
+from .methods import knob_text, method, penalty_of
+from .scoring import SCORING_RULE, expected_summary
+
+#: Bump when the meaning of a comparison cell changes, to invalidate stored cells.
+COMPARE_SCHEMA = 1
+
+#: Metric columns of a results row.
+METRICS = ("accuracy", "auc", *GAP_KEYS)
+#: Per-group robustness summary columns (test rows only): at ``robustness_radius``, the flip rate and robust
+#: accuracy of all test points, and the largest minus smallest over the groups.
+ROBUSTNESS = ("robustness_radius", "flip_rate", "flip_rate_gap", "robust_accuracy", "robust_accuracy_gap")
+#: Columns of the comparison's results table, one row per cell x split.
+COLUMNS = (
+    "cell_id",
+    "dataset",
+    "method",
+    "knob_name",
+    "knob",
+    "seed",
+    "split",
+    "n",
+    *METRICS,
+    "uses_sensitive_at_prediction",
+    *ROBUSTNESS,
+    "fit_seconds",
+    "solver",
+    "radius",
+    "fairness_penalty",
+    "fairness_weight",
+    "eg_max_iter",
+    "model",
+    "hidden",
+    "activation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "train_size",
+    "dtype",
+    "scoring",
+    "fairlearn_version",
+)
+
+
+@dataclass(frozen=True)
+class CompareCell:
+    """A method (:mod:`.methods`) at one knob value, trained with one seed and the shared settings."""
+
+    data: DataSpec
+    method: str
+    knob: float | None
+    seed: int
+    model: str = "affine"
+    hidden: int | tuple[int, ...] = 16
+    activation: str = "tanh"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-2
+    train_size: int | None = None
+    dtype: str = "float32"
+    solver: str = "trs"  #: the robust methods' inner solver (``trs`` or ``auto``)
+    penalty_radius: float = 0.1  #: the radius of ``robust-penalty-*`` (their knob is λ)
+    eg_max_iter: int = 50
+    robustness_radii: tuple[float, ...] = (0.1,)
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that determines this cell's numbers, as a canonical plain dict."""
+        m = method(self.method)
+        return {
+            "schema": COMPARE_SCHEMA,
+            "kind": "compare",
+            "data": self.data.identity(),
+            "method": self.method,
+            "knob": self.knob if m.knob is not None else None,
+            "seed": self.seed,
+            "model": self.model,
+            "hidden": (self.hidden if isinstance(self.hidden, int) else list(self.hidden))
+            if self.model != "affine"
+            else None,
+            "activation": self.activation if self.model != "affine" else None,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "train_size": self.train_size,
+            "dtype": self.dtype,
+            "solver": self.solver if m.robust else None,
+            "penalty_radius": self.penalty_radius if self.method.startswith("robust-penalty-") else None,
+            "eg_max_iter": self.eg_max_iter if self.method.startswith("eg-") else None,
+            "robustness_radii": list(self.robustness_radii),
+            "fairlearn": _fairlearn_version() if m.standard else None,
+        }
+
+    @property
+    def cell_id(self) -> str:
+        """Readable and unique: method, knob and seed, then 12 hex digits of the SHA-256 of :meth:`spec`,
+        e.g. ``eg-dp-eps0.02-seed1-3fa9c0d2e1b4``."""
+        text = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        knob = knob_text(self.method, self.knob).replace("=", "").replace("lambda", "lam")
+        return "-".join(part for part in (self.method, knob, f"seed{self.seed}", digest) if part)
+
+    @property
+    def dataset(self) -> str:
+        return self.data.label
+
+    @property
+    def cost(self) -> float:
+        """Rough relative cost, to start dear cells first: ExponentiatedGradient fits many models."""
+        base = self.epochs * (self.train_size or 1000) / self.batch_size**0.5
+        return base * (self.eg_max_iter / 4 if self.method.startswith("eg-") else 1.0)
+
+    def describe(self) -> str:
+        """E.g. ``adult eg-dp eps=0.02 seed 1``."""
+        knob = knob_text(self.method, self.knob)
+        return " ".join(part for part in (self.data.label, self.method, knob, f"seed {self.seed}") if part)
+
+    def radius(self) -> float | None:
+        """The training radius of a robust method, else None."""
+        if self.method == "robust":
+            return self.knob
+        if self.method.startswith("robust-penalty-"):
+            return self.penalty_radius
+        return None
+
+    def estimator(self, **changes: Any) -> Any:
+        """The unfitted :class:`~fastfair.estimator.RobustFairClassifier` of this cell's method (without the
+        Fairlearn wrapper): the shared settings, plus the method's solver, radius and penalty."""
+        from ..estimator import RobustFairClassifier
+
+        params: dict[str, Any] = {
+            "solver": "none",
+            "model": self.model,
+            "hidden": self.hidden,
+            "activation": self.activation,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
+        radius = self.radius()
+        if radius is not None:
+            params.update(solver=self.solver, radius=radius)
+        penalty = penalty_of(self.method)
+        if penalty is not None:
+            params.update(fairness_penalty=penalty, fairness_weight=self.knob)
+        params.update(changes)
+        return RobustFairClassifier(**params)
+
+
+def _fairlearn_version() -> str:
+    import fairlearn
+
+    return str(fairlearn.__version__)
+
+
+class Fitted:
+    """A fitted method: the probability of predicting 1 (``pmf``), a ranking score (``scores``), and the torch
+    models it predicts with, weighted (one model, weight 1, for our methods; the mixture of
+    ExponentiatedGradient; none for ThresholdOptimizer, whose thresholds depend on the group)."""
+
+    def __init__(self, pmf: Any, scores: Any, models: list[tuple[float, Any]]) -> None:
+        self.pmf, self.scores, self.models = pmf, scores, models
+
+
+def fit_method(cell: CompareCell, X: np.ndarray, y: np.ndarray, s: np.ndarray) -> Fitted:
+    """Fit ``cell``'s method on the training rows (X, y, s) and return how it predicts."""
+    from scipy.special import expit
+
+    name = cell.method
+    if name.startswith("eg-"):
+        from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+
+        moment = DemographicParity if name == "eg-dp" else EqualizedOdds
+        eg = ExponentiatedGradient(
+            cell.estimator(), moment(difference_bound=cell.knob), eps=cell.knob, max_iter=cell.eg_max_iter
+        )
+        eg.fit(X, y, sensitive_features=s)
+
+        def pmf(Xq: np.ndarray, sq: np.ndarray) -> np.ndarray:
+            return np.asarray(eg._pmf_predict(Xq))[:, 1]
+
+        models = [
+            (float(w), getattr(h, "model_", None)) for w, h in zip(eg.weights_, eg.predictors_, strict=True) if w > 0
+        ]
+        return Fitted(pmf, pmf, models)
+    if name.startswith("to-"):
+        from fairlearn.postprocessing import ThresholdOptimizer
+
+        base = cell.estimator().fit(X, y)
+        to = ThresholdOptimizer(
+            estimator=base,
+            constraints="demographic_parity" if name == "to-dp" else "equalized_odds",
+            objective="accuracy_score",
+            prefit=True,
+            predict_method="predict_proba",
+        )
+        to.fit(X, y, sensitive_features=s)
+
+        def pmf(Xq: np.ndarray, sq: np.ndarray) -> np.ndarray:
+            return np.asarray(to._pmf_predict(Xq, sensitive_features=sq))[:, 1]
+
+        return Fitted(pmf, pmf, [])
+    est = cell.estimator()
+    if penalty_of(name) is not None:
+        est.fit(X, y, sensitive_features=s)
+    else:
+        est.fit(X, y)
+    return Fitted(
+        lambda Xq, sq: (est.decision_function(Xq) > 0).astype(np.float64),
+        lambda Xq, sq: expit(est.decision_function(Xq)),
+        [(1.0, est.model_)],
+    )
+
+
+def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
+    """Train and score one comparison cell; return its record ``{"cell_id", "spec", "rows", ...}``.
+
+    ``rows`` holds one dict per split with the :data:`COLUMNS` (the training rows are the rows trained on);
+    ``robustness`` the per-group robustness table of the test split (:func:`group_robustness_of`).
+    """
+    import torch
+
+    m = method(cell.method)
+    start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
+    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught:
+        torch.manual_seed(cell.seed)
+        warnings.simplefilter("always")
+        data = load_dataset(cell.data, cell.seed)
+        train = data.train if cell.train_size is None else data.train.head(cell.train_size)
+        t_fit = time.perf_counter()
+        fitted = fit_method(cell, train.X, train.y, train.s)
+        fit_seconds = time.perf_counter() - t_fit
+        rows = []
+        for split_name in SPLITS:
+            split = train if split_name == "train" else data.split(split_name)
+            summary = expected_summary(split.y, fitted.pmf(split.X, split.s), split.s, fitted.scores(split.X, split.s))
+            rows.append({"split": split_name, "n": len(split), **summary})
+        test = data.split("test")
+        robustness = group_robustness_of(fitted, test.X, test.y, test.s, cell.robustness_radii, cell.seed)
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    summary_cols = robustness_summary(robustness, cell.robustness_radii)
+    base = {
+        "cell_id": cell.cell_id,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "knob_name": m.knob,
+        "knob": cell.knob if m.knob is not None else None,
+        "seed": cell.seed,
+    }
+    settings = {
+        "uses_sensitive_at_prediction": m.uses_sensitive_at_prediction,
+        "fit_seconds": fit_seconds,
+        "solver": cell.solver if m.robust else "none",
+        "radius": cell.radius(),
+        "fairness_penalty": penalty_of(cell.method),
+        "fairness_weight": cell.knob if penalty_of(cell.method) is not None else None,
+        "eg_max_iter": cell.eg_max_iter if cell.method.startswith("eg-") else None,
+        "model": cell.model,
+        "hidden": cell.hidden if cell.model != "affine" else None,
+        "activation": cell.activation if cell.model != "affine" else None,
+        "epochs": cell.epochs,
+        "batch_size": cell.batch_size,
+        "lr": cell.lr,
+        "train_size": cell.train_size,
+        "dtype": cell.dtype,
+        "scoring": SCORING_RULE,
+        "fairlearn_version": _fairlearn_version(),
+    }
+    out_rows = []
+    for row in rows:
+        extra = summary_cols if row["split"] == "test" else dict.fromkeys(ROBUSTNESS)
+        out_rows.append({**base, **row, **extra, **settings})
+    return {
+        "cell_id": cell.cell_id,
+        "description": cell.describe(),
+        "spec": cell.spec(),
+        "data": cell.data.to_dict(),
+        "rows": out_rows,
+        "robustness": robustness.to_dict(orient="records") if robustness is not None else None,
+        "warnings": notes,
+        "wall_seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "started_at": started_at,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def group_robustness_of(
+    fitted: Fitted, X: np.ndarray, y: np.ndarray, s: np.ndarray, radii: tuple[float, ...], seed: int
+) -> pd.DataFrame | None:
+    """Per-group robustness of a fitted method on (X, y, s) (:func:`fastfair.robustness.group_robustness`):
+    one row per (radius, group) and group ``all``. For a mixture (ExponentiatedGradient) the flip rate and robust
+    accuracy are the mixture's expectation, Σ_k w_k · (value of predictor k): the probability, over the draw of
+    the predictor, that the drawn predictor's decision flips (is robustly correct). None when the method has no
+    torch model to attack (ThresholdOptimizer: its thresholds depend on the group) or no radii are asked for.
+    """
+    if not fitted.models or not radii or any(model is None for _, model in fitted.models):
+        return None
+    from ..robustness import group_robustness
+
+    total = sum(w for w, _ in fitted.models)
+    frames = []
+    for weight, model in fitted.models:
+        frame = group_robustness(model, X, y, s, list(radii), seed=seed)
+        frames.append((weight / total, frame))
+    out = frames[0][1].copy()
+    if len(frames) > 1:
+        for col in ("flip_rate", "robust_accuracy"):
+            out[col] = sum(w * f[col].to_numpy() for w, f in frames)
+        methods = {str(v) for _, f in frames for v in f["method"]}
+        out["method"] = "+".join(sorted(methods)) + " (mixture expectation)"
+    return out
+
+
+def robustness_summary(frame: pd.DataFrame | None, radii: tuple[float, ...]) -> dict[str, Any]:
+    """The :data:`ROBUSTNESS` columns of a robustness table, at its first radius (all None without one)."""
+    if frame is None or frame.empty or not radii:
+        return dict.fromkeys(ROBUSTNESS)
+    radius = float(radii[0])
+    at = frame[np.isclose(frame["radius"].astype(float), radius)]
+    groups = at[at["group"].astype(str) != "all"]
+    overall = at[at["group"].astype(str) == "all"]
+    return {
+        "robustness_radius": radius,
+        "flip_rate": float(overall["flip_rate"].iloc[0]),
+        "flip_rate_gap": float(groups["flip_rate"].max() - groups["flip_rate"].min()),
+        "robust_accuracy": float(overall["robust_accuracy"].iloc[0]),
+        "robust_accuracy_gap": float(groups["robust_accuracy"].max() - groups["robust_accuracy"].min()),
+    }
+
+
+def compare_frame(cells: list[CompareCell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The comparison's results table: one row per finished cell x split, in the order of ``cells``."""
+    rows = []
+    for cell in cells:
+        record = records.get(cell.cell_id)
+        if record is not None:
+            rows.extend(record["rows"])
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("n", "seed", "epochs", "batch_size"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("knob", *METRICS, "fit_seconds", "lr", *ROBUSTNESS, "radius", "fairness_weight"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["train_size"] = frame["train_size"].astype("Int64")
+    frame["eg_max_iter"] = frame["eg_max_iter"].astype("Int64")
+    frame["uses_sensitive_at_prediction"] = frame["uses_sensitive_at_prediction"].astype(bool)
+    return frame
+
+
+def robustness_frame(cells: list[CompareCell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Every cell's per-group robustness table on the test split, with the cell's keys in front."""
+    parts = []
+    for cell in cells:
+        record = records.get(cell.cell_id)
+        if record is None or not record.get("robustness"):
+            continue
+        # the robustness table's own "method" (exact / attack) is renamed: "method" here is the comparison's
+        frame = pd.DataFrame(record["robustness"]).rename(columns={"method": "how"})
+        for key, value in reversed(
+            (("cell_id", cell.cell_id), ("dataset", cell.dataset), ("method", cell.method), ("knob", cell.knob),
+             ("seed", cell.seed))
+        ):
+            frame.insert(0, key, value)
+        parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=["cell_id", "dataset", "method", "knob", "seed", "radius", "group", "how"])
+    return pd.concat(parts, ignore_index=True)
+
+
+__all__ = [
+    "COLUMNS",
+    "CompareCell",
+    "compare_frame",
+    "fit_method",
+    "robustness_frame",
+    "run_compare_cell",
+]

@@ -1,0 +1,98 @@
+"""Running a comparison: its cells through the sweep machinery (store, resume, executors), then the report.
+
+::
+
+    from fastfair.compare import compare_plan, run_compare
+    from fastfair.experiments import DataSpec
+
+    plan = compare_plan(DataSpec(label="unfair2d", name="unfair2d"), quick=True)
+    outcome = run_compare([plan], "results/compare-u2d", jobs=2)
+    outcome.report["report_md"]
+
+Re-running the same comparison into the same directory only runs the cells that are not stored yet.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import require
+from ..experiments.store import ResultsStore
+from ..experiments.sweep import SweepSummary, run_sweep
+from ..io import atomic_write_json, atomic_write_text
+from .cell import compare_frame, robustness_frame, run_compare_cell
+from .protocol import ComparePlan
+
+#: What a comparison's worker processes import before their first cell.
+PRELOAD = ("fastfair.compare.cell", "fastfair.estimator", "fairlearn.reductions", "fairlearn.postprocessing")
+
+
+@dataclass
+class CompareOutcome:
+    """What a comparison did: the sweep's summary, the robustness table, the report's files."""
+
+    summary: SweepSummary
+    robustness: pd.DataFrame
+    report: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_compare(
+    plans: Sequence[ComparePlan],
+    out_dir: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: bool | None = None,
+    announce: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> CompareOutcome:
+    """Run every cell of ``plans`` not yet stored in ``out_dir`` (:func:`fastfair.experiments.run_sweep`), write
+    ``results.csv`` and ``robustness.csv``, and, unless a cell failed or ``report`` is false, the report
+    (:func:`fastfair.compare.report.write_report`)."""
+    start = time.perf_counter()
+    require(len(plans) > 0, "nothing to compare")
+    cells = [cell for plan in plans for cell in plan.cells()]
+    summary = run_sweep(
+        cells,
+        out_dir,
+        jobs=jobs,
+        scheduler=scheduler,
+        progress=progress,
+        desc="compare",
+        announce=announce,
+        runner=run_compare_cell,
+        table=compare_frame,
+        preload=PRELOAD,
+    )
+    out = Path(out_dir)
+    records = ResultsStore(out).finished(cells)
+    robustness = robustness_frame(cells, records)
+    atomic_write_text(out / "robustness.csv", robustness.to_csv(index=False))
+    atomic_write_json(out / "compare.json", {"plans": [_plan_dict(p) for p in plans]})
+    outcome = CompareOutcome(summary=summary, robustness=robustness)
+    if report and summary.ok and not summary.results.empty:
+        from .report import write_report
+
+        versions = sorted({str(v) for v in summary.results["fairlearn_version"].dropna()})
+        outcome.report = write_report(
+            summary.results,
+            robustness,
+            out,
+            settings={p.data.label: p.describe() for p in plans},
+            fairlearn_version=", ".join(versions),
+            seconds=time.perf_counter() - start,
+        )
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _plan_dict(plan: ComparePlan) -> dict[str, Any]:
+    return {"data": plan.data.to_dict(), "description": plan.describe(), "cells": plan.count()}

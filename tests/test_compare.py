@@ -1,0 +1,273 @@
+"""`fastfair compare`: the scoring rule, the dominance rule, selection on validation, cells that run and resume,
+Fairlearn's mitigations with our estimator, the ThresholdOptimizer mark, and the command's one-line errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastfair import cli, metrics
+from fastfair.compare import analysis
+from fastfair.compare.cell import CompareCell, run_compare_cell
+from fastfair.compare.methods import METHODS
+from fastfair.compare.protocol import compare_plan
+from fastfair.compare.run import run_compare
+from fastfair.compare.scoring import expected_rates, expected_summary
+from fastfair.experiments import DataSpec
+from fastfair.vocabulary import GAP_KEYS
+from helpers import run_cli
+
+UNFAIR2D = DataSpec(label="unfair2d", name="unfair2d")
+
+
+@pytest.fixture(autouse=True)
+def _register(monkeypatch):
+    monkeypatch.setitem(cli.SUBCOMMANDS, "compare", "compare")
+
+
+def tiny_plan(methods: tuple[str, ...], seeds: int = 1, **knobs):
+    """Unfair2D, 2 epochs of batch 50: a plan whose cells take a fraction of a second each."""
+    plan = compare_plan(UNFAIR2D, quick=True, seeds=seeds)
+    settings = {"methods": methods, "epochs": 2, "batch_size": 50, "radii": (0.05, 0.18), "eg_max_iter": 3,
+                "robustness_radii": ()}  # fmt: skip
+    settings.update(knobs)
+    return replace(plan, knobs=replace(plan.knobs, **settings))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# scoring: the expected confusion matrix
+# ------------------------------------------------------------------------------------------------------------
+def test_expected_metrics_of_a_deterministic_classifier_are_its_ordinary_metrics():
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 200), rng.choice(["a", "b", "c"], 200)
+    y_pred = rng.integers(0, 2, 200)
+    got = expected_summary(y, y_pred.astype(float), s)
+    want = metrics.fairness_gaps(y, y_pred, s)
+    for gap in GAP_KEYS:
+        assert got[gap] == pytest.approx(want[gap], abs=1e-12)
+    assert got["accuracy"] == pytest.approx(np.mean(y == y_pred), abs=1e-15)
+
+
+def test_expected_linear_rates_are_the_mean_over_every_draw_of_the_randomised_classifier():
+    # enumerate all 2^n outcomes of independent draws ŷ_i ~ Bernoulli(p_i): the selection rate, TPR and FPR of
+    # each group (fixed denominators) and the accuracy average to the expected-confusion values exactly
+    y = np.array([1, 0, 1, 0, 1, 0, 0, 1])
+    s = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.9, 0.2, 0.5, 0.0, 0.3, 0.7, 1.0, 0.6])
+    rates = expected_rates(y, p, s)
+    acc, sel, tpr, fpr = 0.0, np.zeros(2), np.zeros(2), np.zeros(2)
+    for outcome in itertools.product((0, 1), repeat=len(y)):
+        yh = np.array(outcome)
+        weight = np.prod(np.where(yh == 1, p, 1 - p))
+        acc += weight * np.mean(yh == y)
+        for g in (0, 1):
+            m = s == g
+            sel[g] += weight * yh[m].mean()
+            tpr[g] += weight * yh[m & (y == 1)].mean()
+            fpr[g] += weight * yh[m & (y == 0)].mean()
+    assert expected_summary(y, p, s)["accuracy"] == pytest.approx(acc, abs=1e-12)
+    np.testing.assert_allclose(rates["selection_rate"], sel, atol=1e-12)
+    np.testing.assert_allclose(rates["tpr"], tpr, atol=1e-12)
+    np.testing.assert_allclose(rates["fpr"], fpr, atol=1e-12)
+    # PPV is the ratio of expected counts: group 0 has E[TP] = 0.9 + 0.5, E[FP] = 0.2
+    assert rates["ppv"][0] == pytest.approx(1.4 / 1.6, abs=1e-12)
+
+
+def test_an_undefined_rate_is_a_nan_gap_with_a_warning_not_a_number():
+    y, s = np.array([1, 0, 1, 0]), np.array([0, 0, 1, 1])
+    with pytest.warns(metrics.FairnessWarning, match="ppv"):
+        out = expected_summary(y, np.array([1.0, 0.0, 0.0, 0.0]), s)
+    assert np.isnan(out["sufficiency_ppv"]) and out["independence"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the dominance rule, on hand-made curves
+# ------------------------------------------------------------------------------------------------------------
+def curve(*points, ci=(0.0, 0.0)):
+    return pd.DataFrame(
+        [{"accuracy": a, "gap": g, "accuracy_ci": ci[0], "gap_ci": ci[1]} for a, g in points]
+    )
+
+
+def test_non_dominated_points_by_hand():
+    acc = np.array([0.9, 0.8, 0.85, 0.7, np.nan])
+    gap = np.array([0.3, 0.1, 0.2, 0.2, 0.0])
+    # (0.7, 0.2) is beaten by (0.85, 0.2); the NaN point is never on the front
+    assert analysis.non_dominated(acc, gap).tolist() == [True, True, True, False, False]
+
+
+def test_a_curve_that_is_better_everywhere_dominates():
+    a = curve((0.90, 0.10), (0.85, 0.05))
+    b = curve((0.88, 0.12), (0.80, 0.06))
+    assert analysis.relation(a, b) == "dominates"
+    assert analysis.relation(b, a) == "dominated"
+
+
+def test_curves_that_trade_off_cross():
+    a = curve((0.90, 0.20))  # accurate but unfair
+    b = curve((0.80, 0.05))  # fair but inaccurate
+    assert analysis.relation(a, b) == "cross" == analysis.relation(b, a)
+
+
+def test_differences_inside_the_confidence_intervals_are_indistinguishable():
+    a = curve((0.90, 0.10), ci=(0.02, 0.02))
+    b = curve((0.89, 0.11), ci=(0.02, 0.02))
+    assert analysis.relation(a, b) == "indistinguishable"
+    # the same means with no noise: a dominates
+    assert analysis.relation(curve((0.90, 0.10)), curve((0.89, 0.11))) == "dominates"
+
+
+def test_one_point_of_a_that_b_cannot_match_beyond_the_noise_makes_a_dominate():
+    # b matches a's first point within the CIs, but nothing of b comes near a's second point
+    a = curve((0.90, 0.10), (0.88, 0.02), ci=(0.005, 0.005))
+    b = curve((0.90, 0.105), ci=(0.005, 0.005))
+    assert analysis.relation(a, b) == "dominates"
+
+
+def test_a_curve_without_a_defined_gap_is_not_compared():
+    assert analysis.relation(curve((0.9, np.nan)), curve((0.8, 0.1))) == "n/a"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# selection on validation
+# ------------------------------------------------------------------------------------------------------------
+def fake_results(rng: np.random.Generator, test_shift: np.ndarray | None = None) -> pd.DataFrame:
+    """Results of three methods with knobs, two seeds, val and test rows; test numbers optionally replaced."""
+    rows = []
+    i = 0
+    for method_name, knobs in (("none", [None]), ("robust", [0.1, 0.2, 0.3]), ("eg-dp", [0.01, 0.05])):
+        for knob in knobs:
+            for seed in (0, 1):
+                for split in ("val", "test"):
+                    row = {"dataset": "d", "method": method_name, "knob": knob, "seed": seed, "split": split}
+                    for metric in ("accuracy", *GAP_KEYS):
+                        row[metric] = rng.uniform(0.5, 0.9) if metric == "accuracy" else rng.uniform(0, 0.3)
+                        if split == "test" and test_shift is not None:
+                            row[metric] = float(test_shift[i % len(test_shift)])
+                            i += 1
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def chosen(results: pd.DataFrame, gap: str) -> list[tuple[str, float | None]]:
+    sel = analysis.select_on_validation(analysis.points(results), gap)
+    return [(m, None if np.isnan(k) else k) for m, k in zip(sel["method"], sel["knob"], strict=True)]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=40), st.sampled_from(GAP_KEYS))
+def test_changing_the_test_numbers_cannot_change_the_selection(test_values, gap):
+    base = fake_results(np.random.default_rng(1))
+    other = fake_results(np.random.default_rng(1), test_shift=np.array(test_values))
+    assert base[base["split"] == "val"].equals(other[other["split"] == "val"])
+    assert chosen(base, gap) == chosen(other, gap)
+    assert analysis.selected_model(analysis.points(base), "d", "robust") == analysis.selected_model(
+        analysis.points(other), "d", "robust"
+    )
+
+
+def test_the_selection_follows_validation_and_reports_test():
+    rows = []
+    # robust on validation: r=0.1 (0.9, 0.2) and r=0.3 (0.8, 0.05) are non-dominated, r=0.2 (0.8, 0.1) is not
+    table = ((0.1, (0.9, 0.2), (0.5, 0.5)), (0.2, (0.8, 0.1), (0.99, 0.0)), (0.3, (0.8, 0.05), (0.7, 0.3)))
+    for knob, val, test in table:
+        for split, (acc, gap) in (("val", val), ("test", test)):
+            rows.append({"dataset": "d", "method": "robust", "knob": knob, "seed": 0, "split": split,
+                         "accuracy": acc, **dict.fromkeys(GAP_KEYS, gap)})  # fmt: skip
+    sel = analysis.select_on_validation(analysis.points(pd.DataFrame(rows)), "independence")
+    assert sel["knob"].tolist() == [0.1, 0.3]  # r=0.2's splendid test numbers are not looked at
+    assert sel["accuracy"].tolist() == [0.5, 0.7] and sel["gap"].tolist() == [0.5, 0.3]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# cells: ids, running, resuming, the ThresholdOptimizer mark
+# ------------------------------------------------------------------------------------------------------------
+def test_a_cell_id_names_method_knob_and_seed_and_depends_on_every_setting():
+    cell = CompareCell(data=UNFAIR2D, method="eg-dp", knob=0.02, seed=3)
+    assert cell.cell_id.startswith("eg-dp-eps0.02-seed3-")
+    assert CompareCell(data=UNFAIR2D, method="none", knob=None, seed=0).cell_id.startswith("none-seed0-")
+    assert replace(cell, epochs=11).cell_id != cell.cell_id
+    assert replace(cell, knob=0.05).cell_id != cell.cell_id
+    assert json.loads(json.dumps(cell.spec()))["fairlearn"]  # Fairlearn's version is part of its spec
+
+
+def test_cells_run_resume_and_mark_the_threshold_optimizer(tmp_path):
+    plan = tiny_plan(("none", "robust", "to-dp"))
+    first = run_compare([plan], tmp_path, progress=False)
+    assert first.summary.ok and first.summary.ran == len(plan.cells()) == 4
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert len(results) == 4 * 3 and set(results["split"]) == {"train", "val", "test"}
+    assert set(results["cell_id"]) == {c.cell_id for c in plan.cells()}
+    marked = results.groupby("method")["uses_sensitive_at_prediction"].first().to_dict()
+    assert marked == {"none": False, "robust": False, "to-dp": True}
+    assert (results["fairlearn_version"].astype(str) != "").all()
+    report = (tmp_path / "report.md").read_text()
+    assert "ThresholdOpt DP [uses s at prediction]" in report and "### Conclusion" in report
+    assert (tmp_path / "figures" / "tradeoff_unfair2d.png").stat().st_size > 0
+    again = run_compare([plan], tmp_path, progress=False)
+    assert again.summary.ran == 0 and again.summary.reused == 4
+    pd.testing.assert_frame_equal(
+        first.summary.results.drop(columns=["fit_seconds"]), again.summary.results.drop(columns=["fit_seconds"])
+    )
+
+
+def test_a_robust_cell_is_the_estimator_trained_at_its_radius():
+    cell = CompareCell(data=UNFAIR2D, method="robust", knob=0.18, seed=0, epochs=2, batch_size=50,
+                       robustness_radii=())  # fmt: skip
+    record = run_compare_cell(cell)
+    from fastfair.datasets import load
+    from fastfair.estimator import RobustFairClassifier
+
+    data = load("unfair2d", seed=0)
+    est = RobustFairClassifier(solver="trs", radius=0.18, epochs=2, batch_size=50, seed=0).fit(
+        data.train.X, data.train.y
+    )
+    test = next(r for r in record["rows"] if r["split"] == "test")
+    want = metrics.fairness_gaps(data.test.y, est.predict(data.test.X), data.test.s)
+    assert test["accuracy"] == pytest.approx(est.score(data.test.X, data.test.y), abs=1e-12)
+    for gap in GAP_KEYS:
+        assert test[gap] == pytest.approx(want[gap], abs=1e-12, nan_ok=True)
+
+
+def test_every_method_says_whether_it_needs_the_sensitive_attribute_to_predict():
+    assert {n for n, m in METHODS.items() if m.uses_sensitive_at_prediction} == {"to-dp", "to-eo"}
+    assert all("[uses s at prediction]" in METHODS[n].display() for n in ("to-dp", "to-eo"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        ([], "give --dataset NAME or --data CSV"),
+        (["--dataset", "unfair2d", "--seeds", "0"], "--seeds must be a positive integer"),
+        (["--dataset", "unfair2d", "--jobs", "2", "--scheduler", "tcp://h:1"], "not both"),
+        (["--dataset", "unfair2d", "--target", "y"], "go with --data"),
+        (["--data", "x.csv", "--target", "y"], "--data needs --target and --sensitive"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, tmp_path, args, message):
+    code, _, err = run_cli(capsys, "compare", *args, "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("fastfair: error: ") and message in err
+    assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_a_multiclass_target_is_one_line(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "s": rng.integers(0, 2, 60), "y": np.arange(60) % 3})
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    code, _, err = run_cli(
+        capsys, "compare", "--data", str(tmp_path / "three.csv"), "--target", "y", "--sensitive", "s",
+        "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "binary target" in err and "3 distinct values" in err
+    assert not (tmp_path / "o").exists()
