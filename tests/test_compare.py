@@ -219,8 +219,7 @@ def test_cells_run_resume_and_mark_the_threshold_optimizer(tmp_path):
 
 
 def test_a_robust_cell_is_the_estimator_trained_at_its_radius():
-    cell = CompareCell(data=UNFAIR2D, method="robust", knob=0.18, seed=0, epochs=2, batch_size=50,
-                       robustness_radii=())  # fmt: skip
+    cell = CompareCell(data=UNFAIR2D, method="robust", knob=0.18, seed=0, epochs=2, batch_size=50)
     record = run_compare_cell(cell)
     from fastfair.datasets import load
     from fastfair.estimator import RobustFairClassifier
@@ -271,3 +270,57 @@ def test_a_multiclass_target_is_one_line(capsys, tmp_path):
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and "binary target" in err and "3 distinct values" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_mixture_probability_off_by_rounding_is_clipped_and_a_real_excess_refused():
+    y, s = np.array([1, 0, 1, 0]), np.array([0, 0, 1, 1])
+    out = expected_summary(y, np.array([1 + 2e-16, 0.0, 1.0, -1e-17]), s)
+    assert out["accuracy"] == 1.0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        expected_summary(y, np.array([1.1, 0.0, 1.0, 0.0]), s)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Fairlearn's mitigations with our estimator as the base learner
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_exponentiated_gradient_runs_our_estimator_and_is_scored_as_its_mixture():
+    from sklearn.dummy import DummyClassifier
+
+    from fastfair.compare.cell import fit_method
+    from fastfair.datasets import load
+    from fastfair.estimator import RobustFairClassifier
+
+    data = load("unfair2d", seed=0)
+    X, y, s = data.train.X, data.train.y, data.train.s
+    cell = CompareCell(data=UNFAIR2D, method="eg-dp", knob=0.02, seed=0, epochs=10, batch_size=40, eg_max_iter=4)
+    fitted = fit_method(cell, X, y, s)
+    assert fitted.models and abs(sum(m["weight"] for m in fitted.models) - 1) < 1e-9
+    # the mixture, rebuilt from Fairlearn's public fitted attributes (weights_, predictors_), predicts 1 with the
+    # probability the scoring uses
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+
+    eg = ExponentiatedGradient(cell.estimator(), DemographicParity(difference_bound=0.02), eps=0.02, max_iter=4)
+    eg.fit(X, y, sensitive_features=s)
+    assert all(isinstance(h, (RobustFairClassifier, DummyClassifier)) for h in eg.predictors_)
+    mixture = sum(w * h.predict(X) for w, h in zip(eg.weights_, eg.predictors_, strict=True))
+    np.testing.assert_allclose(fitted.pmf(X, s), mixture, atol=1e-9)
+    # and it is fairer on its training data than the unmitigated model (independence, as constrained)
+    base = cell.estimator().fit(X, y)
+    before = metrics.fairness_gaps(y, base.predict(X), s)["independence"]
+    after = expected_summary(y, fitted.pmf(X, s), s)["independence"]
+    assert after < before
+
+
+def test_fairlearn_cells_record_fairlearn_and_the_penalty_cell_its_weight():
+    import fairlearn
+
+    record = run_compare_cell(
+        CompareCell(data=UNFAIR2D, method="eg-eo", knob=0.05, seed=1, epochs=2, batch_size=50, eg_max_iter=3)
+    )
+    assert {r["fairlearn_version"] for r in record["rows"]} == {fairlearn.__version__}
+    assert record["spec"]["fairlearn"] == fairlearn.__version__
+    record = run_compare_cell(CompareCell(data=UNFAIR2D, method="penalty-eo", knob=2.0, seed=0, epochs=2,
+                                          batch_size=50))  # fmt: skip
+    row = record["rows"][0]
+    assert (row["fairness_penalty"], row["fairness_weight"], row["solver"]) == ("eo", 2.0, "none")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -59,8 +60,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--solver", choices=("trs", "auto"), default="trs", help="robust training's inner solver (default: trs)"
     )
     how.add_argument("--no-report", action="store_true", help="run the cells only")
-    add_run_arguments(p)
+    add_run_arguments(p, jobs_default=_cores())
     p.set_defaults(run=run)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def data_entry(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
     outcome = run_compare(
         [plan],
         args.out,
-        jobs=args.jobs or 1,
+        jobs=args.jobs or _cores(),
         scheduler=args.scheduler,
         progress=progress,
         announce=announce,

@@ -32,8 +32,9 @@ COMPARE_SCHEMA = 1
 
 #: Metric columns of a results row.
 METRICS = ("accuracy", "auc", *GAP_KEYS)
-#: Per-group robustness summary columns (test rows only): at ``robustness_radius``, the flip rate and robust
-#: accuracy of all test points, and the largest minus smallest over the groups.
+#: Per-group robustness summary columns, filled on the test rows of each method's selected model (``selected``):
+#: at ``robustness_radius``, the flip rate and robust accuracy of all test points, and the largest minus the
+#: smallest over the groups (the full per-group table is ``robustness.csv``).
 ROBUSTNESS = ("robustness_radius", "flip_rate", "flip_rate_gap", "robust_accuracy", "robust_accuracy_gap")
 #: Columns of the comparison's results table, one row per cell x split.
 COLUMNS = (
@@ -47,6 +48,7 @@ COLUMNS = (
     "n",
     *METRICS,
     "uses_sensitive_at_prediction",
+    "selected",
     *ROBUSTNESS,
     "fit_seconds",
     "solver",
@@ -86,7 +88,6 @@ class CompareCell:
     solver: str = "trs"  #: the robust methods' inner solver (``trs`` or ``auto``)
     penalty_radius: float = 0.1  #: the radius of ``robust-penalty-*`` (their knob is λ)
     eg_max_iter: int = 50
-    robustness_radii: tuple[float, ...] = (0.1,)
 
     def spec(self) -> dict[str, Any]:
         """Everything that determines this cell's numbers, as a canonical plain dict."""
@@ -111,7 +112,6 @@ class CompareCell:
             "solver": self.solver if m.robust else None,
             "penalty_radius": self.penalty_radius if self.method.startswith("robust-penalty-") else None,
             "eg_max_iter": self.eg_max_iter if self.method.startswith("eg-") else None,
-            "robustness_radii": list(self.robustness_radii),
             "fairlearn": _fairlearn_version() if m.standard else None,
         }
 
@@ -180,12 +180,23 @@ def _fairlearn_version() -> str:
 
 
 class Fitted:
-    """A fitted method: the probability of predicting 1 (``pmf``), a ranking score (``scores``), and the torch
-    models it predicts with, weighted (one model, weight 1, for our methods; the mixture of
-    ExponentiatedGradient; none for ThresholdOptimizer, whose thresholds depend on the group)."""
+    """A fitted method: the probability of predicting 1 (``pmf``), a ranking score (``scores``), and what it
+    predicts with, for the robustness analysis: ``models``, a list of ``{"weight", "state", "constant"}`` (the
+    weights of a torch model as nested lists, or the constant label of a constant predictor). One model of
+    weight 1 for our methods; ExponentiatedGradient's mixture (whose oracle returns a constant predictor when
+    the reweighted labels hold one class); none for ThresholdOptimizer, whose thresholds depend on the group."""
 
-    def __init__(self, pmf: Any, scores: Any, models: list[tuple[float, Any]]) -> None:
+    def __init__(self, pmf: Any, scores: Any, models: list[dict[str, Any]]) -> None:
         self.pmf, self.scores, self.models = pmf, scores, models
+
+
+def _entry(weight: float, predictor: Any) -> dict[str, Any]:
+    model = getattr(predictor, "model_", None)
+    if model is not None:
+        state = {k: v.detach().cpu().double().tolist() for k, v in model.state_dict().items()}
+        return {"weight": weight, "state": state, "constant": None}
+    # sklearn's DummyClassifier(strategy="constant"): the label it always predicts
+    return {"weight": weight, "state": None, "constant": int(predictor.constant)}
 
 
 def fit_method(cell: CompareCell, X: np.ndarray, y: np.ndarray, s: np.ndarray) -> Fitted:
@@ -205,9 +216,7 @@ def fit_method(cell: CompareCell, X: np.ndarray, y: np.ndarray, s: np.ndarray) -
         def pmf(Xq: np.ndarray, sq: np.ndarray) -> np.ndarray:
             return np.asarray(eg._pmf_predict(Xq))[:, 1]
 
-        models = [
-            (float(w), getattr(h, "model_", None)) for w, h in zip(eg.weights_, eg.predictors_, strict=True) if w > 0
-        ]
+        models = [_entry(float(w), h) for w, h in zip(eg.weights_, eg.predictors_, strict=True) if w > 0]
         return Fitted(pmf, pmf, models)
     if name.startswith("to-"):
         from fairlearn.postprocessing import ThresholdOptimizer
@@ -234,7 +243,7 @@ def fit_method(cell: CompareCell, X: np.ndarray, y: np.ndarray, s: np.ndarray) -
     return Fitted(
         lambda Xq, sq: (est.decision_function(Xq) > 0).astype(np.float64),
         lambda Xq, sq: expit(est.decision_function(Xq)),
-        [(1.0, est.model_)],
+        [_entry(1.0, est)],
     )
 
 
@@ -242,7 +251,8 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
     """Train and score one comparison cell; return its record ``{"cell_id", "spec", "rows", ...}``.
 
     ``rows`` holds one dict per split with the :data:`COLUMNS` (the training rows are the rows trained on);
-    ``robustness`` the per-group robustness table of the test split (:func:`group_robustness_of`).
+    ``models`` what the fitted method predicts with (:class:`Fitted`), from which the robustness analysis
+    rebuilds it without training.
     """
     import torch
 
@@ -261,10 +271,7 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
             split = train if split_name == "train" else data.split(split_name)
             summary = expected_summary(split.y, fitted.pmf(split.X, split.s), split.s, fitted.scores(split.X, split.s))
             rows.append({"split": split_name, "n": len(split), **summary})
-        test = data.split("test")
-        robustness = group_robustness_of(fitted, test.X, test.y, test.s, cell.robustness_radii, cell.seed)
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-    summary_cols = robustness_summary(robustness, cell.robustness_radii)
     base = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,
@@ -292,67 +299,21 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
         "scoring": SCORING_RULE,
         "fairlearn_version": _fairlearn_version(),
     }
-    out_rows = []
-    for row in rows:
-        extra = summary_cols if row["split"] == "test" else dict.fromkeys(ROBUSTNESS)
-        out_rows.append({**base, **row, **extra, **settings})
+    # the robustness columns are filled in afterwards, for the selected models (fastfair.compare.robustness)
+    out_rows = [{**base, **row, "selected": False, **dict.fromkeys(ROBUSTNESS), **settings} for row in rows]
     return {
         "cell_id": cell.cell_id,
         "description": cell.describe(),
         "spec": cell.spec(),
         "data": cell.data.to_dict(),
         "rows": out_rows,
-        "robustness": robustness.to_dict(orient="records") if robustness is not None else None,
+        "models": fitted.models,
         "warnings": notes,
         "wall_seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu_start,
         "started_at": started_at,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-    }
-
-
-def group_robustness_of(
-    fitted: Fitted, X: np.ndarray, y: np.ndarray, s: np.ndarray, radii: tuple[float, ...], seed: int
-) -> pd.DataFrame | None:
-    """Per-group robustness of a fitted method on (X, y, s) (:func:`fastfair.robustness.group_robustness`):
-    one row per (radius, group) and group ``all``. For a mixture (ExponentiatedGradient) the flip rate and robust
-    accuracy are the mixture's expectation, Σ_k w_k · (value of predictor k): the probability, over the draw of
-    the predictor, that the drawn predictor's decision flips (is robustly correct). None when the method has no
-    torch model to attack (ThresholdOptimizer: its thresholds depend on the group) or no radii are asked for.
-    """
-    if not fitted.models or not radii or any(model is None for _, model in fitted.models):
-        return None
-    from ..robustness import group_robustness
-
-    total = sum(w for w, _ in fitted.models)
-    frames = []
-    for weight, model in fitted.models:
-        frame = group_robustness(model, X, y, s, list(radii), seed=seed)
-        frames.append((weight / total, frame))
-    out = frames[0][1].copy()
-    if len(frames) > 1:
-        for col in ("flip_rate", "robust_accuracy"):
-            out[col] = sum(w * f[col].to_numpy() for w, f in frames)
-        methods = {str(v) for _, f in frames for v in f["method"]}
-        out["method"] = "+".join(sorted(methods)) + " (mixture expectation)"
-    return out
-
-
-def robustness_summary(frame: pd.DataFrame | None, radii: tuple[float, ...]) -> dict[str, Any]:
-    """The :data:`ROBUSTNESS` columns of a robustness table, at its first radius (all None without one)."""
-    if frame is None or frame.empty or not radii:
-        return dict.fromkeys(ROBUSTNESS)
-    radius = float(radii[0])
-    at = frame[np.isclose(frame["radius"].astype(float), radius)]
-    groups = at[at["group"].astype(str) != "all"]
-    overall = at[at["group"].astype(str) == "all"]
-    return {
-        "robustness_radius": radius,
-        "flip_rate": float(overall["flip_rate"].iloc[0]),
-        "flip_rate_gap": float(groups["flip_rate"].max() - groups["flip_rate"].min()),
-        "robust_accuracy": float(overall["robust_accuracy"].iloc[0]),
-        "robust_accuracy_gap": float(groups["robust_accuracy"].max() - groups["robust_accuracy"].min()),
     }
 
 
@@ -370,28 +331,9 @@ def compare_frame(cells: list[CompareCell], records: dict[str, dict[str, Any]]) 
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["train_size"] = frame["train_size"].astype("Int64")
     frame["eg_max_iter"] = frame["eg_max_iter"].astype("Int64")
-    frame["uses_sensitive_at_prediction"] = frame["uses_sensitive_at_prediction"].astype(bool)
+    for col in ("uses_sensitive_at_prediction", "selected"):
+        frame[col] = frame[col].astype(bool)
     return frame
-
-
-def robustness_frame(cells: list[CompareCell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Every cell's per-group robustness table on the test split, with the cell's keys in front."""
-    parts = []
-    for cell in cells:
-        record = records.get(cell.cell_id)
-        if record is None or not record.get("robustness"):
-            continue
-        # the robustness table's own "method" (exact / attack) is renamed: "method" here is the comparison's
-        frame = pd.DataFrame(record["robustness"]).rename(columns={"method": "how"})
-        for key, value in reversed(
-            (("cell_id", cell.cell_id), ("dataset", cell.dataset), ("method", cell.method), ("knob", cell.knob),
-             ("seed", cell.seed))
-        ):
-            frame.insert(0, key, value)
-        parts.append(frame)
-    if not parts:
-        return pd.DataFrame(columns=["cell_id", "dataset", "method", "knob", "seed", "radius", "group", "how"])
-    return pd.concat(parts, ignore_index=True)
 
 
 __all__ = [
@@ -399,6 +341,5 @@ __all__ = [
     "CompareCell",
     "compare_frame",
     "fit_method",
-    "robustness_frame",
     "run_compare_cell",
 ]

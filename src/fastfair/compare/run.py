@@ -27,8 +27,9 @@ from ..errors import require
 from ..experiments.store import ResultsStore
 from ..experiments.sweep import SweepSummary, run_sweep
 from ..io import atomic_write_json, atomic_write_text
-from .cell import compare_frame, robustness_frame, run_compare_cell
+from .cell import compare_frame, run_compare_cell
 from .protocol import ComparePlan
+from .robustness import selected_robustness
 
 #: What a comparison's worker processes import before their first cell.
 PRELOAD = ("fastfair.compare.cell", "fastfair.estimator", "fairlearn.reductions", "fairlearn.postprocessing")
@@ -54,9 +55,10 @@ def run_compare(
     announce: Callable[[str], None] | None = None,
     report: bool = True,
 ) -> CompareOutcome:
-    """Run every cell of ``plans`` not yet stored in ``out_dir`` (:func:`fastfair.experiments.run_sweep`), write
-    ``results.csv`` and ``robustness.csv``, and, unless a cell failed or ``report`` is false, the report
-    (:func:`fastfair.compare.report.write_report`)."""
+    """Run every cell of ``plans`` not yet stored in ``out_dir`` (:func:`fastfair.experiments.run_sweep`), measure
+    the per-group robustness of each method's selected model (:mod:`fastfair.compare.robustness`), write
+    ``results.csv`` (with the robustness summary) and ``robustness.csv``, and, unless a cell failed or ``report``
+    is false, the report (:func:`fastfair.compare.report.write_report`)."""
     start = time.perf_counter()
     require(len(plans) > 0, "nothing to compare")
     cells = [cell for plan in plans for cell in plan.cells()]
@@ -73,10 +75,14 @@ def run_compare(
         preload=PRELOAD,
     )
     out = Path(out_dir)
-    records = ResultsStore(out).finished(cells)
-    robustness = robustness_frame(cells, records)
-    atomic_write_text(out / "robustness.csv", robustness.to_csv(index=False))
-    atomic_write_json(out / "compare.json", {"plans": [_plan_dict(p) for p in plans]})
+    store = ResultsStore(out)
+    records = store.finished(cells)
+    radii = {p.data.label: p.knobs.robustness_radii for p in plans}
+    robustness, summary.results = selected_robustness(cells, records, summary.results, radii)
+    with store.lock():
+        atomic_write_text(store.results_path, summary.results.to_csv(index=False))
+        atomic_write_text(out / "robustness.csv", robustness.to_csv(index=False))
+        atomic_write_json(out / "compare.json", {"plans": [_plan_dict(p) for p in plans]})
     outcome = CompareOutcome(summary=summary, robustness=robustness)
     if report and summary.ok and not summary.results.empty:
         from .report import write_report

@@ -31,6 +31,8 @@ from ..errors import require
 from ..metrics import FairnessWarning
 from ..vocabulary import GAP_RATES
 
+#: Rounding a probability may carry (a mixture's weights add up to 1 only to a few ulps); beyond it is an error.
+PMF_SLACK = 1e-9
 #: How the scoring rule is named in results and reports.
 SCORING_RULE = "expected confusion matrix over the classifier's randomisation (Fairlearn's _pmf_predict)"
 
@@ -41,7 +43,11 @@ def expected_rates(y: np.ndarray, p: np.ndarray, s: np.ndarray) -> dict[str, np.
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     require(y.shape == p.shape == np.shape(s) and y.ndim == 1, "y, p and s must be 1-D arrays of one length")
-    require(bool(np.all((p >= 0) & (p <= 1))), "predicted probabilities must lie in [0, 1]")
+    # a mixture's probabilities are sums of weights that add up to 1 only up to rounding: clip that rounding
+    require(
+        bool(np.all((p >= -PMF_SLACK) & (p <= 1 + PMF_SLACK))), "predicted probabilities must lie in [0, 1]"
+    )
+    p = np.clip(p, 0.0, 1.0)
     _, codes = np.unique(np.asarray(s), return_inverse=True)
     k = int(codes.max()) + 1 if len(codes) else 0
     tp = np.bincount(codes, weights=y * p, minlength=k)
@@ -70,8 +76,8 @@ def expected_summary(y: np.ndarray, p: np.ndarray, s: np.ndarray, scores: np.nda
     ``scores`` rank the rows for the AUC (default ``p``); AUC is NaN when ``y`` holds one class.
     """
     y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
     rates = expected_rates(y, p, s)
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     out = {"accuracy": float(np.mean(y * p + (1 - y) * (1 - p))) if len(y) else float("nan")}
     scores = p if scores is None else np.asarray(scores, dtype=np.float64)
     out["auc"] = float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else float("nan")
