@@ -49,9 +49,9 @@ def tradeoff_figure(pts: pd.DataFrame, selected: dict[str, pd.DataFrame], datase
     directions, each method's points joined in knob order; the points selected on validation filled, the
     others hollow; the validation frontier across methods ringed in black."""
     test = pts[(pts["split"] == "test") & (pts["dataset"] == dataset)]
-    fig = new_figure(20, 4.6)
-    fig.subplots_adjust(left=0.04, right=0.86, bottom=0.13, top=0.86, wspace=0.28)
-    axes = [fig.add_subplot(1, len(GAP_KEYS), i + 1) for i in range(len(GAP_KEYS))]
+    fig = new_figure(15, 9)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.92, wspace=0.25, hspace=0.28)
+    axes = [fig.add_subplot(2, 3, i + 1) for i in range(len(GAP_KEYS))]
     handles = {}
     for ax, gap in zip(axes, GAP_KEYS, strict=True):
         sel = selected[gap]
@@ -70,20 +70,35 @@ def tradeoff_figure(pts: pd.DataFrame, selected: dict[str, pd.DataFrame], datase
             ax.plot(front["gap"], front["accuracy"], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.2)
             handles.setdefault(name, h)
         ax.set_xlabel(f"{METRIC_LABELS[gap]} gap (test)")
+        ax.set_ylabel("accuracy (test)")
+        _limits(ax, test[gap].to_numpy(dtype=float), test["accuracy"].to_numpy(dtype=float))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (test)")
     ring = axes[0].plot([], [], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.2)[0]
-    fig.legend(
+    legend_ax = fig.add_subplot(2, 3, 6)
+    legend_ax.axis("off")
+    legend_ax.legend(
         [*handles.values(), ring],
         [analysis.display(n) for n in handles] + ["non-dominated on validation (all methods)"],
-        loc="center right",
-        fontsize=8,
+        loc="center",
+        fontsize=9,
         frameon=False,
+        title="filled: chosen on validation; hollow: other knob values;\nbars: 95% CI (may run off the axes)",
+        title_fontsize=8,
     )
-    fig.suptitle(
-        f"{dataset}: accuracy vs fairness gaps on test, mean ± 95% CI over seeds; filled = chosen on validation"
-    )
+    fig.suptitle(f"{dataset}: accuracy vs each fairness gap on the test split, mean ± 95% CI over seeds")
     return fig
+
+
+def _limits(ax: object, gaps: np.ndarray, accuracy: np.ndarray) -> None:
+    """Axes that fit the means (a 2-seed interval can be wider than the whole range): gap from 0, accuracy within
+    [0, 1], with a margin."""
+    g, a = gaps[np.isfinite(gaps)], accuracy[np.isfinite(accuracy)]
+    if len(g):
+        ax.set_xlim(-0.01, max(float(g.max()) * 1.15, 0.02))
+    if len(a):
+        lo, hi = float(a.min()), float(a.max())
+        pad = max(0.02, 0.1 * (hi - lo))
+        ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
 
 
 def robustness_selected(robust: pd.DataFrame, pts: pd.DataFrame, dataset: str) -> pd.DataFrame:
