@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score
 
 from fastfair.errors import FastfairError
+from fastfair.inner import make_inner
 from fastfair.models import MLP, Affine, build_model
 from fastfair.robustness import ALL_GROUP, COLUMNS, group_robustness, robustness_figure
+from helpers import TwoHidden
 
 pytestmark = pytest.mark.usefixtures("single_threaded_linear_algebra")
 
@@ -165,6 +167,26 @@ def test_attack_beats_a_single_gradient_step_on_a_tanh_mlp() -> None:
     assert at > single_step_flips(model, X, 1.5).mean()  # strictly stronger where the boundary curves in the ball
 
 
+@pytest.mark.parametrize(("build", "solver"), [("mlp", "trs"), ("mlp", "pgd"), ("own", "pgd")])
+def test_attack_finds_every_flip_of_the_training_adversaries(build: str, solver: str) -> None:
+    """The training solvers, aimed at the predicted class, flip no point that the attack leaves unflipped."""
+    X, _, _ = data(120, 4, seed=6)
+    models = {
+        "mlp": lambda: tanh_mlp(4, seed=3),
+        "own": lambda: TwoHidden(4).double(),
+    }
+    model = models[build]()
+    x = torch.as_tensor(X)
+    with torch.no_grad():
+        clean = model(x) > 0
+    for r in [0.3, 1.0]:
+        x_adv = make_inner(solver).perturb(model, x, clean.to(x.dtype), r).x_adv
+        with torch.no_grad():
+            adversary = ((model(x_adv) > 0) != clean).numpy()
+        attack = flips_by_row(model, X, r, restarts=4, steps=10)
+        assert np.all(attack >= adversary)
+
+
 def test_attack_finds_the_flips_of_dense_sampling_in_the_disk() -> None:
     """d = 2, tanh MLP: every point for which a dense polar grid of the disk of radius r holds a flip is flipped
     by the attack, and every attack flip is real (confirmed by the grid at a slightly larger radius)."""
@@ -172,12 +194,16 @@ def test_attack_finds_the_flips_of_dense_sampling_in_the_disk() -> None:
     model = tanh_mlp(2, seed=4, scale=4.0)
     X = rng.normal(size=(120, 2))
     r = 0.5
-    angles = np.linspace(0.0, 2 * np.pi, 720, endpoint=False)
-    radial = np.linspace(0.0, 1.0, 41)[1:]
+    angles = np.linspace(0.0, 2 * np.pi, 360, endpoint=False)
+    radial = np.linspace(0.0, 1.0, 21)[1:]
     unit_disk = (radial[:, None, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)[None]).reshape(-1, 2)
     clean = logits(model, X) > 0
-    grid_flip = np.array([((logits(model, x + r * unit_disk) > 0) != clean[i]).any() for i, x in enumerate(X)])
-    wider_flip = np.array([((logits(model, x + 1.02 * r * unit_disk) > 0) != clean[i]).any() for i, x in enumerate(X)])
+
+    def grid_flips(radius: float) -> np.ndarray:
+        points = (X[:, None, :] + radius * unit_disk[None]).reshape(-1, 2)
+        return ((logits(model, points).reshape(len(X), -1) > 0) != clean[:, None]).any(axis=1)
+
+    grid_flip, wider_flip = grid_flips(r), grid_flips(1.02 * r)
     attack = flips_by_row(model, X, r)
     assert 0 < grid_flip.sum() < len(X)
     assert np.all(attack >= grid_flip)
@@ -209,6 +235,7 @@ def test_attack_runs_in_the_models_dtype_on_a_float32_model() -> None:
 # ----------------------------------------------------------------------------------------------------------
 # The table
 # ----------------------------------------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), use_affine=st.booleans())
 def test_monotone_in_radius_and_groups_add_up(seed: int, use_affine: bool) -> None:
     X, y, s = data(60, 3, seed=seed)
@@ -254,6 +281,9 @@ def test_no_groups_gives_the_pooled_row_only() -> None:
         ({"radii": -1.0}, "radius"),
         ({"radii": [float("nan")]}, "radius"),
         ({"radii": []}, "radii"),
+        ({"radii": "0.5"}, "radii"),
+        ({"radii": [0.5, 1e200]}, "outside the range"),
+        ({"radii": [1e-160]}, "outside the range"),
         ({"y": [0, 1, 1]}, "length"),
         ({"groups": ["a", "b"]}, "length"),
         ({"X": [[0.0, float("nan")], [1.0, 1.0], [2.0, 0.0], [0.0, 1.0]]}, "NaN"),
@@ -291,6 +321,15 @@ def test_model_errors_are_one_line() -> None:
     two_logits = torch.nn.Linear(3, 2).double()
     with pytest.raises(FastfairError, match="one logit per row"):
         group_robustness(two_logits, X, [0, 1, 0, 1], None, [0.1])
+    with pytest.raises(FastfairError, match="not finite"):
+        group_robustness(affine([1.0, float("nan"), 0.0], 0.0), X, [0, 1, 0, 1], None, [0.1])
+    broken = tanh_mlp(3, seed=0)
+    with torch.no_grad():
+        broken.out.bias.fill_(float("nan"))
+    with pytest.raises(FastfairError, match="NaN or infinite logits"):
+        group_robustness(broken, X, [0, 1, 0, 1], None, [0.1])
+    with pytest.raises(FastfairError, match=r"outside the range torch.float32 computes"):
+        group_robustness(build_model("mlp", 3, hidden=4), X, [0, 1, 0, 1], None, [1e30])
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ def group_robustness(
     if method == "exact" and not isinstance(model, Affine):
         raise FastfairError(f"method 'exact' needs the affine model, got {type(model).__name__}; use 'attack'")
     exact = isinstance(model, Affine) and method != "attack"
+    _check_radius_range(r, torch.float64 if exact else _model_place(model)[0])
     if exact:
         clean, flips = _affine_flips(model, x64, r)
     else:
@@ -238,13 +239,34 @@ def _numpy(x: Any) -> Any:
 
 
 def _check_radii(radii: Any) -> np.ndarray:
-    values = [radii] if is_number(radii) else list(radii) if isinstance(radii, Sequence | np.ndarray) else None
-    if values is None or not values:
+    if is_number(radii):
+        values = [radii]
+    elif isinstance(radii, str | bytes):
+        values = []
+    else:
+        try:
+            values = list(np.asarray(_numpy(radii), dtype=object).reshape(-1))
+        except TypeError:
+            values = []
+    if not values:
         raise FastfairError(f"radii must be one positive number or a non-empty list of them, got {radii!r}")
     for r in values:
         if not is_number(r) or not (math.isfinite(float(r)) and float(r) > 0):
             raise FastfairError(f"every radius must be finite and greater than 0, got {r!r}")
     return np.unique(np.asarray(values, dtype=np.float64))
+
+
+def _check_radius_range(radii: np.ndarray, dtype: torch.dtype) -> None:
+    """Every radius r with r² a finite normal number of ``dtype``: 2^⌊e_min/2⌋ ≤ r ≤ 2^⌊e_max/2⌋, where
+    2^e_min is the smallest normal and 2^e_max ≤ max < 2^(e_max+1) (float32: about [1.1e-19, 9.2e18]), so that r,
+    r², r·‖w‖ and the steps of the attack neither overflow nor vanish."""
+    info = torch.finfo(dtype)
+    lo, hi = 2.0 ** (math.floor(math.log2(info.tiny)) // 2), 2.0 ** (math.floor(math.log2(info.max)) // 2)
+    outside = radii[(radii < lo) | (radii > hi)]
+    if outside.size:
+        raise FastfairError(
+            f"radius {outside[0]:g} is outside the range {dtype} computes with safely, [{lo:.3g}, {hi:.3g}]"
+        )
 
 
 def _check_features(X: Any) -> np.ndarray:
@@ -322,6 +344,8 @@ def _affine_flips(model: Affine, x: np.ndarray, radii: np.ndarray) -> tuple[np.n
     )
     if x.shape[1] != w.size:
         raise FastfairError(f"the model takes {w.size} features, X has {x.shape[1]}")
+    if not (np.isfinite(w).all() and math.isfinite(b)):
+        raise FastfairError("the affine model's weights are not finite (NaN or inf)")
     f = x @ w + b
     clean = f > 0
     norm = float(np.linalg.norm(w))
@@ -357,10 +381,13 @@ def _attack_flips(
     try:
         with torch.no_grad():
             try:
-                clean = torch.cat([_logits(model, x[i : i + BATCH_PAIRS]) for i in range(0, len(x), BATCH_PAIRS)]) > 0
+                f = torch.cat([_logits(model, x[i : i + BATCH_PAIRS]) for i in range(0, len(x), BATCH_PAIRS)])
             except RuntimeError as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise FastfairError(f"the model does not accept X of shape {tuple(x.shape)}: {first}") from None
+        if not torch.isfinite(f).all():
+            raise FastfairError("the model returns NaN or infinite logits on X")
+        clean = f > 0
         flipped = torch.zeros(len(x), dtype=torch.bool, device=device)
         flips = np.zeros((len(radii), len(x)), dtype=bool)
         rows_per_batch = max(1, BATCH_PAIRS // restarts)
@@ -400,7 +427,7 @@ def _attack_batch(
     alphas = r * FIRST_STEP * (LAST_STEP / FIRST_STEP) ** (torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1))
     for t in range(steps + 1):
         f, grad = _margin_gradient(model, start + delta, sign[row], with_grad=t < steps)
-        hit = (f > 0) != clean[row]
+        hit = ((f > 0) != clean[row]) & torch.isfinite(f)  # a NaN logit is no witness
         if hit.any():
             found[row[hit]] = True
             keep = ~found[row]
@@ -429,7 +456,8 @@ def _margin_gradient(
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
-    """Each row of ``v`` divided by its norm; zero rows stay zero."""
+    """Each row of ``v`` divided by its norm; zero rows, and non-finite entries, become zero."""
+    v = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
     return v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
 
 
