@@ -46,8 +46,12 @@ Two ways to decide a flip, recorded per row of the result in ``method``:
     (``"exact"`` for the affine model). Rows must not interact inside the model (no batch norm in training mode;
     the model is put in eval mode while it is attacked, and its mode restored afterwards).
 
-Cost of the attack: (restarts · steps + 1) forward and backward passes per row and radius, at most, batched over
-rows and restarts; flipped rows leave the batch. Deterministic for a given ``seed`` on a given device.
+    A non-finite logit at a perturbed point is no witness; a non-finite gradient gives no step.
+
+Cost of the attack, per row and radius, at most: restarts·(steps + 1) + 1 forward passes and restarts·steps + 1
+backward passes, batched over rows and restarts; flipped rows leave the batch. Deterministic for a given ``seed``
+on a given device. Radii must lie in the range where r² is a finite normal number of the computation's dtype
+(float64 for the exact method, the model's dtype for the attack).
 """
 
 from __future__ import annotations
@@ -154,8 +158,10 @@ def group_robustness(
     ------
     FastfairError
         One line, for empty input, inputs of different lengths, NaN or infinite features, labels other than 0/1,
-        a radius that is not finite and positive, a group named ``"all"``, bad ``restarts``/``steps``/``seed``/
-        ``method``, ``method="exact"`` for a model that is not affine, or a model that does not accept ``X``.
+        a radius that is not finite and positive or lies outside the safe range of the computation's dtype, a group
+        named ``"all"``, bad ``restarts``/``steps``/``seed``/``method``, ``method="exact"`` for a model that is not
+        affine, a model that does not accept ``X`` or does not output one logit per row, or non-finite weights
+        (affine) or logits (attack).
     """
     if method not in METHODS:
         raise FastfairError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -191,11 +197,10 @@ def robustness_figure(frame: pd.DataFrame, path: str | os.PathLike[str], *, titl
         raise FastfairError(f"the robustness frame lacks columns {', '.join(missing)}")
     if frame.empty:
         raise FastfairError("the robustness frame has no rows to draw")
-    import matplotlib  # here, not at the top: only the figure needs it, and it takes a while to load
-
-    matplotlib.use("Agg", force=False)
     from io import BytesIO
 
+    # here, not at the top: only the figure needs matplotlib, and it takes a while to load. No pyplot: the figure
+    # has its own Agg canvas, and no global backend is set.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
