@@ -36,7 +36,7 @@ def tiny_plan(methods: tuple[str, ...], seeds: int = 1, **knobs):
     """Unfair2D, 2 epochs of batch 50: a plan whose cells take a fraction of a second each."""
     plan = compare_plan(UNFAIR2D, quick=True, seeds=seeds)
     settings = {"methods": methods, "epochs": 2, "batch_size": 50, "radii": (0.05, 0.18), "eg_max_iter": 3,
-                "robustness_radii": ()}  # fmt: skip
+                "robustness_radii": (0.1, 0.2)}  # fmt: skip
     settings.update(knobs)
     return replace(plan, knobs=replace(plan.knobs, **settings))
 
@@ -198,24 +198,63 @@ def test_a_cell_id_names_method_knob_and_seed_and_depends_on_every_setting():
     assert json.loads(json.dumps(cell.spec()))["fairlearn"]  # Fairlearn's version is part of its spec
 
 
-def test_cells_run_resume_and_mark_the_threshold_optimizer(tmp_path):
-    plan = tiny_plan(("none", "robust", "to-dp"))
-    first = run_compare([plan], tmp_path, progress=False)
-    assert first.summary.ok and first.summary.ran == len(plan.cells()) == 4
-    results = pd.read_csv(tmp_path / "results.csv")
-    assert len(results) == 4 * 3 and set(results["split"]) == {"train", "val", "test"}
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A two-seed comparison of three methods, run once for the tests below (cells, resume, robustness)."""
+    plan = tiny_plan(("none", "robust", "to-dp"), seeds=2)
+    out = tmp_path_factory.mktemp("compare")
+    first = run_compare([plan], out, progress=False, report=False)
+    return plan, out, first
+
+
+def test_cells_run_resume_and_mark_the_threshold_optimizer(tiny_run):
+    plan, out, first = tiny_run
+    assert first.summary.ok and first.summary.ran == len(plan.cells()) == 8
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 8 * 3 and set(results["split"]) == {"train", "val", "test"}
     assert set(results["cell_id"]) == {c.cell_id for c in plan.cells()}
     marked = results.groupby("method")["uses_sensitive_at_prediction"].first().to_dict()
     assert marked == {"none": False, "robust": False, "to-dp": True}
     assert (results["fairlearn_version"].astype(str) != "").all()
-    report = (tmp_path / "report.md").read_text()
-    assert "ThresholdOpt DP [uses s at prediction]" in report and "### Conclusion" in report
-    assert (tmp_path / "figures" / "tradeoff_unfair2d.png").stat().st_size > 0
-    again = run_compare([plan], tmp_path, progress=False)
-    assert again.summary.ran == 0 and again.summary.reused == 4
+    again = run_compare([plan], out, progress=False, report=False)
+    assert again.summary.ran == 0 and again.summary.reused == 8
     pd.testing.assert_frame_equal(
         first.summary.results.drop(columns=["fit_seconds"]), again.summary.results.drop(columns=["fit_seconds"])
     )
+
+
+def test_the_report_marks_the_threshold_optimizer_and_states_a_conclusion(tiny_run, tmp_path):
+    from fastfair.compare.report import write_report
+
+    first = tiny_run[2]
+    written = write_report(first.summary.results, first.robustness, tmp_path, settings={"unfair2d": "tiny"})
+    report = written["report_md"].read_text()
+    assert "ThresholdOpt DP [uses s at prediction]" in report and "### Conclusion" in report
+    assert report.count("Dominance on this gap") == len(GAP_KEYS)
+    for key in ("fig_tradeoff_unfair2d", "fig_robustness_unfair2d"):
+        assert written[key].stat().st_size > 0
+
+
+def test_the_selected_models_robustness_is_the_exact_affine_flip_rate(tiny_run):
+    plan, out, _ = tiny_run
+    results = pd.read_csv(out / "results.csv")
+    table = pd.read_csv(out / "robustness.csv")
+    selected = results[results["selected"]]
+    # one model per method and seed is selected; ThresholdOptimizer is selected but has no model to attack
+    assert selected.groupby("method")["seed"].nunique().to_dict() == {"none": 2, "robust": 2, "to-dp": 2}
+    assert set(table["method"]) == {"none", "robust"} and set(table["radius"]) == {0.1, 0.2}
+    from fastfair.datasets import load
+
+    cells = {c.cell_id: c for c in plan.cells()}
+    for cell_id in selected.loc[selected["method"] == "robust", "cell_id"].unique():
+        state = json.loads((out / "cells" / f"{cell_id}.json").read_text())["models"][0]["state"]
+        w, b = np.asarray(state["linear.weight"]).ravel(), float(np.asarray(state["linear.bias"]).ravel()[0])
+        test = load("unfair2d", seed=cells[cell_id].seed).test
+        flips = np.abs(test.X @ w + b) / np.linalg.norm(w) <= 0.1  # the worst perturbation of radius 0.1 flips
+        row = results[(results["cell_id"] == cell_id) & (results["split"] == "test")].iloc[0]
+        assert row["robustness_radius"] == 0.1 and row["flip_rate"] == pytest.approx(flips.mean(), abs=1e-12)
+        rates = [flips[test.s == g].mean() for g in (0, 1)]
+        assert row["flip_rate_gap"] == pytest.approx(max(rates) - min(rates), abs=1e-12)
 
 
 def test_a_robust_cell_is_the_estimator_trained_at_its_radius():

@@ -233,7 +233,9 @@ def write_report(
             lines += [f"### {METRIC_LABELS[gap]}", ""]
             lines += [_selected_markdown(selected[gap], dataset), ""]
             summary = analysis.dominance_summary(dominance[gap], dataset)
-            if not summary.empty:
+            if summary.empty:
+                lines += ["Dominance on this gap: none to state (fewer than two methods here have points).", ""]
+            else:
                 lines += ["Dominance on this gap (rule above):", "", markdown_table(summary), ""]
         table = robustness_selected(robust, pts, dataset)
         if not table.empty:
