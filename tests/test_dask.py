@@ -100,3 +100,24 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
 def test_malformed_scheduler_address_is_refused_at_once(address):
     with pytest.raises(FastfairError, match="is not a scheduler address"):
         DaskExecutor(address)
+
+
+def test_compare_cells_on_dask_equal_a_local_run(cluster, tmp_path):
+    from dataclasses import replace
+
+    from fastfair.compare import compare_plan, run_compare
+    from fastfair.experiments import DataSpec
+
+    plan = compare_plan(DataSpec(label="unfair2d", name="unfair2d"), quick=True, seeds=1)
+    plan = replace(plan, knobs=replace(plan.knobs, methods=("none", "to-dp"), epochs=2, robustness_radii=(0.1,)))
+    local = run_compare([plan], tmp_path / "local", progress=False, report=False)
+    remote = run_compare(
+        [plan], tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False, report=False
+    )
+    assert remote.summary.ran == 2 and remote.summary.where.startswith("on the Dask cluster")
+    pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "dask" / "cells").glob("*.json")}
+    assert os.getpid() not in pids
+    columns = ["fit_seconds"]
+    pd.testing.assert_frame_equal(
+        local.summary.results.drop(columns=columns), remote.summary.results.drop(columns=columns)
+    )
