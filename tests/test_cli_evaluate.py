@@ -134,6 +134,9 @@ def test_bad_requests_are_one_line_errors(loans_run, unfair2d_run, capsys, tmp_p
     cases = [
         (["--model", str(unfair2d_run / "model.pt"), "--dataset", "lsat"], "the model was trained on 'unfair2d', not"),
         (["--model", model, "--dataset", "unfair2d"], "the model was trained on 'csv:loans.csv', not 'unfair2d'"),
+        (["--model", str(unfair2d_run / "model.pt"), "--data", str(LOANS), "--split", "test"],
+         "not on a CSV file; for its splits use --dataset unfair2d"),
+        (["--model", str(loans_run)], "not a model file: " + str(loans_run) + " is a directory; did you mean"),
         (["--model", model, "--data", str(other), "--split", "test"], "other.csv is not the file the model was"),
         (["--model", model, "--data", str(no_target)], "label column 'approved' not found in no_target.csv"),
         (["--model", model, "--data", str(odd)], "has value 'maybe' (data row 1), which is not one of the model's"),

@@ -449,7 +449,10 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
     """
     file = Path(path)
     require(file.exists(), f"model file not found: {file}")
-    require(file.is_file(), f"not a model file: {file} is a directory" if file.is_dir() else f"not a file: {file}")
+    if file.is_dir():
+        hint = f"; did you mean {file / 'model.pt'}?" if (file / "model.pt").is_file() else ""
+        raise FastfairError(f"not a model file: {file} is a directory{hint}")
+    require(file.is_file(), f"not a file: {file}")
     payload = _read_payload(file)
     where = f"model file {file}"
     require(

@@ -246,6 +246,10 @@ def _rows(saved: SavedModel, args: argparse.Namespace) -> dict[str, Any]:
     source = Path(args.data).name
     if args.split is not None:
         require(args.target is None and args.sensitive is None, "--target and --sensitive do not go with --split")
+        require(
+            trained_on.startswith("csv:"),
+            f"the model was trained on {trained_on!r}, not on a CSV file; for its splits use --dataset {trained_on}",
+        )
         part = saved.split(args.split, csv=args.data)
         return _from_split(part, source=f"{source} {args.split}", name=args.split)
     frame = read_csv_frame(args.data)
