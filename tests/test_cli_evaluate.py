@@ -209,3 +209,54 @@ def test_bootstrap_with_an_undefined_rate_reports_nan_not_an_error():
     ci = bootstrap_intervals(y, y_pred, y_pred.astype(float), codes, resamples=50, seed=0)
     assert ci["sufficiency_ppv"]["defined"] == 0 and np.isnan(ci["sufficiency_ppv"]["low"])
     assert ci["independence"]["defined"] == 50 and 0 <= ci["independence"]["low"] <= ci["independence"]["high"] <= 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Robustness per group
+# ----------------------------------------------------------------------------------------------------------
+def test_robustness_per_group_of_the_affine_model_against_its_distances(loans_run, capsys, tmp_path):
+    """Oracle: a point flips at r when its float64 distance |f(x)|/‖w‖ to the boundary is at most r (strictly
+    below r for a point predicted 0, which the boundary itself predicts)."""
+    out = tmp_path / "audit"
+    report = _evaluate_json(capsys, "--model", str(loans_run / "model.pt"), "--data", str(LOANS), "--split", "test",
+                            "--radii", "0.2", "0.05", "--out", str(out))
+    from fastfair.model_file import load_model
+
+    saved = load_model(loans_run / "model.pt")
+    test = saved.split("test", csv=LOANS)
+    state = saved.model.state_dict()
+    w, b = state["linear.weight"].double().numpy().ravel(), float(state["linear.bias"])
+    f = test.X @ w + b
+    distance = np.abs(f) / np.linalg.norm(w)
+    names = np.asarray(test.group_names)[test.s]
+    rows = pd.DataFrame(report["robustness"])
+    assert rows["radius"].tolist() == [0.05] * 5 + [0.2] * 5
+    assert (rows["method"] == "exact").all()
+    for r in (0.05, 0.2):
+        flips = np.where(f > 0, distance <= r, distance < r)
+        correct = (f > 0) == (test.y == 1)
+        for group in [*test.group_names, "all"]:
+            mask = np.ones(len(f), bool) if group == "all" else names == group
+            row = rows[(rows["radius"] == r) & (rows["group"] == group)].iloc[0]
+            assert row["n"] == mask.sum()
+            assert row["flip_rate"] == pytest.approx(flips[mask].mean(), abs=1e-12)
+            assert row["robust_accuracy"] == pytest.approx((correct & ~flips)[mask].mean(), abs=1e-12)
+    assert {"robustness.csv", "robustness.png"} <= {p.name for p in out.iterdir()}
+    assert pd.read_csv(out / "robustness.csv")["flip_rate"].tolist() == rows["flip_rate"].tolist()
+
+
+def test_robustness_of_a_network_is_the_attack_of_group_robustness(capsys, tmp_path):
+    from fastfair.model_file import load_model
+    from fastfair.robustness import group_robustness
+
+    run = tmp_path / "run"
+    code, _, err = _cli("train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "4", "--epochs", "1",
+                        "--batch-size", "25", "--out", str(run))
+    assert code == 0, err
+    report = _evaluate_json(capsys, "--model", str(run / "model.pt"), "--dataset", "unfair2d", "--radii", "0.1",
+                            "--seed", "3")
+    saved = load_model(run / "model.pt")
+    test = saved.split("test")
+    expected = group_robustness(saved.model, test.X, test.y, np.asarray(test.group_names)[test.s], [0.1], seed=3)
+    assert pd.DataFrame(report["robustness"]).to_dict(orient="list") == expected.to_dict(orient="list")
+    assert set(expected["method"]) == {"attack"}

@@ -29,9 +29,10 @@ from scipy.special import expit
 
 from .. import metrics
 from ..datasets.user_csv import encode_groups, read_csv_frame
-from ..errors import FastfairError, require
+from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
 from ..model_file import SavedModel, load_model
+from ..robustness import group_robustness, robustness_figure
 from ..vocabulary import GAP_KEYS, GAP_RATES, SPLITS
 from .common import add_command, check_out_dir, format_table
 
@@ -311,10 +312,8 @@ def evaluate_rows(
 def _robustness(
     saved: SavedModel, X: np.ndarray, y: np.ndarray, s: np.ndarray, groups: list[str], radii: list[float], seed: int
 ) -> pd.DataFrame:
-    try:
-        from ..robustness import group_robustness
-    except ImportError:  # pragma: no cover - the per-group robustness module ships with the package
-        raise FastfairError("robustness per group is not available in this installation") from None
+    """:func:`fastfair.robustness.group_robustness` of the saved network on its own input (the standardised
+    features), per group and radius, plus the pooled row ``all``."""
     names = np.asarray(groups, dtype=object)[s]
     return group_robustness(saved.model, X, y, names, radii, seed=seed)
 
@@ -358,9 +357,8 @@ def _write(out_dir: Path, report: dict[str, Any], tables: dict[str, Any], *, rep
         atomic_write_bytes(tmp / "evaluation.png", _gap_figure(tables["summary"], report))
         if tables["robustness"] is not None:
             atomic_write_text(tmp / "robustness.csv", tables["robustness"].to_csv(index=False))
-            from ..robustness import robustness_figure
-
-            robustness_figure(tables["robustness"], tmp / "robustness.png")
+            title = f"robustness per group, {report['data']}"
+            robustness_figure(tables["robustness"], tmp / "robustness.png", title=title)
         atomic_write_json(tmp / "evaluation.json", report)
 
 
