@@ -129,7 +129,7 @@ def test_train_text_tables_and_out_dir(capsys, tmp_path):
     )
     assert code == 0, err
     assert "accuracy and fairness gaps" in out and "per-group rates, test" in out
-    assert sorted(p.name for p in out_dir.iterdir()) == ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["groups.csv", "history.csv", "metrics.json", "model.pt", "predictions.csv"]
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
 
@@ -329,7 +329,7 @@ def test_out_that_is_empty_or_the_current_directory_is_refused(capsys, tmp_path,
 # ----------------------------------------------------------------------------------------------------------
 # --out writes one complete set; an earlier run is only replaced with --force, and never lost on an error
 # ----------------------------------------------------------------------------------------------------------
-RUN_FILES = ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+RUN_FILES = ["groups.csv", "history.csv", "metrics.json", "model.pt", "predictions.csv"]
 
 
 def _earlier_run(tmp_path):
