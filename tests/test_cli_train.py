@@ -510,3 +510,25 @@ def test_without_a_fairness_penalty_the_json_says_so(capsys):
     assert code == 0, err
     config = json.loads(out)["config"]
     assert config["fairness_penalty"] is None and config["fairness_weight"] == 0.0
+
+
+def test_fairness_options_without_defaults_read_as_not_given():
+    """For a command whose options override a config file only where given: unset options are None, and a
+    config built from them has the library's defaults."""
+    import argparse
+
+    from fastfair.cli.common import add_fairness_arguments, add_training_arguments, config_from_args
+
+    sweep_like = argparse.ArgumentParser()
+    add_fairness_arguments(sweep_like, defaults=False)
+    args = sweep_like.parse_args([])
+    assert args.fairness_penalty is None and args.fairness_weight is None
+    assert sweep_like.parse_args(["--fairness-weight", "0.5"]).fairness_weight == 0.5
+
+    train_like = argparse.ArgumentParser()
+    add_training_arguments(train_like)
+    config = config_from_args(train_like.parse_args(["--fairness-penalty", "dp"]))
+    assert config.fairness_penalty == "dp" and config.fairness_weight == 0.0
+    args = train_like.parse_args([])
+    args.fairness_weight = None  # as a sweep-like parser leaves it
+    assert config_from_args(args).fairness_weight == 0.0
