@@ -284,3 +284,13 @@ def test_raising_lambda_lowers_the_targeted_gap_beyond_seed_noise(kind):
     base, penalised = _targeted_gaps(kind, 0.0, seeds), _targeted_gaps(kind, 5.0, seeds)
     se = math.sqrt(base.var(ddof=1) / len(base) + penalised.var(ddof=1) / len(penalised))
     assert penalised.mean() < base.mean() - 2 * se, (base, penalised)
+
+
+def test_a_tie_takes_the_gradient_of_one_of_the_pieces_that_meet():
+    # groups a and b tie for the largest rate 3/4, c has the smallest 1/4: P = r_a - r_c = r_b - r_c
+    z = torch.tensor([LOG3, LOG3, -LOG3], dtype=torch.float64, requires_grad=True)
+    penalty = fairness_penalty(z, torch.ones(3, dtype=torch.float64), torch.tensor([0, 1, 2]), "dp")
+    penalty.backward()
+    assert penalty.item() == pytest.approx(0.5, abs=1e-15)
+    pieces = ([3 / 16, 0, -3 / 16], [0, 3 / 16, -3 / 16])  # ∇(r_a - r_c), ∇(r_b - r_c)
+    assert any(np.allclose(z.grad.numpy(), piece, rtol=0, atol=1e-15) for piece in pieces), z.grad
