@@ -144,7 +144,7 @@ def test_train_text_tables_and_out_dir(capsys, tmp_path):
     )
     assert code == 0, err
     assert "accuracy and fairness gaps" in out and "per-group rates, test" in out
-    assert sorted(p.name for p in out_dir.iterdir()) == ["groups.csv", "history.csv", "metrics.json", "model.pt", "predictions.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == RUN_FILES
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
 

@@ -605,3 +605,21 @@ def test_fairlearn_exponentiated_gradient_uses_the_estimator_as_base_learner():
     np.testing.assert_array_equal(_coef(eg.predictors_.iloc[-1]), _coef(direct))
     y_pred = eg.predict(X, random_state=0)
     assert y_pred.shape == y.shape and set(np.unique(y_pred)) <= {0, 1}
+
+
+def test_from_model_file_scores_as_the_trained_run(tmp_path, capsys):
+    """``RobustFairClassifier.from_model_file`` on a run written by ``fastfair train --out``: its probabilities on
+    the test split are the ones ``predictions.csv`` recorded for those rows."""
+    from tests.helpers import run_cli
+
+    from fastfair.datasets import load
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "2", "--out", str(out))
+    assert code == 0, err
+    est = RobustFairClassifier.from_model_file(out / "model.pt")
+    test = load("unfair2d").test
+    recorded = pd.read_csv(out / "predictions.csv")
+    recorded = recorded[recorded["split"] == "test"].sort_values("row")
+    np.testing.assert_allclose(est.predict_proba(test.X)[:, 1], recorded["probability"].to_numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(est.predict(test.X) == est.classes_[1], recorded["prediction"].to_numpy() == 1)

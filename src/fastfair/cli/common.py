@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 
 from .. import datasets
-from ..config import FAIRNESS_PENALTIES, MAX_HIDDEN, MAX_LAYERS, TrainConfig, check_fairness
+from ..config import MAX_HIDDEN, MAX_LAYERS, TrainConfig, check_fairness
 from ..errors import FastfairError, require
-from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
+from ..vocabulary import ACTIVATIONS, DTYPES, FAIRNESS_PENALTIES, MODELS, SOLVERS
 
 
 def add_command(
