@@ -41,6 +41,10 @@ GAP_RATES: dict[str, str] = {
 #: The gap names, in order.
 GAP_KEYS: tuple[str, ...] = tuple(GAP_RATES)
 
+#: Fairness penalties the training objective can add (see :func:`fastfair.losses.fairness_penalty`): ``"dp"``, the
+#: demographic-parity gap of the predicted probabilities, and ``"eo"``, their equalized-odds gap.
+FAIRNESS_PENALTIES: tuple[str, ...] = ("dp", "eo")
+
 #: Radii are identified by their value rounded to this many decimals: 0.1 + 0.2 and 0.3 are the same cell.
 RADIUS_DECIMALS = 10
 

@@ -22,7 +22,9 @@ from ..errors import FastfairError
 EXIT_BROKEN_PIPE = 141
 
 #: subcommand name -> module under fastfair.cli
-SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench", "compare": "compare"}
+SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench"}
+SUBCOMMANDS.update(predict="predict", evaluate="evaluate")  # saved models: score new rows, audit them
+SUBCOMMANDS.update(compare="compare")  # robust training against Fairlearn's mitigations
 
 
 class _Parser(argparse.ArgumentParser):
