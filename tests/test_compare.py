@@ -363,3 +363,18 @@ def test_fairlearn_cells_record_fairlearn_and_the_penalty_cell_its_weight():
                                           batch_size=50))  # fmt: skip
     row = record["rows"][0]
     assert (row["fairness_penalty"], row["fairness_weight"], row["solver"]) == ("eo", 2.0, "none")
+
+
+def test_the_conclusion_calls_a_fairness_bought_by_predicting_the_majority_class_what_it_is():
+    def point(method, knob, acc, gap):
+        return {"dataset": "d", "method": method, "knob": knob, "accuracy": acc, "accuracy_ci": 0.0, "gap": gap,
+                "gap_ci": 0.0}  # fmt: skip
+
+    selected = pd.DataFrame(
+        [point("none", np.nan, 0.80, 0.10), point("robust", 0.5, 0.754, 0.0), point("eg-dp", 0.01, 0.79, 0.02)]
+    )
+    table = analysis.dominance_table(selected)
+    verdicts = [analysis.gap_verdict(table, "d", "independence")]
+    text = analysis.conclusion("d", verdicts, {"independence": selected}, majority=0.754)
+    assert "no better than always predicting the majority class (0.754)" in text
+    assert "majority class" not in analysis.conclusion("d", verdicts, {"independence": selected}, majority=0.6)

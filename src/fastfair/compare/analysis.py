@@ -51,6 +51,8 @@ from .methods import METHODS, ROBUST, UNMITIGATED, knob_text
 
 #: The metrics of a point.
 POINT_METRICS = ("accuracy", *GAP_KEYS)
+#: A point within this much of the majority-class accuracy is called trivial in the conclusion.
+TRIVIAL_MARGIN = 0.005
 #: Accuracy the selected model of a method may give up against the unmitigated model, on validation.
 ACCURACY_BUDGET = 0.02
 
@@ -246,9 +248,13 @@ def gap_verdict(table: pd.DataFrame, dataset: str, gap: str) -> GapVerdict:
     )
 
 
-def conclusion(dataset: str, verdicts: list[GapVerdict], selected: dict[str, pd.DataFrame]) -> str:
+def conclusion(
+    dataset: str, verdicts: list[GapVerdict], selected: dict[str, pd.DataFrame], majority: float | None = None
+) -> str:
     """The plain-words answer for ``dataset``: does robust training reach fairness levels at less accuracy cost
-    than the standard mitigations, here? With each gap's verdict and the numbers behind it."""
+    than the standard mitigations, here? With each gap's verdict and the numbers behind it. ``majority``: the
+    test accuracy of always predicting the majority class; a fairest point no more accurate than that is called
+    what it is, the fairness of selecting (almost) nobody or everybody."""
     judged = [v for v in verdicts if v.against_all != "n/a"]
     if not judged:
         return f"On {dataset} there is nothing to conclude: robust training or the mitigations are missing."
@@ -271,7 +277,7 @@ def conclusion(dataset: str, verdicts: list[GapVerdict], selected: dict[str, pd.
         f"sensitive attribute at prediction time) robust training is dominated on {len(worse_eg)} of {n} gaps."
     ]
     for v in verdicts:
-        detail = _gap_numbers(selected.get(v.gap), dataset, v.gap)
+        detail = _gap_numbers(selected.get(v.gap), dataset, v.gap, majority)
         if v.against_all == "worse":
             what = f"dominated by {', '.join(display(m) for m in v.dominated_by)}"
         elif v.against_all == "better":
@@ -284,7 +290,7 @@ def conclusion(dataset: str, verdicts: list[GapVerdict], selected: dict[str, pd.
     return "\n".join(lines)
 
 
-def _gap_numbers(sel: pd.DataFrame | None, dataset: str, gap: str) -> str:
+def _gap_numbers(sel: pd.DataFrame | None, dataset: str, gap: str, majority: float | None = None) -> str:
     """' Fairest robust point: gap g at accuracy a (unmitigated: ...); best mitigation at a gap <= g: ...'."""
     if sel is None or sel.empty:
         return ""
@@ -301,6 +307,11 @@ def _gap_numbers(sel: pd.DataFrame | None, dataset: str, gap: str) -> str:
     if not base.empty:
         b = base.iloc[0]
         text += f" (unmitigated: gap {b['gap']:.3f}, accuracy {b['accuracy']:.3f})"
+    if majority is not None and fair["accuracy"] <= majority + TRIVIAL_MARGIN:
+        text += (
+            f", no better than always predicting the majority class ({majority:.3f}): a gap closed by selecting "
+            "(almost) nobody or everybody"
+        )
     standard = d[d["method"].map(lambda m: m in METHODS and METHODS[m].standard)]
     reach = standard[standard["gap"] <= fair["gap"]]
     if not reach.empty:

@@ -3,7 +3,7 @@
 Full (``fastfair compare``): 5 seeds, every method of :data:`fastfair.compare.methods.METHODS`, the knob grids
 of :data:`FULL` (ExponentiatedGradient capped at 15 iterations instead of Fairlearn's default 50, to fit the run
 in about half an hour on two shared cores). Quick (``--quick``): 2 seeds (the fewest that give a confidence interval),
-shorter grids and training, ExponentiatedGradient capped at 8 iterations (:data:`QUICK`); sized to finish in
+shorter grids and training, ExponentiatedGradient capped at 5 iterations (:data:`QUICK`); sized to finish in
 under three minutes on two shared cores. Its numbers are a smoke test of the pipeline, not a verdict.
 
 Radii are in the units of the features: Unfair2D is not standardised (unit square, the paper's radii);
@@ -71,7 +71,7 @@ QUICK = {
         eps=(0.02, 0.1),
         lambdas=(0.5, 2.0, 8.0),
         epochs=10,
-        eg_max_iter=8,
+        eg_max_iter=5,
         methods=_QUICK_METHODS,
     ),
     "default": replace(
@@ -81,7 +81,7 @@ QUICK = {
         lambdas=(0.5, 2.0, 8.0),
         epochs=3,
         train_size=4_000,
-        eg_max_iter=8,
+        eg_max_iter=5,
         methods=_QUICK_METHODS,
     ),
 }

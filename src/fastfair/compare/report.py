@@ -44,10 +44,13 @@ _MARKERS = {"none": "*", "to-dp": "X", "to-eo": "P"}
 DPI = 100
 
 
-def tradeoff_figure(pts: pd.DataFrame, selected: dict[str, pd.DataFrame], dataset: str) -> object:
+def tradeoff_figure(
+    pts: pd.DataFrame, selected: dict[str, pd.DataFrame], dataset: str, majority: float | None = None
+) -> object:
     """Accuracy against each gap on the test split: every (method, knob) point with its 95% CIs in both
     directions, each method's points joined in knob order; the points selected on validation filled, the
-    others hollow; the validation frontier across methods ringed in black."""
+    others hollow; the validation frontier across methods ringed in black; a dashed grey line at the accuracy of
+    always predicting the majority class (``majority``)."""
     test = pts[(pts["split"] == "test") & (pts["dataset"] == dataset)]
     fig = new_figure(15, 9)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.92, wspace=0.25, hspace=0.28)
@@ -69,16 +72,23 @@ def tradeoff_figure(pts: pd.DataFrame, selected: dict[str, pd.DataFrame], datase
             front = chosen[chosen["frontier"]]
             ax.plot(front["gap"], front["accuracy"], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.2)
             handles.setdefault(name, h)
+        if majority is not None:
+            ax.axhline(majority, color="#7f7f7f", ls="--", lw=1.0)
         ax.set_xlabel(f"{METRIC_LABELS[gap]} gap (test)")
         ax.set_ylabel("accuracy (test)")
-        _limits(ax, test[gap].to_numpy(dtype=float), test["accuracy"].to_numpy(dtype=float))
+        accuracy = test["accuracy"].to_numpy(dtype=float)
+        _limits(ax, test[gap].to_numpy(dtype=float), np.append(accuracy, [] if majority is None else [majority]))
         ax.grid(alpha=0.3)
     ring = axes[0].plot([], [], ls="none", marker="o", ms=13, mfc="none", mec="black", mew=1.2)[0]
+    extra, extra_labels = [ring], ["non-dominated on validation (all methods)"]
+    if majority is not None:
+        extra.append(axes[0].plot([], [], color="#7f7f7f", ls="--", lw=1.0)[0])
+        extra_labels.append("always the majority class")
     legend_ax = fig.add_subplot(2, 3, 6)
     legend_ax.axis("off")
     legend_ax.legend(
-        [*handles.values(), ring],
-        [analysis.display(n) for n in handles] + ["non-dominated on validation (all methods)"],
+        [*handles.values(), *extra],
+        [analysis.display(n) for n in handles] + extra_labels,
         loc="center",
         fontsize=9,
         frameon=False,
@@ -192,11 +202,14 @@ def write_report(
     notes: list[str] | None = None,
     fairlearn_version: str = "",
     seconds: float | None = None,
+    majority: dict[str, float] | None = None,
 ) -> dict[str, Path]:
     """Write the report files (see the module docstring) for every dataset of ``results``; return their paths.
 
-    ``settings``: dataset -> the paragraph describing its grids and training settings.
+    ``settings``: dataset -> the paragraph describing its grids and training settings. ``majority``: dataset ->
+    the test accuracy of always predicting the majority class (mean over seeds), drawn as a reference line.
     """
+    majority = majority or {}
     out_dir = Path(out_dir)
     pts = analysis.points(results)
     selected = {gap: analysis.select_on_validation(pts, gap) for gap in GAP_KEYS}
@@ -224,8 +237,8 @@ def write_report(
         stem = _stem(dataset)
         lines += [f"## {dataset}", "", settings.get(dataset, ""), ""]
         verdicts = [analysis.gap_verdict(dominance[g], dataset, g) for g in GAP_KEYS]
-        lines += ["### Conclusion", "", analysis.conclusion(dataset, verdicts, selected), ""]
-        fig = tradeoff_figure(pts, selected, dataset)
+        lines += ["### Conclusion", "", analysis.conclusion(dataset, verdicts, selected, majority.get(dataset)), ""]
+        fig = tradeoff_figure(pts, selected, dataset, majority.get(dataset))
         path = f"figures/tradeoff_{stem}.png"
         written[f"fig_tradeoff_{stem}"] = atomic_write_bytes(out_dir / path, png_bytes(fig, DPI))
         lines += [f"![{dataset}: accuracy vs each gap]({path})", ""]

@@ -95,9 +95,25 @@ def run_compare(
             settings={p.data.label: p.describe() for p in plans},
             fairlearn_version=", ".join(versions),
             seconds=time.perf_counter() - start,
+            majority={p.data.label: majority_accuracy(p) for p in plans},
         )
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def majority_accuracy(plan: ComparePlan) -> float:
+    """The test accuracy of always predicting the majority class of the training rows, mean over the seeds."""
+    import numpy as np
+
+    from ..experiments.cell import load_dataset
+
+    values = []
+    for seed in plan.seeds:
+        data = load_dataset(plan.data, seed)
+        train = data.train if plan.knobs.train_size is None else data.train.head(plan.knobs.train_size)
+        label = int(train.y.mean() >= 0.5)
+        values.append(float(np.mean(data.test.y == label)))
+    return float(np.mean(values))
 
 
 def _plan_dict(plan: ComparePlan) -> dict[str, Any]:
