@@ -340,3 +340,25 @@ def test_training_with_trs_paper_runs_and_stays_in_the_ball():
     x = torch.tensor(X, dtype=torch.float32)
     res = make_inner("trs-paper").perturb(result.model, x, torch.tensor(y, dtype=torch.float32), 0.1)
     assert (torch.linalg.vector_norm(res.x_adv - x, dim=1) <= 0.1 * (1 + 1e-6)).all()
+
+
+# ---- the paper protocol's trs-paper cells --------------------------------------------------------------------------
+
+
+def test_paper_protocol_runs_trs_paper_beside_trs():
+    from fastfair.experiments.paper_protocol import DEFECT_MODEL, PAPER_SOLVERS, paper_grid
+
+    assert PAPER_SOLVERS.index("trs-paper") == PAPER_SOLVERS.index("trs") + 1
+    full = paper_grid()[0].cells()
+    for dataset in ("unfair2d", "adult", "lsat"):
+        for model in ("affine", DEFECT_MODEL):
+            mine = [c for c in full if c.dataset == dataset and c.model == model]
+            trs = {(c.radius, c.seed) for c in mine if c.solver == "trs"}
+            assert trs and {(c.radius, c.seed) for c in mine if c.solver == "trs-paper"} == trs
+    assert {c.solver for c in full if c.model == DEFECT_MODEL} == {"none", "trs", "trs-paper"}
+
+    quick = paper_grid(quick=True)[0].cells()
+    paper = {(c.dataset, c.model, c.radius) for c in quick if c.solver == "trs-paper"}
+    assert paper == {("unfair2d", "affine", 0.18), ("unfair2d", DEFECT_MODEL, 0.1)}
+    mlp = {(c.solver, c.radius) for c in quick if c.model == DEFECT_MODEL}
+    assert mlp == {("none", 0.0), ("trs", 0.1), ("trs-paper", 0.1)}
