@@ -362,3 +362,23 @@ def test_paper_protocol_runs_trs_paper_beside_trs():
     assert paper == {("unfair2d", "affine", 0.18), ("unfair2d", DEFECT_MODEL, 0.1)}
     mlp = {(c.solver, c.radius) for c in quick if c.model == DEFECT_MODEL}
     assert mlp == {("none", 0.0), ("trs", 0.1), ("trs-paper", 0.1)}
+
+
+def test_the_earlier_paper_cells_keep_their_ids_so_stored_results_are_reused():
+    """Pinned oracle: the ids of the paper grid before trs-paper was added (count and sha256 of the id sequence),
+    which the grid without its trs-paper and MLP cells must still give, in the same order."""
+    import hashlib
+
+    from fastfair.experiments.paper_protocol import paper_grid
+
+    for quick, count, digest in (
+        (True, 39, "ff9975cc5a1ff84a80c1b76e2494fa62a943862c69b29d870c09e18ff9518c31"),
+        (False, 575, "958e642ae1d5178c7aea191a7956ac0dce72ea6d99c990e8ff90c547097342a6"),
+    ):
+        cells = paper_grid(quick=quick)[0].cells()
+        ids = [c.cell_id for c in cells if c.solver != "trs-paper" and c.model == "affine"]
+        assert (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()) == (count, digest)
+    grid, _ = paper_grid(seeds=3, pgd_paper_seeds=1)
+    # affine: 3 seeds x (a none cell per dataset + 5 robust solvers x (11 + 6 + 11) radii), less pgd-paper's
+    # seeds 1 and 2; MLP: 3 seeds x (a none cell per dataset + trs and trs-paper x 28 radii)
+    assert grid.count() == len(grid.cells()) == (3 * (3 + 5 * 28) - 2 * 28) + 3 * (3 + 2 * 28)
