@@ -50,16 +50,34 @@ class DatasetProtocol:
     epochs: int
     train_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    #: radii of the affine model's trs-paper cells (None: all of ``radii``; empty: none)
-    trs_paper_radii: tuple[float, ...] | None = None
-    #: radii of the :data:`DEFECT_MODEL` cells (None: all of ``radii``; empty: none)
-    defect_radii: tuple[float, ...] | None = None
+    #: radii of the affine model's trs-paper cells (None: all of ``radii``; by default none)
+    trs_paper_radii: tuple[float, ...] | None = ()
+    #: radii of the :data:`DEFECT_MODEL` cells (None: all of ``radii``; by default none)
+    defect_radii: tuple[float, ...] | None = ()
 
 
 FULL = (
-    DatasetProtocol("unfair2d", "0.10:0.20:0.01", batch_size=5, epochs=10),
-    DatasetProtocol("adult", "0.10:0.20:0.02", batch_size=100, epochs=10, train_size=10_000),
-    DatasetProtocol("lsat", "0.10:0.20:0.01", batch_size=5, epochs=10, options={"balanced": True}),
+    DatasetProtocol(
+        "unfair2d", "0.10:0.20:0.01", batch_size=5, epochs=10, trs_paper_radii=None, defect_radii=None
+    ),
+    DatasetProtocol(
+        "adult",
+        "0.10:0.20:0.02",
+        batch_size=100,
+        epochs=10,
+        train_size=10_000,
+        trs_paper_radii=None,
+        defect_radii=None,
+    ),
+    DatasetProtocol(
+        "lsat",
+        "0.10:0.20:0.01",
+        batch_size=5,
+        epochs=10,
+        options={"balanced": True},
+        trs_paper_radii=None,
+        defect_radii=None,
+    ),
 )
 FULL_SEEDS = 5
 
@@ -79,9 +97,7 @@ QUICK = (
         trs_paper_radii=(0.18,),
         defect_radii=(0.10,),
     ),
-    DatasetProtocol(
-        "adult", (0.10, 0.20), batch_size=100, epochs=2, train_size=10_000, trs_paper_radii=(), defect_radii=()
-    ),
+    DatasetProtocol("adult", (0.10, 0.20), batch_size=100, epochs=2, train_size=10_000),
     DatasetProtocol(
         "lsat",
         (0.10, 0.20),
@@ -89,8 +105,6 @@ QUICK = (
         epochs=2,
         train_size=1_000,
         options={"balanced": True},
-        trs_paper_radii=(),
-        defect_radii=(),
     ),
 )
 QUICK_SEEDS = 1
