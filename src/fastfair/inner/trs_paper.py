@@ -161,9 +161,6 @@ def solve_trs_paper(
         inv = 1.0 / (s[rows] + lam.to(dtype).unsqueeze(-1))
         return torch.where(c[rows] != 0, inv * c[rows], torch.zeros_like(inv))
 
-    def phi(lam: Tensor, rows: Tensor | slice) -> Tensor:
-        return torch.linalg.vector_norm(coefficients(lam, rows), dim=-1) - r[rows]
-
     zero = torch.zeros(n, dtype=torch.float64, device=device)
     branch = torch.full((n,), INTERIOR, dtype=torch.int64, device=device)
     degenerate = ~keep.any(dim=-1)
