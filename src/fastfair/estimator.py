@@ -102,9 +102,10 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    solver : {"auto", "trs", "pgd", "pgd-paper", "random", "none"}, default="auto"
+    solver : {"auto", "trs", "trs-paper", "pgd", "pgd-paper", "random", "none"}, default="auto"
         Inner maximiser (``"none"`` = ordinary, non-robust training; ``"auto"``: ``"trs"`` for smooth models,
-        ``"pgd"`` for piecewise-linear ones, see above).
+        ``"pgd"`` for piecewise-linear ones, see above; ``"trs-paper"`` / ``"pgd-paper"``: the reference code's
+        solvers, for reproductions).
     radius : float, default=0.1
         L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
         ``StandardScaler`` in front of the estimator. Must lie in the range where :math:`r^2` stays a finite
