@@ -6,24 +6,21 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from fastfair import cli, metrics
-from fastfair.cli.evaluate import bootstrap_intervals, bootstrap_resamples, resampled_statistics
-from fastfair.vocabulary import GAP_KEYS
+from fastfair import cli
+from fastfair.metrics import FOUR_FIFTHS_KEY, SUMMARY_STATISTICS
 from helpers import run_cli
 
 LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
 LOANS_ARGS = ("--data", str(LOANS), "--target", "approved", "--sensitive", "region", "--positive", "yes")
-SUMMARY_KEYS = ("accuracy", "auc", *GAP_KEYS)
+#: Every entry of a summary: the statistics (ours and Fairlearn's names) and the four-fifths flag.
+SUMMARY_KEYS = (*SUMMARY_STATISTICS, FOUR_FIFTHS_KEY)
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
@@ -148,67 +145,6 @@ def test_bad_requests_are_one_line_errors(loans_run, unfair2d_run, capsys, tmp_p
     ]
     for argv, message in cases:
         assert message in _one_line_error(*run_cli(capsys, "evaluate", *argv)), argv
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The bootstrap
-# ----------------------------------------------------------------------------------------------------------
-def _problem(seed: int, n: int, k: int):
-    rng = np.random.default_rng(seed)
-    codes = np.sort(rng.integers(0, k, n)) if seed % 2 else rng.integers(0, k, n)
-    codes[:k] = np.arange(k)  # every group present
-    y = (rng.random(n) < 0.4).astype(int)
-    scores = np.round(rng.random(n), 1)  # many ties
-    y_pred = (scores > 0.5).astype(int)
-    return y, y_pred, scores, codes
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(8, 60), k=st.integers(2, 4))
-def test_resampled_statistics_equal_the_metrics_of_each_resample(seed, n, k):
-    """Oracle: fastfair.metrics.classification_summary and sklearn's roc_auc_score on each resample's rows."""
-    y, y_pred, scores, codes = _problem(seed, n, k)
-    picks = bootstrap_resamples(codes, 6, np.random.default_rng(seed))
-    stats = resampled_statistics(y, y_pred, scores, codes, picks)
-    for b, rows in enumerate(picks):
-        np.testing.assert_array_equal(np.bincount(codes[rows], minlength=k), np.bincount(codes, minlength=k))
-        np.testing.assert_array_equal(codes[rows], codes)  # row j is redrawn from row j's group
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # undefined rates warn; the NaN is what is compared
-            expected = metrics.classification_summary(y[rows], y_pred[rows], codes[rows], scores=scores[rows])
-        for key in SUMMARY_KEYS:
-            want = expected.get(key, np.nan)
-            if key == "auc" and len(set(y[rows])) == 2:
-                assert want == pytest.approx(roc_auc_score(y[rows], scores[rows]), abs=1e-12)
-            if np.isnan(want):
-                assert np.isnan(stats[key][b]), (key, b)
-            else:
-                assert stats[key][b] == pytest.approx(want, abs=1e-12), (key, b)
-
-
-def test_bootstrap_intervals_are_seeded_and_cover_the_resampled_values():
-    y, y_pred, scores, codes = _problem(3, 300, 3)
-    a = bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
-    assert a == bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
-    assert a != bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=8)
-    # oracle: numpy's percentiles of the resampled values, drawn in one chunk from the same generator
-    picks = bootstrap_resamples(codes, 300, np.random.default_rng(7))
-    stats = resampled_statistics(y, y_pred, scores, codes, picks)
-    for key in SUMMARY_KEYS:
-        v = stats[key][np.isfinite(stats[key])]
-        assert a[key]["defined"] == len(v)
-        assert (a[key]["low"], a[key]["high"]) == pytest.approx(tuple(np.percentile(v, [2.5, 97.5])), abs=1e-12)
-        assert a[key]["low"] <= a[key]["high"]
-
-
-def test_bootstrap_with_an_undefined_rate_reports_nan_not_an_error():
-    """Group 1 never gets a positive prediction: its PPV is undefined in every resample."""
-    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
-    y_pred = np.array([0, 1, 1, 1, 0, 0, 0, 0])
-    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    ci = bootstrap_intervals(y, y_pred, y_pred.astype(float), codes, resamples=50, seed=0)
-    assert ci["sufficiency_ppv"]["defined"] == 0 and np.isnan(ci["sufficiency_ppv"]["low"])
-    assert ci["independence"]["defined"] == 50 and 0 <= ci["independence"]["low"] <= ci["independence"]["high"] <= 1
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import FastfairError, require
+from ..errors import FastfairError, one_line, require
 from ._common import (
     check_bool,
     check_seed,
@@ -263,11 +263,11 @@ def _parse_csv(raw: bytes, file: Path) -> tuple[pd.DataFrame, list[str]]:
             "the header or remove the extra fields"
         ) from None
     except pd.errors.ParserError as exc:
-        raise FastfairError(f"malformed CSV {file.name}: {_one_line(exc)}") from None
+        raise FastfairError(f"malformed CSV {file.name}: {one_line(exc)}") from None
     except UnicodeDecodeError:
         raise FastfairError(f"{file.name} is not a UTF-8 text file") from None
     except (ValueError, csv.Error) as exc:
-        raise FastfairError(f"cannot parse {file.name} as CSV: {_one_line(exc)}") from None
+        raise FastfairError(f"cannot parse {file.name} as CSV: {one_line(exc)}") from None
     require(len(frame) > 0, f"{file.name} has a header but no data rows")
     names = [str(v) for v in header.iloc[0].tolist()]
     require(len(names) == len(frame.columns), f"malformed CSV {file.name}: cannot read its header row")
@@ -621,7 +621,3 @@ def _names(cols: Sequence[Any]) -> str:
 def _values(vals: Sequence[Any]) -> str:
     shown = ", ".join(repr(_plain(v)) for v in vals[:_SHOW])
     return shown + (", ..." if len(vals) > _SHOW else "")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
