@@ -47,9 +47,12 @@ EPILOG = (
     "trained on, checked by its sha256), so the point estimates equal those of `fastfair train` on that split\n"
     "(train: all its rows, also when --train-size trained on fewer). On a CSV without --split, every row is\n"
     "evaluated: the target and sensitive columns are the training ones unless --target / --sensitive name\n"
-    "others; the groups are the sensitive column's values. Bootstrap: --bootstrap B resamples (default\n"
-    "1000) drawn within each group, seeded by --seed; percentile intervals. --out DIR writes evaluation.json,\n"
-    "summary.csv, groups.csv, evaluation.png (and robustness.csv, robustness.png with --radii) as one set."
+    "others; the groups are the sensitive column's values (with several columns, the combinations of their\n"
+    "values, named like Female|White). Bootstrap: --bootstrap B resamples (default 1000) drawn within each\n"
+    "group, seeded by --seed; percentile intervals. Beside the gaps: Fairlearn's demographic_parity_difference,\n"
+    "demographic_parity_ratio (the four-fifths rule: violated below 0.8), equalized_odds_difference and\n"
+    "equalized_odds_ratio. --out DIR writes evaluation.json, summary.csv, groups.csv, evaluation.png (and\n"
+    "robustness.csv, robustness.png with --radii) as one set."
 )
 
 #: Resamples of the bootstrap unless --bootstrap says otherwise.
@@ -68,7 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--data", metavar="CSV", help="a CSV file: the training file (with --split) or new rows")
     data.add_argument("--split", choices=SPLITS, help="a split of the training data (default with --dataset: test)")
     data.add_argument("--target", metavar="COL", help="label column of --data (default: the training one)")
-    data.add_argument("--sensitive", metavar="COL", help="group column of --data (default: the training one)")
+    data.add_argument(
+        "--sensitive",
+        metavar="COL",
+        nargs="+",
+        help="group column(s) of --data; several give their combinations as groups (default: the training ones)",
+    )
     stats = p.add_argument_group("statistics")
     stats.add_argument(
         "--bootstrap", type=int, default=DEFAULT_RESAMPLES, metavar="B", help="resamples (default: %(default)s)"
@@ -143,9 +151,10 @@ def _rows(saved: SavedModel, args: argparse.Namespace) -> dict[str, Any]:
         return _from_split(part, source=f"{source} {args.split}", name=args.split)
     frame = read_csv_frame(args.data)
     target = args.target or saved.target_column
-    sensitive = args.sensitive or saved.sensitive_column
-    for role, col, flag in (("label", target, "--target"), ("group", sensitive, "--sensitive")):
-        require(col is not None, f"the model file names no {role} column; give it with {flag}")
+    sensitive = list(args.sensitive or saved.sensitive_columns)
+    require(target is not None, "the model file names no label column; give it with --target")
+    require(len(sensitive) > 0, "the model file names no group column; give it with --sensitive")
+    for role, col, flag in (("label", target, "--target"), *(("group", c, "--sensitive") for c in sensitive)):
         require(
             col in frame.columns,
             f"{role} column {col!r} not found in {source}; name the {role} column with {flag}",
