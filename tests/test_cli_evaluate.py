@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import fairlearn.metrics
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,6 +100,29 @@ def test_all_rows_of_a_csv_against_an_independent_oracle(loans_run, capsys):
     assert {g["group"]: g["n"] for g in report["groups"]} == frame["region"].value_counts().to_dict()
 
 
+def test_fairlearn_names_and_intersectional_groups_of_a_csv_against_fairlearn(loans_run, capsys):
+    """Oracle: fairlearn.metrics on the file's labels and the written predictions, with the two sensitive columns
+    as Fairlearn's sensitive features (a DataFrame); pandas for the group sizes."""
+    report = _evaluate_json(capsys, "--model", str(loans_run / "model.pt"), "--data", str(LOANS),
+                            "--sensitive", "region", "purpose")
+    frame = pd.read_csv(LOANS)
+    preds = pd.read_csv(loans_run / "predictions.csv").set_index("row").sort_index()
+    y = (frame["approved"] == "yes").to_numpy().astype(int)
+    yhat = (preds["prediction"] == "yes").to_numpy().astype(int)
+    sf = frame[["region", "purpose"]]
+    assert (pd.Series(y).groupby([sf["region"], sf["purpose"]]).nunique() == 2).all()  # TPR, FPR defined
+    summary = report["summary"]
+    for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
+                 "equalized_odds_ratio"):
+        assert summary[name] == pytest.approx(getattr(fairlearn.metrics, name)(y, yhat, sensitive_features=sf),
+                                              abs=1e-12), name
+    assert summary["four_fifths_violated"] is bool(summary["demographic_parity_ratio"] < 0.8)
+    sizes = sf.groupby(["region", "purpose"]).size()
+    assert [(g["group"], g["n"]) for g in report["groups"]] == [(f"{a}|{b}", n) for (a, b), n in sizes.items()]
+    for name in ("demographic_parity_ratio", "equalized_odds_difference"):  # an interval for each of them too
+        assert report["ci"][name]["low"] <= report["ci"][name]["high"]
+
+
 def test_text_output_and_out_directory(loans_run, capsys, tmp_path):
     out = tmp_path / "audit"
     code, stdout, err = run_cli(capsys, "evaluate", "--model", str(loans_run / "model.pt"), "--data", str(LOANS),
@@ -110,6 +134,10 @@ def test_text_output_and_out_directory(loans_run, capsys, tmp_path):
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     saved = json.loads((out / "evaluation.json").read_text())
     assert summary.loc["accuracy", "value"] == saved["summary"]["accuracy"]
+    ratio = saved["summary"]["demographic_parity_ratio"]
+    assert summary.loc["demographic_parity_ratio", "value"] == ratio
+    verdict = "VIOLATED" if ratio < 0.8 else "met"
+    assert f"four-fifths rule {verdict}: demographic_parity_ratio {ratio:.3f}" in stdout
     assert summary.loc["independence", "ci_low"] == saved["ci"]["independence"]["low"]
     # an existing set is refused without --force, and left as it was
     again = run_cli(capsys, "evaluate", "--model", str(loans_run / "model.pt"), "--data", str(LOANS), "--out", str(out))
@@ -196,3 +224,16 @@ def test_robustness_of_a_network_is_the_attack_of_group_robustness(capsys, tmp_p
     expected = group_robustness(saved.model, test.X, test.y, np.asarray(test.group_names)[test.s], [0.1], seed=3)
     assert pd.DataFrame(report["robustness"]).to_dict(orient="list") == expected.to_dict(orient="list")
     assert set(expected["method"]) == {"attack"}
+
+
+def test_train_shows_fairlearn_names_and_the_four_fifths_verdict_of_its_json(unfair2d_run):
+    from fastfair.cli.train import fairlearn_table
+
+    report = json.loads((unfair2d_run / "metrics.json").read_text())
+    table = fairlearn_table({s: report[s] for s in ("train", "val", "test")}).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+    for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference"):
+        assert rows[name] == [f"{report[s][name]:.3f}" for s in ("train", "val", "test")]
+    verdicts = ["VIOLATED" if report[s]["demographic_parity_ratio"] < 0.8 else "met" for s in ("train", "val", "test")]
+    assert rows["four-fifths"] == ["rule", *verdicts]
+    assert [report[s]["four_fifths_violated"] for s in ("train", "val", "test")] == [v == "VIOLATED" for v in verdicts]
