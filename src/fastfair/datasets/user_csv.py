@@ -407,12 +407,14 @@ def _check_group_sizes(
     if not len(small):
         return
     worst = int(small[np.argmin(counts[small])])
-    hint = (
-        f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: if the column is "
-        "continuous, bin it into a few groups)"
-        if len(small) > 1
-        else ""
+    advice = (
+        "merge values of a column, or combine fewer columns"
+        if len(columns) > 1
+        else "if the column is continuous, bin it into a few groups"
     )
+    hint = ""
+    if len(small) > 1:
+        hint = f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: {advice})"
     raise FastfairError(
         f"group {group_names[worst]!r} of {_describe_sensitive(columns)} has {int(counts[worst])} row"
         f"{'s' if counts[worst] != 1 else ''}; every group needs at least {need} rows so that it appears in "
