@@ -666,6 +666,9 @@ def test_intersectional_group_table_equals_fairlearn_metricframe() -> None:
     np.testing.assert_array_equal(group_table(y, p, sf.to_numpy()).to_numpy(), table.to_numpy())
     gaps = fairness_gaps(y, p, sf)
     assert gaps == fairness_gaps(y, p, sf.astype(str).agg("|".join, axis=1))
+    labels = metrics.intersectional_labels(sf)
+    assert labels.tolist() == (sf["sex"] + "|" + sf["race"]).tolist()
+    assert metrics.intersectional_labels(sf[["sex"]]).tolist() == sf["sex"].tolist()
 
 
 def test_intersect_codes_order_names_and_a_clash() -> None:

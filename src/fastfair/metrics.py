@@ -129,6 +129,7 @@ __all__ = [
     "fairness_gaps",
     "group_table",
     "intersect_codes",
+    "intersectional_labels",
     "resampled_statistics",
     "signed_gaps",
 ]
@@ -274,6 +275,18 @@ def _sensitive_groups(x: Any) -> tuple[list[Hashable], np.ndarray]:
         raise FastfairError(f"the columns of sensitive differ in length: {lengths}")
     codes, names = intersect_codes([c for _, c in encoded], [g for g, _ in encoded])
     return list(names), codes
+
+
+def intersectional_labels(sensitive: Any) -> np.ndarray:
+    """One group label per sample: for several sensitive columns (a DataFrame, or an (n, m) array-like with one
+    row per sample) the name of each row's combination, ``"Female|White"`` (:func:`intersect_codes`), as an
+    object array; a single column comes back as a 1-D array, unchanged. Every function of this module gives the
+    same groups for the labels as for the columns, so a caller that needs one label per sample (a loss, a
+    stratified split) can use these."""
+    if _sensitive_columns(sensitive) is None:
+        return _as_1d(sensitive, "sensitive")
+    groups, codes = _sensitive_groups(sensitive)
+    return np.asarray(groups, dtype=object)[codes]
 
 
 def intersect_codes(
