@@ -6,24 +6,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import warnings
 from pathlib import Path
 
+import fairlearn.metrics
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from fastfair import cli, metrics
-from fastfair.cli.evaluate import bootstrap_intervals, bootstrap_resamples, resampled_statistics
-from fastfair.vocabulary import GAP_KEYS
+from fastfair import cli
+from fastfair.metrics import FOUR_FIFTHS_KEY, SUMMARY_STATISTICS
 from helpers import run_cli
 
 LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
 LOANS_ARGS = ("--data", str(LOANS), "--target", "approved", "--sensitive", "region", "--positive", "yes")
-SUMMARY_KEYS = ("accuracy", "auc", *GAP_KEYS)
+#: Every entry of a summary: the statistics (ours and Fairlearn's names) and the four-fifths flag.
+SUMMARY_KEYS = (*SUMMARY_STATISTICS, FOUR_FIFTHS_KEY)
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
@@ -102,6 +100,29 @@ def test_all_rows_of_a_csv_against_an_independent_oracle(loans_run, capsys):
     assert {g["group"]: g["n"] for g in report["groups"]} == frame["region"].value_counts().to_dict()
 
 
+def test_fairlearn_names_and_intersectional_groups_of_a_csv_against_fairlearn(loans_run, capsys):
+    """Oracle: fairlearn.metrics on the file's labels and the written predictions, with the two sensitive columns
+    as Fairlearn's sensitive features (a DataFrame); pandas for the group sizes."""
+    report = _evaluate_json(capsys, "--model", str(loans_run / "model.pt"), "--data", str(LOANS),
+                            "--sensitive", "region", "purpose")
+    frame = pd.read_csv(LOANS)
+    preds = pd.read_csv(loans_run / "predictions.csv").set_index("row").sort_index()
+    y = (frame["approved"] == "yes").to_numpy().astype(int)
+    yhat = (preds["prediction"] == "yes").to_numpy().astype(int)
+    sf = frame[["region", "purpose"]]
+    assert (pd.Series(y).groupby([sf["region"], sf["purpose"]]).nunique() == 2).all()  # TPR, FPR defined
+    summary = report["summary"]
+    for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
+                 "equalized_odds_ratio"):
+        assert summary[name] == pytest.approx(getattr(fairlearn.metrics, name)(y, yhat, sensitive_features=sf),
+                                              abs=1e-12), name
+    assert summary["four_fifths_violated"] is bool(summary["demographic_parity_ratio"] < 0.8)
+    sizes = sf.groupby(["region", "purpose"]).size()
+    assert [(g["group"], g["n"]) for g in report["groups"]] == [(f"{a}|{b}", n) for (a, b), n in sizes.items()]
+    for name in ("demographic_parity_ratio", "equalized_odds_difference"):  # an interval for each of them too
+        assert report["ci"][name]["low"] <= report["ci"][name]["high"]
+
+
 def test_text_output_and_out_directory(loans_run, capsys, tmp_path):
     out = tmp_path / "audit"
     code, stdout, err = run_cli(capsys, "evaluate", "--model", str(loans_run / "model.pt"), "--data", str(LOANS),
@@ -113,6 +134,10 @@ def test_text_output_and_out_directory(loans_run, capsys, tmp_path):
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     saved = json.loads((out / "evaluation.json").read_text())
     assert summary.loc["accuracy", "value"] == saved["summary"]["accuracy"]
+    ratio = saved["summary"]["demographic_parity_ratio"]
+    assert summary.loc["demographic_parity_ratio", "value"] == ratio
+    verdict = "VIOLATED" if ratio < 0.8 else "met"
+    assert f"four-fifths rule {verdict}: demographic_parity_ratio {ratio:.3f}" in stdout
     assert summary.loc["independence", "ci_low"] == saved["ci"]["independence"]["low"]
     # an existing set is refused without --force, and left as it was
     again = run_cli(capsys, "evaluate", "--model", str(loans_run / "model.pt"), "--data", str(LOANS), "--out", str(out))
@@ -148,67 +173,6 @@ def test_bad_requests_are_one_line_errors(loans_run, unfair2d_run, capsys, tmp_p
     ]
     for argv, message in cases:
         assert message in _one_line_error(*run_cli(capsys, "evaluate", *argv)), argv
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The bootstrap
-# ----------------------------------------------------------------------------------------------------------
-def _problem(seed: int, n: int, k: int):
-    rng = np.random.default_rng(seed)
-    codes = np.sort(rng.integers(0, k, n)) if seed % 2 else rng.integers(0, k, n)
-    codes[:k] = np.arange(k)  # every group present
-    y = (rng.random(n) < 0.4).astype(int)
-    scores = np.round(rng.random(n), 1)  # many ties
-    y_pred = (scores > 0.5).astype(int)
-    return y, y_pred, scores, codes
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(8, 60), k=st.integers(2, 4))
-def test_resampled_statistics_equal_the_metrics_of_each_resample(seed, n, k):
-    """Oracle: fastfair.metrics.classification_summary and sklearn's roc_auc_score on each resample's rows."""
-    y, y_pred, scores, codes = _problem(seed, n, k)
-    picks = bootstrap_resamples(codes, 6, np.random.default_rng(seed))
-    stats = resampled_statistics(y, y_pred, scores, codes, picks)
-    for b, rows in enumerate(picks):
-        np.testing.assert_array_equal(np.bincount(codes[rows], minlength=k), np.bincount(codes, minlength=k))
-        np.testing.assert_array_equal(codes[rows], codes)  # row j is redrawn from row j's group
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # undefined rates warn; the NaN is what is compared
-            expected = metrics.classification_summary(y[rows], y_pred[rows], codes[rows], scores=scores[rows])
-        for key in SUMMARY_KEYS:
-            want = expected.get(key, np.nan)
-            if key == "auc" and len(set(y[rows])) == 2:
-                assert want == pytest.approx(roc_auc_score(y[rows], scores[rows]), abs=1e-12)
-            if np.isnan(want):
-                assert np.isnan(stats[key][b]), (key, b)
-            else:
-                assert stats[key][b] == pytest.approx(want, abs=1e-12), (key, b)
-
-
-def test_bootstrap_intervals_are_seeded_and_cover_the_resampled_values():
-    y, y_pred, scores, codes = _problem(3, 300, 3)
-    a = bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
-    assert a == bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
-    assert a != bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=8)
-    # oracle: numpy's percentiles of the resampled values, drawn in one chunk from the same generator
-    picks = bootstrap_resamples(codes, 300, np.random.default_rng(7))
-    stats = resampled_statistics(y, y_pred, scores, codes, picks)
-    for key in SUMMARY_KEYS:
-        v = stats[key][np.isfinite(stats[key])]
-        assert a[key]["defined"] == len(v)
-        assert (a[key]["low"], a[key]["high"]) == pytest.approx(tuple(np.percentile(v, [2.5, 97.5])), abs=1e-12)
-        assert a[key]["low"] <= a[key]["high"]
-
-
-def test_bootstrap_with_an_undefined_rate_reports_nan_not_an_error():
-    """Group 1 never gets a positive prediction: its PPV is undefined in every resample."""
-    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
-    y_pred = np.array([0, 1, 1, 1, 0, 0, 0, 0])
-    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    ci = bootstrap_intervals(y, y_pred, y_pred.astype(float), codes, resamples=50, seed=0)
-    assert ci["sufficiency_ppv"]["defined"] == 0 and np.isnan(ci["sufficiency_ppv"]["low"])
-    assert ci["independence"]["defined"] == 50 and 0 <= ci["independence"]["low"] <= ci["independence"]["high"] <= 1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -260,3 +224,16 @@ def test_robustness_of_a_network_is_the_attack_of_group_robustness(capsys, tmp_p
     expected = group_robustness(saved.model, test.X, test.y, np.asarray(test.group_names)[test.s], [0.1], seed=3)
     assert pd.DataFrame(report["robustness"]).to_dict(orient="list") == expected.to_dict(orient="list")
     assert set(expected["method"]) == {"attack"}
+
+
+def test_train_shows_fairlearn_names_and_the_four_fifths_verdict_of_its_json(unfair2d_run):
+    from fastfair.cli.train import fairlearn_table
+
+    report = json.loads((unfair2d_run / "metrics.json").read_text())
+    table = fairlearn_table({s: report[s] for s in ("train", "val", "test")}).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+    for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference"):
+        assert rows[name] == [f"{report[s][name]:.3f}" for s in ("train", "val", "test")]
+    verdicts = ["VIOLATED" if report[s]["demographic_parity_ratio"] < 0.8 else "met" for s in ("train", "val", "test")]
+    assert rows["four-fifths"] == ["rule", *verdicts]
+    assert [report[s]["four_fifths_violated"] for s in ("train", "val", "test")] == [v == "VIOLATED" for v in verdicts]

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fastfair import datasets
@@ -114,6 +115,10 @@ def test_unknown_option_lists_choices(name):
         ("unfair2d", {"n_per_class": 0}, "n_per_class must be a positive integer"),
         ("unfair2d", {"standardize": "yes"}, "standardize must be true or false"),
         ("adult", {"sensitive": "age"}, "choose one of sex, race, race_all"),
+        ("adult", {"sensitive": ["sex", "age"]}, "unknown sensitive attribute 'age' for adult"),
+        ("adult", {"sensitive": ["race", "race_all"]}, "race and race_all group the same column"),
+        ("adult", {"sensitive": ["sex", "sex"]}, "sensitive lists an attribute twice"),
+        ("adult", {"sensitive": ["sex", "race"], "features": ["age", "race"]}, "'race' cannot also be a feature"),
         ("adult", {"features": "some"}, "features must be"),
         ("adult", {"features": ["age", "wage"]}, "unknown Adult column"),
         ("adult", {"features": ["age", "sex"]}, "sensitive column 'sex' cannot also be a feature"),
@@ -688,3 +693,46 @@ def test_load_csv_unknown_option(tmp_path):
         FastfairError, match=r"unknown option\(s\) 'balanced' for a CSV file; choices: target"
     ):
         load_csv(path, target="y", sensitive="s", balanced=True)
+
+
+# ------------------------------------------------------------------------------------- intersectional groups
+def test_csv_intersectional_groups_are_the_combinations_of_the_columns(tmp_path):
+    """Oracle: pandas' groupby over the two columns gives the same groups, sizes and order."""
+    rng = np.random.default_rng(2)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "sex": rng.choice(["M", "F"], n),
+            "race": rng.choice(["W", "B", "AB"], n),
+            "y": rng.integers(0, 2, n),
+        }
+    )
+    frame.loc[(frame["sex"] == "M") & (frame["race"] == "B"), "race"] = "W"  # an empty combination
+    path = tmp_path / "groups.csv"
+    frame.to_csv(path, index=False)
+    d = load_csv(path, target="y", sensitive=["sex", "race"])
+    sizes = frame.groupby(["sex", "race"]).size()  # sorted by sex, then race; only the combinations present
+    assert d.group_names == tuple(f"{a}|{b}" for a, b in sizes.index) == ("F|AB", "F|B", "F|W", "M|AB", "M|W")
+    counts = sum(sp.group_counts() for sp in (d.train, d.val, d.test))
+    assert counts.tolist() == sizes.tolist()
+    assert d.feature_names == ("x",)  # both sensitive columns are left out of the features
+    assert d.info["options"]["sensitive"] == ["sex", "race"]
+    # each row's group is its own combination (rows of the file via row_index)
+    for name in ("train", "val", "test"):
+        sp, rows = d.split(name), d.info["row_index"][name]
+        expected = (frame["sex"] + "|" + frame["race"]).to_numpy()[rows]
+        assert np.array_equal(np.asarray(d.group_names)[sp.s], expected)
+
+
+def test_adult_sex_and_race_groups_are_the_intersections():
+    d = load("adult", sensitive=["sex", "race"])
+    assert d.group_names == ("Female|non-white", "Female|white", "Male|non-white", "Male|white")
+    sex, race = load("adult", sensitive="sex"), load("adult", sensitive="race")
+    # the test rows are adult.test in file order whatever the groups: each code combines the single groupings
+    assert np.array_equal(d.test.s, 2 * sex.test.s + race.test.s)
+    # train + val is all of cleaned adult.data whatever the stratification: women per race add up to the women
+    counts = d.train.group_counts() + d.val.group_counts()
+    women = int((sex.train.s == 0).sum() + (sex.val.s == 0).sum())
+    assert counts[0] + counts[1] == women and counts.sum() == len(sex.train) + len(sex.val)
+    assert load("adult", sensitive=["sex"]).group_names == ("Female", "Male")

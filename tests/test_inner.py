@@ -253,7 +253,7 @@ def test_trs_at_decision_boundary_with_soft_label_moves_either_way():
 
 
 def test_make_inner_registry():
-    assert SOLVERS == ("none", "auto", "trs", "pgd-paper", "pgd", "random")  # the vocabulary's order
+    assert SOLVERS == ("none", "auto", "trs", "trs-paper", "pgd-paper", "pgd", "random")  # the vocabulary's order
     assert make_inner("none") is None
     for name in SOLVERS[1:]:
         inner = make_inner(name)

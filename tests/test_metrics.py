@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import fairlearn.metrics as fl
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,15 +21,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, precision_score, roc_auc_score
 
+from fastfair import metrics
 from fastfair.errors import FastfairError
 from fastfair.metrics import (
+    FAIRLEARN_KEYS,
+    FOUR_FIFTHS_KEY,
     GAP_KEYS,
     GAP_RATES,
+    SUMMARY_STATISTICS,
     TABLE_COLUMNS,
     FairnessWarning,
+    bootstrap_intervals,
+    bootstrap_resamples,
     classification_summary,
     fairness_gaps,
     group_table,
+    intersect_codes,
+    resampled_statistics,
     signed_gaps,
 )
 
@@ -126,7 +135,7 @@ def test_classification_summary_hand() -> None:
     # pairs won by the positive: 0.9:4, 0.4:3 (beats .3 .2 .1), 0.8:4, 0.7:4, 0.6:4 -> 19 of 20 -> AUC 0.95
     scores = np.array([0.9, 0.4, 0.3, 0.2, 0.5, 0.8, 0.7, 0.6, 0.1])
     got = classification_summary(HAND_Y, HAND_P, HAND_S, scores)
-    assert list(got) == ["accuracy", "auc", *GAP_KEYS]
+    assert list(got) == ["accuracy", "auc", *GAP_KEYS, *FAIRLEARN_KEYS, FOUR_FIFTHS_KEY]
     assert got["accuracy"] == pytest.approx(6 / 9, abs=TOL)
     assert got["auc"] == pytest.approx(19 / 20, abs=TOL)
     for k, v in HAND_SIGNED.items():
@@ -269,7 +278,7 @@ def reference_rates(y: np.ndarray, p: np.ndarray, s: np.ndarray) -> dict[str, li
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(-2, 2)), min_size=2, max_size=40
@@ -453,3 +462,220 @@ def test_signed_gaps_rejects_more_than_two_groups() -> None:
 def test_group_table_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(FastfairError, match=match):
         group_table([1, 0, 1, 0], [1, 0, 0, 1], [0, 0, 1, 1], **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The bootstrap
+# ----------------------------------------------------------------------------------------------------------
+def _problem(seed: int, n: int, k: int):
+    rng = np.random.default_rng(seed)
+    codes = np.sort(rng.integers(0, k, n)) if seed % 2 else rng.integers(0, k, n)
+    codes[:k] = np.arange(k)  # every group present
+    y = (rng.random(n) < 0.4).astype(int)
+    scores = np.round(rng.random(n), 1)  # many ties
+    y_pred = (scores > 0.5).astype(int)
+    return y, y_pred, scores, codes
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(8, 60), k=st.integers(2, 4))
+def test_resampled_statistics_equal_the_metrics_of_each_resample(seed, n, k):
+    """Oracle: classification_summary and sklearn's roc_auc_score on each resample's rows."""
+    y, y_pred, scores, codes = _problem(seed, n, k)
+    picks = bootstrap_resamples(codes, 6, np.random.default_rng(seed))
+    stats = resampled_statistics(y, y_pred, scores, codes, picks)
+    for b, rows in enumerate(picks):
+        np.testing.assert_array_equal(np.bincount(codes[rows], minlength=k), np.bincount(codes, minlength=k))
+        np.testing.assert_array_equal(codes[rows], codes)  # row j is redrawn from row j's group
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined rates warn; the NaN is what is compared
+            expected = classification_summary(y[rows], y_pred[rows], codes[rows], scores=scores[rows])
+        for key in SUMMARY_STATISTICS:
+            want = expected.get(key, np.nan)
+            if key == "auc" and len(set(y[rows])) == 2:
+                assert want == pytest.approx(roc_auc_score(y[rows], scores[rows]), abs=1e-12)
+            if np.isnan(want):
+                assert np.isnan(stats[key][b]), (key, b)
+            else:
+                assert stats[key][b] == pytest.approx(want, abs=1e-12), (key, b)
+
+
+def test_bootstrap_intervals_are_seeded_and_cover_the_resampled_values():
+    y, y_pred, scores, codes = _problem(3, 300, 3)
+    a = bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
+    assert a == bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=7)
+    assert a != bootstrap_intervals(y, y_pred, scores, codes, resamples=300, seed=8)
+    # oracle: numpy's percentiles of the resampled values, drawn in one chunk from the same generator
+    picks = bootstrap_resamples(codes, 300, np.random.default_rng(7))
+    stats = resampled_statistics(y, y_pred, scores, codes, picks)
+    for key in SUMMARY_STATISTICS:
+        v = stats[key][np.isfinite(stats[key])]
+        assert a[key]["defined"] == len(v)
+        assert (a[key]["low"], a[key]["high"]) == pytest.approx(tuple(np.percentile(v, [2.5, 97.5])), abs=1e-12)
+        assert a[key]["low"] <= a[key]["high"]
+
+
+def test_bootstrap_with_an_undefined_rate_reports_nan_not_an_error():
+    """Group 1 never gets a positive prediction: its PPV is undefined in every resample."""
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    y_pred = np.array([0, 1, 1, 1, 0, 0, 0, 0])
+    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    ci = bootstrap_intervals(y, y_pred, y_pred.astype(float), codes, resamples=50, seed=0)
+    assert ci["sufficiency_ppv"]["defined"] == 0 and np.isnan(ci["sufficiency_ppv"]["low"])
+    assert ci["independence"]["defined"] == 50 and 0 <= ci["independence"]["low"] <= ci["independence"]["high"] <= 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fairlearn's names, intersectional groups
+# --------------------------------------------------------------------------------------------------------
+OURS = {
+    "demographic_parity_difference": metrics.demographic_parity_difference,
+    "demographic_parity_ratio": metrics.demographic_parity_ratio,
+    "equalized_odds_difference": metrics.equalized_odds_difference,
+    "equalized_odds_ratio": metrics.equalized_odds_ratio,
+}
+
+
+@st.composite
+def labelled_groups(draw):
+    """Labels, predictions and 1 to 3 sensitive columns of 2 or 3 values each (so up to 27 intersections)."""
+    n = draw(st.integers(4, 120))
+    y = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    p = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    m = draw(st.integers(1, 3))
+    columns = {
+        f"s{j}": draw(st.lists(st.sampled_from(["a", "b", "c"][: draw(st.integers(2, 3))]), min_size=n, max_size=n))
+        for j in range(m)
+    }
+    return np.array(y), np.array(p), pd.DataFrame(columns)
+
+
+def _fairlearn_expected(y, p, sf) -> dict[str, float]:
+    """Fairlearn's four values, and ours for the one degenerate case we define (ratio 1 when all rates are 0)."""
+    args = (y, p)
+    out = {
+        "demographic_parity_difference": fl.demographic_parity_difference(*args, sensitive_features=sf),
+        "demographic_parity_ratio": fl.demographic_parity_ratio(*args, sensitive_features=sf),
+        "equalized_odds_difference": fl.equalized_odds_difference(*args, sensitive_features=sf),
+        "equalized_odds_ratio": fl.equalized_odds_ratio(*args, sensitive_features=sf),
+    }
+    if not np.any(p == 1):  # every selection rate is 0: Fairlearn's 0/0 is NaN, ours is 1 (the groups are equal)
+        assert math.isnan(out["demographic_parity_ratio"])
+        out["demographic_parity_ratio"] = 1.0
+    return out
+
+
+@settings(max_examples=8, deadline=None)
+@given(case=labelled_groups())
+def test_fairlearn_names_equal_fairlearn_on_random_intersectional_groups(case) -> None:
+    """Oracle: fairlearn.metrics with the same DataFrame of sensitive features (one column or several)."""
+    _check_against_fairlearn(*case)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None)
+@given(case=labelled_groups())
+def test_fairlearn_names_equal_fairlearn_on_many_random_cases(case) -> None:
+    _check_against_fairlearn(*case)
+
+
+def _check_against_fairlearn(y: np.ndarray, p: np.ndarray, sf: pd.DataFrame) -> None:
+    groups = sf.astype(str).agg("|".join, axis=1)
+    if groups.nunique() < 2:
+        with pytest.raises(FastfairError, match="at least 2 groups"):
+            metrics.demographic_parity_difference(y, p, sensitive_features=sf)
+        return
+    both_labels = all({0, 1} <= set(y[groups == g]) for g in groups.unique())  # TPR, FPR defined everywhere
+    tpr_fpr_positive = all(np.any(p[y == label] == 1) for label in (0, 1))  # Fairlearn's EO ratio is not 0/0
+    expected = _fairlearn_expected(y, p, sf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessWarning)
+        got = {k: f(y, p, sensitive_features=sf) for k, f in OURS.items()}
+        summary = classification_summary(y, p, sf)
+    for key in ("demographic_parity_difference", "demographic_parity_ratio"):
+        assert got[key] == pytest.approx(expected[key], abs=TOL), key
+    if both_labels:
+        assert got["equalized_odds_difference"] == pytest.approx(expected["equalized_odds_difference"], abs=TOL)
+        if tpr_fpr_positive:
+            assert got["equalized_odds_ratio"] == pytest.approx(expected["equalized_odds_ratio"], abs=TOL)
+    else:  # an undefined TPR or FPR: NaN, where Fairlearn counts the rate as 0
+        assert math.isnan(got["equalized_odds_difference"]) and math.isnan(got["equalized_odds_ratio"])
+    for key in FAIRLEARN_KEYS:
+        assert summary[key] == got[key] or (math.isnan(summary[key]) and math.isnan(got[key]))
+    assert summary[FOUR_FIFTHS_KEY] is bool(expected["demographic_parity_ratio"] < 0.8)
+
+
+@pytest.mark.parametrize(("seed", "n_groups"), CASES[::3])
+def test_fairlearn_names_mean_aggregation(seed: int, n_groups: int) -> None:
+    """agg="mean": the mean of the TPR and FPR values, as fairlearn.metrics computes it."""
+    y, p, s, _ = random_case(np.random.default_rng(seed), n_groups)
+    for name in ("equalized_odds_difference", "equalized_odds_ratio"):
+        want = getattr(fl, name)(y, p, sensitive_features=s, agg="mean")
+        assert OURS[name](y, p, sensitive_features=s, agg="mean") == pytest.approx(want, abs=TOL)
+    with pytest.raises(FastfairError, match="agg must be one of 'worst_case', 'mean'"):
+        metrics.equalized_odds_difference(y, p, sensitive_features=s, agg="max")
+
+
+def test_fairlearn_names_hand_and_the_four_fifths_flag() -> None:
+    # HAND: selection 2/5 and 2/4 -> ratio 0.8 exactly: the four-fifths rule holds (violated only below 0.8);
+    # TPR 1/2, 2/3 -> ratio 3/4; FPR 1/3, 0 -> ratio 0; EO difference max(1/6, 1/3) = 1/3, ratio min(3/4, 0) = 0
+    got = classification_summary(HAND_Y, HAND_P, HAND_S)
+    assert got["demographic_parity_difference"] == pytest.approx(1 / 10, abs=TOL)
+    assert got["demographic_parity_ratio"] == pytest.approx(0.8, abs=TOL)
+    assert got["equalized_odds_difference"] == pytest.approx(1 / 3, abs=TOL)
+    assert got["equalized_odds_ratio"] == 0.0
+    assert got[FOUR_FIFTHS_KEY] is False
+    # one more positive prediction in group 1 -> selection 2/5 vs 3/4: ratio 8/15 < 0.8
+    p = HAND_P.copy()
+    p[7] = 1
+    got = classification_summary(HAND_Y, p, HAND_S)
+    assert got["demographic_parity_ratio"] == pytest.approx(8 / 15, abs=TOL) and got[FOUR_FIFTHS_KEY] is True
+
+
+def test_degenerate_ratios_are_one_and_undefined_rates_warn() -> None:
+    # nobody selected: every selection rate is 0, the groups are equal -> ratio 1 (Fairlearn: NaN), no violation
+    y, s = [1, 0, 1, 0], [0, 0, 1, 1]
+    assert metrics.demographic_parity_ratio(y, [0, 0, 0, 0], sensitive_features=s) == 1.0
+    assert metrics.demographic_parity_difference(y, [0, 0, 0, 0], sensitive_features=s) == 0.0
+    with pytest.warns(FairnessWarning, match="sufficiency_ppv"):  # no ŷ=1 anywhere: PPV undefined
+        assert classification_summary(y, [0, 0, 0, 0], s)[FOUR_FIFTHS_KEY] is False
+    # group 1 has no y=0: its FPR is undefined -> NaN with a warning (Fairlearn would count it as 0)
+    with pytest.warns(FairnessWarning, match=r"equalized odds is NaN: fpr is undefined for group 1"):
+        assert math.isnan(metrics.equalized_odds_difference([1, 0, 1, 1], [1, 0, 0, 1], sensitive_features=s))
+
+
+def test_intersectional_group_table_equals_fairlearn_metricframe() -> None:
+    """Oracle: MetricFrame with two sensitive columns; its empty combination ('M', 'B') is a NaN row there and
+    absent here, and the order of the rest is the same."""
+    rng = np.random.default_rng(5)
+    n = 400
+    sf = pd.DataFrame({"sex": rng.choice(["F", "M"], n), "race": rng.choice(["B", "W", "A"], n)})
+    sf.loc[(sf["sex"] == "M") & (sf["race"] == "B"), "race"] = "W"
+    y, p = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    table = group_table(y, p, sf)
+    mf = MetricFrame(
+        metrics={"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
+        y_true=y, y_pred=p, sensitive_features=sf,
+    )
+    expected = mf.by_group.dropna()
+    assert list(table.index) == ["|".join(t) for t in expected.index]
+    assert list(table.index) == ["F|A", "F|B", "F|W", "M|A", "M|W"]
+    for col in ("selection_rate", "tpr", "fpr"):
+        np.testing.assert_allclose(table[col].to_numpy(), expected[col].to_numpy(), rtol=0, atol=TOL)
+    assert table["n"].sum() == n
+    # the same groups from a 2-D array (one row per sample) and from the joined names
+    np.testing.assert_array_equal(group_table(y, p, sf.to_numpy()).to_numpy(), table.to_numpy())
+    gaps = fairness_gaps(y, p, sf)
+    assert gaps == fairness_gaps(y, p, sf.astype(str).agg("|".join, axis=1))
+    labels = metrics.intersectional_labels(sf)
+    assert labels.tolist() == (sf["sex"] + "|" + sf["race"]).tolist()
+    assert metrics.intersectional_labels(sf[["sex"]]).tolist() == sf["sex"].tolist()
+
+
+def test_intersect_codes_order_names_and_a_clash() -> None:
+    # lexicographic by column codes, not by name text: ("A", "x") before ("AB", "y") though "AB|y" < "A|x"
+    codes, names = intersect_codes([np.array([1, 0, 0, 1]), np.array([1, 0, 0, 1])], [["A", "AB"], ["x", "y"]])
+    assert names == ("A|x", "AB|y") and codes.tolist() == [1, 0, 0, 1]
+    with pytest.raises(FastfairError, match=r"both named 'a\|b\|c'.*contains '\|'") as exc:
+        group_table([1, 0, 1, 0], [1, 0, 0, 1], [["a|b", "c"], ["a", "b|c"], ["a|b", "c"], ["a", "b|c"]])
+    assert "\n" not in str(exc.value)

@@ -152,7 +152,7 @@ def test_header_records_the_pipeline(loans_run):
         "unseen": "error",
     }
     assert h["target"] == {"column": "approved", "values": ["no", "yes"], "names": ["no", "yes"], "positive": 1}
-    assert h["sensitive"] == {"column": "region", "groups": ["east", "north", "south", "west"]}
+    assert h["sensitive"] == {"column": "region", "columns": ["region"], "groups": ["east", "north", "south", "west"]}
     assert h["dataset"]["sha256"] == __import__("hashlib").sha256(LOANS.read_bytes()).hexdigest()
     assert h["training"]["solver"] == "trs" and h["training"]["radius"] == 0.1 and len(h["history"]) == 3
     # standardisation: the training split's mean of the first column, by numpy in float64
@@ -395,3 +395,68 @@ def test_model_file_is_written_atomically_and_loads_on_any_working_directory(loa
     target = tmp_path / "copy.pt"
     target.write_bytes((loans_run / "model.pt").read_bytes())
     assert load_model(os.path.relpath(target)).feature_names[0] == "age"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Two sensitive columns: intersectional groups through train, predict and evaluate
+# ----------------------------------------------------------------------------------------------------------
+def test_round_trip_with_two_sensitive_columns(tmp_path, capsys):
+    """train --sensitive region purpose --out, then predict gives the training run's predictions and evaluate its
+    metrics; oracle for the groups: pandas' groupby over the two columns."""
+    run = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "train", "--data", str(LOANS), "--target", "approved", "--sensitive", "region", "purpose",
+        "--positive", "yes", "--epochs", "2", "--batch-size", "16", "--out", str(run), "--json",
+    )
+    assert code == 0, err
+    trained = json.loads((run / "metrics.json").read_text())
+    frame = pd.read_csv(LOANS)
+    expected_groups = [f"{a}|{b}" for a, b in frame.groupby(["region", "purpose"]).size().index]
+    assert trained["groups"] == expected_groups and len(expected_groups) == 16
+    saved = load_model(run / "model.pt")
+    assert saved.sensitive_columns == ["region", "purpose"] and saved.sensitive_column is None
+    assert saved.group_names == expected_groups
+    assert "purpose" not in saved.columns and "region" not in saved.columns
+    # predict: identical predictions, bit for bit
+    out = tmp_path / "preds.csv"
+    code, _, err = run_cli(capsys, "predict", "--model", str(run / "model.pt"), "--data", str(LOANS), "--out", str(out))
+    assert code == 0, err
+    preds = pd.read_csv(out)
+    seen = pd.read_csv(run / "predictions.csv").set_index("row").loc[preds["row"]]
+    np.testing.assert_array_equal(preds["probability"].to_numpy(), seen["probability"].to_numpy())
+    # evaluate on the test split: the training run's numbers; on all rows: the groups are the combinations
+    code, stdout, err = run_cli(capsys, "evaluate", "--model", str(run / "model.pt"), "--data", str(LOANS),
+                                "--split", "test", "--bootstrap", "50", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["summary"] == {k: trained["test"][k] for k in report["summary"]}
+    assert "demographic_parity_ratio" in report["summary"]
+    code, stdout, err = run_cli(capsys, "evaluate", "--model", str(run / "model.pt"), "--data", str(LOANS),
+                                "--bootstrap", "50", "--json")
+    assert code == 0, err
+    sizes = frame.groupby(["region", "purpose"]).size()
+    assert [(g["group"], g["n"]) for g in json.loads(stdout)["groups"]] == [
+        (f"{a}|{b}", n) for (a, b), n in sizes.items()
+    ]
+    # a CSV without one of the two group columns: a one-line error naming it
+    path = tmp_path / "no_purpose.csv"
+    frame.drop(columns=["purpose"]).to_csv(path, index=False)
+    line = _one_line_error(*run_cli(capsys, "evaluate", "--model", str(run / "model.pt"), "--data", str(path)))
+    assert "group column 'purpose' not found in no_purpose.csv" in line
+
+
+def test_a_header_with_one_sensitive_column_entry_still_names_its_column(loans_run, tmp_path):
+    """A model file whose header has only sensitive.column (as written before several columns were possible)."""
+    payload = torch.load(loans_run / "model.pt", weights_only=True)
+    header = json.loads(payload["header"])
+    header["sensitive"] = {"column": "region", "groups": header["sensitive"]["groups"]}
+    payload["header"] = json.dumps(header)
+    path = tmp_path / "model.pt"
+    torch.save(payload, path)
+    saved = load_model(path)
+    assert saved.sensitive_columns == ["region"] and saved.sensitive_column == "region"
+    header["sensitive"]["columns"] = "region"
+    payload["header"] = json.dumps(header)
+    torch.save(payload, path)
+    with pytest.raises(FastfairError, match=r"header entry 'sensitive.columns' is malformed"):
+        load_model(path)

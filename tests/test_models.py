@@ -41,7 +41,7 @@ def _numpy_forward(layers: list[nn.Linear], activation: str, x: np.ndarray) -> n
 def test_vocabulary_names():
     assert ACTIVATIONS == ("tanh", "sigmoid", "softplus", "gelu", "relu", "leaky_relu")
     assert PIECEWISE_LINEAR_ACTIVATIONS == ("relu", "leaky_relu")
-    assert SOLVERS == ("none", "auto", "trs", "pgd-paper", "pgd", "random")
+    assert SOLVERS == ("none", "auto", "trs", "trs-paper", "pgd-paper", "pgd", "random")
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])

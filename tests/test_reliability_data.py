@@ -392,3 +392,58 @@ def test_a_file_separated_by_semicolons_gets_a_hint(tmp_path):
     path = _write(tmp_path, ["x;s;y", *[f"{i};{'ab'[i % 2]};{i % 2}" for i in range(20)]])
     with pytest.raises(FastfairError, match=r"not found in data.csv: 'y', 's'; .* separated by ';'\? only commas"):
         load_csv(path, target="y", sensitive="s")
+
+
+# ------------------------------------------------------------------------------------- intersectional groups
+def _two_columns_file(tmp_path: Path, pairs: list[tuple[str, str]], seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["x1,sex,race,y"] + [f"{rng.normal():.6f},{a},{b},{int(rng.random() < 0.4)}" for a, b in pairs]
+    return _write(tmp_path, lines)
+
+
+def test_rare_combination_is_refused_naming_the_combination_and_its_columns(tmp_path):
+    # every value of each column is common, but the combination F|c has only 3 rows (fewer than 5)
+    pairs = [("FM"[i % 2], "ab"[(i // 2) % 2]) for i in range(400)] + [("F", "c")] * 3 + [("M", "c")] * 40
+    with pytest.raises(
+        FastfairError, match=r"group 'F\|c' of sensitive columns 'sex', 'race' has 3 rows; .*at least 5 rows"
+    ) as e:
+        load_csv(_two_columns_file(tmp_path, pairs), target="y", sensitive=["sex", "race"])
+    assert "\n" not in str(e.value)
+    # each column on its own is fine
+    assert load_csv(_two_columns_file(tmp_path, pairs), target="y", sensitive="race").group_names == ("a", "b", "c")
+
+
+def test_too_many_combinations_are_refused(tmp_path):
+    pairs = [(f"s{i % 8}", f"r{(i // 8) % 8}") for i in range(64 * 6)]  # 64 combinations of 6 rows each
+    with pytest.raises(FastfairError, match=r"sensitive columns 'sex', 'race' have 64 combinations, more than the 50"):
+        load_csv(_two_columns_file(tmp_path, pairs), target="y", sensitive=["sex", "race"])
+
+
+@pytest.mark.parametrize(
+    ("sensitive", "message"),
+    [
+        (["sex", "sex"], "sensitive lists column(s) twice: 'sex'"),
+        (["sex", "y"], "target and sensitive are the same column 'y'"),
+        ([], "sensitive must be a column name or a list of column names"),
+        (["sex", ""], "sensitive must be a column name or a list of column names"),
+        (["sex", "age"], "column(s) not found in data.csv: 'age'"),
+    ],
+)
+def test_bad_sensitive_column_lists_are_one_line_errors(tmp_path, sensitive, message):
+    pairs = [("FM"[i % 2], "ab"[(i // 2) % 2]) for i in range(100)]
+    with pytest.raises(FastfairError) as e:
+        load_csv(_two_columns_file(tmp_path, pairs), target="y", sensitive=sensitive)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_value_with_the_separator_that_makes_two_combinations_one_name_is_refused(tmp_path):
+    pairs = [("a|b", "c"), ("a", "b|c")] * 50
+    with pytest.raises(FastfairError, match=r"both named 'a\|b\|c'"):
+        load_csv(_two_columns_file(tmp_path, pairs), target="y", sensitive=["sex", "race"])
+
+
+def test_adult_intersectional_groups_occur_in_every_split():
+    d = load("adult", sensitive=["sex", "race_all"])
+    assert len(d.group_names) == 10 and d.group_names[0] == "Female|Amer-Indian-Eskimo"
+    for sp in (d.train, d.val, d.test):
+        assert (sp.group_counts() > 0).all()

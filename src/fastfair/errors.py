@@ -24,3 +24,9 @@ def require_positive(name: str, value: float, *, integer: bool = False) -> None:
         raise FastfairError(f"{name} must be a positive integer, got {value!r}")
     if not (value > 0):  # also rejects NaN
         raise FastfairError(f"{name} must be positive, got {value!r}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line: its text with every run of whitespace (newlines included) made one
+    space, for a :class:`FastfairError` that quotes a library's multi-line error."""
+    return " ".join(str(exc).split())

@@ -102,9 +102,10 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    solver : {"auto", "trs", "pgd", "pgd-paper", "random", "none"}, default="auto"
+    solver : {"auto", "trs", "trs-paper", "pgd", "pgd-paper", "random", "none"}, default="auto"
         Inner maximiser (``"none"`` = ordinary, non-robust training; ``"auto"``: ``"trs"`` for smooth models,
-        ``"pgd"`` for piecewise-linear ones, see above).
+        ``"pgd"`` for piecewise-linear ones, see above; ``"trs-paper"`` / ``"pgd-paper"``: the reference code's
+        solvers, for reproductions).
     radius : float, default=0.1
         L2 radius :math:`r` of the perturbation ball, in the units of the (scaled) features: put a
         ``StandardScaler`` in front of the estimator. Must lie in the range where :math:`r^2` stays a finite
@@ -291,7 +292,7 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
             batch. A zero weight is the same fit as removing the sample. Weights are not repetitions: a
             mini-batch learner visits a repeated row once per copy, in different batches, so integer weights
             equal repetition exactly only with one batch holding all rows (and up to rounding).
-        sensitive_features : array-like of shape (n_samples,), default=None
+        sensitive_features : array-like of shape (n_samples,) or (n_samples, m), default=None
             Group membership of each sample (any sortable labels). Required when ``fairness_penalty`` is set
             (its groups); otherwise not used for training. When given, ``fairness_`` and ``group_metrics_``
             report the between-group gaps of the fitted model's training predictions. Inside a ``Pipeline``
@@ -360,18 +361,21 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _check_sensitive(sensitive_features: Any, n: int) -> np.ndarray:
-        if isinstance(sensitive_features, pd.DataFrame):
-            if sensitive_features.shape[1] != 1:
-                raise FastfairError(
-                    f"sensitive_features must be one column, got {sensitive_features.shape[1]} columns"
-                )
+        """One group label per sample. Several columns (a DataFrame or an (n, m) array) define intersectional
+        groups, one per combination that occurs, labelled ``"a|b"`` (:func:`fastfair.metrics.intersectional_labels`)."""
+        if isinstance(sensitive_features, pd.DataFrame) and sensitive_features.shape[1] == 1:
             sensitive_features = sensitive_features.iloc[:, 0]
-        s = np.asarray(sensitive_features)
+        s = sensitive_features if isinstance(sensitive_features, pd.DataFrame) else np.asarray(sensitive_features)
         if s.ndim == 2 and s.shape[1] == 1:
             s = s[:, 0]
+        if s.ndim == 2 and s.shape[0] == n and s.shape[1] > 1:
+            if pd.isna(np.asarray(s, dtype=object)).any():
+                raise FastfairError("sensitive_features contains missing values (NaN/None)")
+            return metrics.intersectional_labels(s)
         if s.ndim != 1 or len(s) != n:
             raise FastfairError(
-                f"sensitive_features must hold one label per sample: expected shape ({n},), got {s.shape}"
+                f"sensitive_features must hold one label per sample (or one row of labels per sample): expected "
+                f"shape ({n},) or ({n}, m), got {s.shape}"
             )
         if pd.isna(s).any():
             raise FastfairError("sensitive_features contains missing values (NaN/None)")

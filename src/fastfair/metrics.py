@@ -44,6 +44,48 @@ A rate whose conditioning cell is empty in some group (e.g. no Ŷ=1 in that grou
 undefined; the gap is then NaN and a :class:`FairnessWarning` names the rate and the group(s). NaN is never
 silently replaced by 0 (scikit-learn's ``precision_score``, used by Fairlearn, returns 0.0 there).
 
+Fairlearn's names
+-----------------
+Beside these gaps, :func:`classification_summary` reports the between-group comparisons under the names
+``fairlearn.metrics`` gives them (``method="between_groups"``), with the same definitions:
+
+* ``demographic_parity_difference`` :math:`= \max_s \mathrm{sel}_s - \min_s \mathrm{sel}_s` (our
+  ``independence``);
+* ``demographic_parity_ratio`` :math:`= \min_s \mathrm{sel}_s / \max_s \mathrm{sel}_s`; the **four-fifths
+  rule** (the US EEOC's rule of thumb for adverse impact) is violated when it is below :data:`FOUR_FIFTHS`
+  = 0.8, reported as ``four_fifths_violated``;
+* ``equalized_odds_difference`` :math:`= \max(\Delta\mathrm{TPR}, \Delta\mathrm{FPR})` (the larger of our
+  ``separation_tpr`` and ``separation_fpr``; ``agg="mean"``: their mean);
+* ``equalized_odds_ratio`` :math:`= \min(\rho_\mathrm{TPR}, \rho_\mathrm{FPR})` with
+  :math:`\rho_r = \min_s r_s / \max_s r_s` (``agg="mean"``: their mean).
+
+Two degenerate cases differ from Fairlearn on purpose. A ratio whose largest rate is 0 (every group has rate 0,
+so the groups are equal) is 1, where Fairlearn returns NaN (0/0). A TPR or FPR that is undefined in some group
+(no y=1, or no y=0, in it) makes the equalized-odds values NaN with a :class:`FairnessWarning`, where Fairlearn
+counts the undefined rate as 0 (scikit-learn's ``zero_division`` default). The demographic-parity values are
+always defined.
+
+Intersectional groups
+---------------------
+``sensitive`` may also hold several columns: a 2-D array-like ``(n, m)`` (one row per sample) or a pandas
+DataFrame with ``m`` columns. A row's group is then the **combination** of its
+values, as in Fairlearn's ``MetricFrame`` with several sensitive features: the groups are the combinations
+that occur (Fairlearn lists the empty ones as NaN rows and skips them in every aggregate, so the numbers agree),
+ordered lexicographically by the per-column order, and named by their values joined with
+:data:`GROUP_SEPARATOR`, e.g. ``"Female|White"`` (Fairlearn's index holds the tuple ``("Female", "White")``).
+
+Bootstrap
+---------
+:func:`bootstrap_intervals`: ``B`` resamples of the rows, each drawn with replacement **within each group** (the
+group sizes n_g stay fixed, so every resample holds every group: the gaps compare the same groups), seeded. A
+statistic's interval is the percentile interval of its ``B`` resampled values, [q_{2.5%}, q_{97.5%}], over the
+resamples where it is defined (a gap is undefined when a rate's conditioning cell is empty in some group of a
+resample; the count of defined resamples is reported). The resampled statistics are computed for all resamples at
+once from the per-resample confusion cells (one ``np.bincount``) and, for AUC, from the per-resample
+multiplicities of the score-sorted rows: with ties grouped into blocks of equal score,
+AUC = Σ_blocks P_b (N_{<b} + ½ N_b) / (P N), the Mann-Whitney statistic with mid-ranks, where P_b and N_b are
+the resampled positives and negatives in block b and N_{<b} the negatives in lower blocks.
+
 AUC is the Mann-Whitney statistic :math:`P(\text{score}_+ > \text{score}_-) + \tfrac12 P(\text{tie})`,
 identical to ``sklearn.metrics.roc_auc_score``; it is NaN for a group that holds only one class.
 
@@ -66,13 +108,29 @@ from fastfair.errors import FastfairError
 from fastfair.vocabulary import GAP_KEYS, GAP_RATES
 
 __all__ = [
+    "BOOTSTRAP_LEVEL",
+    "BOOTSTRAP_RESAMPLES",
+    "FAIRLEARN_KEYS",
+    "FOUR_FIFTHS",
+    "FOUR_FIFTHS_KEY",
     "GAP_KEYS",
     "GAP_RATES",
+    "GROUP_SEPARATOR",
+    "SUMMARY_STATISTICS",
     "TABLE_COLUMNS",
     "FairnessWarning",
+    "bootstrap_intervals",
+    "bootstrap_resamples",
     "classification_summary",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
     "fairness_gaps",
     "group_table",
+    "intersect_codes",
+    "intersectional_labels",
+    "resampled_statistics",
     "signed_gaps",
 ]
 
@@ -83,6 +141,24 @@ class FairnessWarning(UserWarning):
 
 #: The columns of :func:`group_table` (``auc`` is appended when scores are given).
 TABLE_COLUMNS: tuple[str, ...] = ("n", "accuracy", "selection_rate", "tpr", "fpr", "ppv", "for")
+
+#: Fairlearn's names of the between-group comparisons (see the module docstring), in the order they are reported.
+FAIRLEARN_KEYS: tuple[str, ...] = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+)
+#: The four-fifths rule: a demographic parity ratio below this value is flagged as adverse impact.
+FOUR_FIFTHS = 0.8
+#: The key of the four-fifths flag in :func:`classification_summary`: True when the ratio is below 0.8.
+FOUR_FIFTHS_KEY = "four_fifths_violated"
+#: The statistics of :func:`classification_summary` that are numbers, in order (what the bootstrap resamples).
+SUMMARY_STATISTICS: tuple[str, ...] = ("accuracy", "auc", *GAP_KEYS, *FAIRLEARN_KEYS)
+#: Joins the values of an intersectional group into its name: ``"Female|White"``.
+GROUP_SEPARATOR = "|"
+#: The aggregations of the two equalized-odds values (Fairlearn's ``agg``).
+EO_AGGREGATIONS: tuple[str, ...] = ("worst_case", "mean")
 
 # What a rate conditions on, for warning messages.
 _CONDITION: dict[str, str] = {
@@ -172,6 +248,75 @@ def _encode_groups(x: Any) -> tuple[list[Hashable], np.ndarray]:
     return uniq.tolist(), codes.reshape(-1).astype(np.intp)
 
 
+def _sensitive_columns(x: Any) -> list[Any] | None:
+    """The columns of a multi-column ``sensitive`` (a DataFrame, or a 2-D array-like of shape (n, m) with m > 1,
+    one row per sample); None for a single column."""
+    if isinstance(x, pd.DataFrame):
+        return [x.iloc[:, j] for j in range(x.shape[1])] if x.shape[1] > 1 else None
+    if hasattr(x, "detach"):  # a torch tensor: _as_1d handles it
+        return None
+    try:
+        a = np.asarray(x, dtype=object) if isinstance(x, (list, tuple)) else np.asarray(x)
+    except ValueError:  # ragged
+        return None
+    if a.ndim == 2 and a.shape[1] > 1:
+        return [a[:, j] for j in range(a.shape[1])]
+    return None
+
+
+def _sensitive_groups(x: Any) -> tuple[list[Hashable], np.ndarray]:
+    """Groups and codes of ``sensitive``: one column's sorted values, or the intersections of several."""
+    columns = _sensitive_columns(x)
+    if columns is None:
+        return _encode_groups(x)
+    encoded = [_encode_groups(c) for c in columns]
+    lengths = sorted({len(codes) for _, codes in encoded})
+    if len(lengths) > 1:
+        raise FastfairError(f"the columns of sensitive differ in length: {lengths}")
+    codes, names = intersect_codes([c for _, c in encoded], [g for g, _ in encoded])
+    return list(names), codes
+
+
+def intersectional_labels(sensitive: Any) -> np.ndarray:
+    """One group label per sample: for several sensitive columns (a DataFrame, or an (n, m) array-like with one
+    row per sample) the name of each row's combination, ``"Female|White"`` (:func:`intersect_codes`), as an
+    object array; a single column comes back as a 1-D array, unchanged. Every function of this module gives the
+    same groups for the labels as for the columns, so a caller that needs one label per sample (a loss, a
+    stratified split) can use these."""
+    if _sensitive_columns(sensitive) is None:
+        return _as_1d(sensitive, "sensitive")
+    groups, codes = _sensitive_groups(sensitive)
+    return np.asarray(groups, dtype=object)[codes]
+
+
+def intersect_codes(
+    codes: Sequence[np.ndarray], labels: Sequence[Sequence[Any]], *, columns: Sequence[str] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Intersectional groups of several group columns, given as codes: ``codes[j]`` holds column ``j``'s code
+    of every row, ``labels[j][c]`` names code ``c`` of column ``j``.
+
+    The groups are the combinations of codes that occur, in lexicographic order (first column first), named by
+    their labels joined with :data:`GROUP_SEPARATOR` (``"Female|White"``). Returns each row's group code in
+    ``0 .. k-1`` and the ``k`` names. Cost: one ``np.unique`` over the (n, m) code matrix.
+
+    Raises :class:`FastfairError` when two combinations get the same name (a label containing the separator),
+    naming ``columns`` if given.
+    """
+    matrix = np.column_stack([np.asarray(c, dtype=np.int64) for c in codes])
+    combos, inverse = np.unique(matrix, axis=0, return_inverse=True)
+    names = tuple(
+        GROUP_SEPARATOR.join(str(labels[j][int(c)]) for j, c in enumerate(row)) for row in combos.tolist()
+    )
+    if len(set(names)) != len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        where = f" of {', '.join(map(repr, columns))}" if columns else ""
+        raise FastfairError(
+            f"two combinations of the sensitive columns{where} are both named {clash!r}: a value contains "
+            f"{GROUP_SEPARATOR!r}; rename it"
+        )
+    return inverse.reshape(-1).astype(np.intp), names
+
+
 @dataclass(frozen=True)
 class _Data:
     """Validated inputs plus the per-group confusion-cell counts (the one shared core)."""
@@ -186,16 +331,15 @@ class _Data:
 def _prepare(y_true: Any, y_pred: Any, sensitive: Any, scores: Any = None, *, min_groups: int = 2) -> _Data:
     yt = _as_binary(y_true, "y_true")
     yp = _as_binary(y_pred, "y_pred")
-    s = _as_1d(sensitive, "sensitive")
+    groups, codes = _sensitive_groups(sensitive)
     sc = None if scores is None else _as_scores(scores)
-    lengths = {"y_true": yt.size, "y_pred": yp.size, "sensitive": s.size}
+    lengths = {"y_true": yt.size, "y_pred": yp.size, "sensitive": codes.size}
     if sc is not None:
         lengths["scores"] = sc.size
     if len(set(lengths.values())) > 1:
         raise FastfairError("inputs differ in length: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
     if yt.size == 0:
         raise FastfairError("inputs are empty")
-    groups, codes = _encode_groups(s)
     if len(groups) < min_groups:
         raise FastfairError(
             f"sensitive must contain at least {min_groups} groups, found {len(groups)} ({groups[0]!r})"
@@ -258,6 +402,16 @@ def _grouped_auc(y_true: np.ndarray, scores: np.ndarray, codes: np.ndarray, n_gr
     return _ratio(rank_sum - n_pos * (n_pos + 1) / 2.0, n_pos * n_neg)
 
 
+def _warn_undefined(data: _Data, key: str, rate_name: str, undefined: np.ndarray, stacklevel: int) -> None:
+    bad = [data.groups[i] for i in np.flatnonzero(undefined)]
+    label = "group " + ", ".join(repr(g) for g in bad) if len(bad) == 1 else f"groups {bad!r}"
+    warnings.warn(
+        f"{key} is NaN: {rate_name} is undefined for {label} ({_CONDITION[rate_name]} in that group)",
+        FairnessWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def _gaps(data: _Data, *, signed: bool, stacklevel: int) -> dict[str, float]:
     """Max-min (or signed g1-g0) gap of each fairness rate; NaN plus a warning where a rate is undefined."""
     rates = _rates(data.cells)
@@ -266,19 +420,54 @@ def _gaps(data: _Data, *, signed: bool, stacklevel: int) -> dict[str, float]:
         r = rates[rate_name]
         undefined = np.isnan(r)
         if undefined.any():
-            bad = [data.groups[i] for i in np.flatnonzero(undefined)]
-            label = "group " + ", ".join(repr(g) for g in bad) if len(bad) == 1 else f"groups {bad!r}"
-            warnings.warn(
-                f"{key} is NaN: {rate_name} is undefined for {label} ({_CONDITION[rate_name]} in that group)",
-                FairnessWarning,
-                stacklevel=stacklevel + 1,
-            )
+            _warn_undefined(data, key, rate_name, undefined, stacklevel + 1)
             out[key] = float("nan")
         elif signed:
             out[key] = float(r[1] - r[0])
         else:
             out[key] = float(r.max() - r.min())
     return out
+
+
+def _between_groups(rates: Mapping[str, np.ndarray], agg: str = "worst_case") -> dict[str, np.ndarray]:
+    """Fairlearn's four between-group values from per-group rates of shape (..., k), over the last axis.
+
+    Difference max - min, ratio min / max (1 where max = 0: all groups at 0); NaN wherever a rate is NaN.
+    Vectorised over any leading axes (the bootstrap passes (B, k)).
+    """
+
+    def difference(r: np.ndarray) -> np.ndarray:
+        return r.max(axis=-1) - r.min(axis=-1)  # NaN propagates
+
+    def ratio(r: np.ndarray) -> np.ndarray:
+        high, low = r.max(axis=-1), r.min(axis=-1)
+        positive = high > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(positive, low / np.where(positive, high, 1.0), 1.0)
+        return np.where(np.isnan(high), np.nan, value)
+
+    sel, tpr, fpr = (np.asarray(rates[k], dtype=np.float64) for k in ("selection_rate", "tpr", "fpr"))
+    if agg == "worst_case":
+        eo_difference = np.maximum(difference(tpr), difference(fpr))
+        eo_ratio = np.minimum(ratio(tpr), ratio(fpr))
+    else:
+        eo_difference = (difference(tpr) + difference(fpr)) / 2.0
+        eo_ratio = (ratio(tpr) + ratio(fpr)) / 2.0
+    return dict(zip(FAIRLEARN_KEYS, (difference(sel), ratio(sel), eo_difference, eo_ratio), strict=True))
+
+
+def _fairlearn_values(data: _Data, *, agg: str = "worst_case", stacklevel: int | None) -> dict[str, float]:
+    """:func:`_between_groups` of the data's groups as Python floats; with a ``stacklevel``, a
+    :class:`FairnessWarning` for each of TPR and FPR that is undefined in some group."""
+    if agg not in EO_AGGREGATIONS:
+        raise FastfairError(f"agg must be one of {', '.join(map(repr, EO_AGGREGATIONS))}, got {agg!r}")
+    rates = _rates(data.cells)
+    if stacklevel is not None:
+        for rate_name in ("tpr", "fpr"):
+            undefined = np.isnan(rates[rate_name])
+            if undefined.any():
+                _warn_undefined(data, "equalized odds", rate_name, undefined, stacklevel + 1)
+    return {k: float(v) for k, v in _between_groups(rates, agg).items()}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -333,6 +522,58 @@ def signed_gaps(y_true: Any, y_pred: Any, sensitive: Any) -> dict[str, float]:
     return _gaps(data, signed=True, stacklevel=2)
 
 
+def demographic_parity_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    r"""Fairlearn's demographic parity difference: :math:`\max_s P(\hat Y=1 \mid S=s) - \min_s P(\hat Y=1 \mid
+    S=s)`, the largest minus the smallest selection rate over the groups (equal to our ``independence`` gap and
+    to ``fairlearn.metrics.demographic_parity_difference``). 0 means every group is selected equally often.
+
+    ``sensitive_features`` holds one group per sample, or several columns (intersectional groups, see the module
+    docstring). Raises :class:`FastfairError` as :func:`fairness_gaps`.
+    """
+    data = _prepare(y_true, y_pred, sensitive_features)
+    return _fairlearn_values(data, stacklevel=None)["demographic_parity_difference"]
+
+
+def demographic_parity_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any) -> float:
+    r"""Fairlearn's demographic parity ratio: :math:`\min_s \mathrm{sel}_s / \max_s \mathrm{sel}_s \in [0, 1]`
+    with :math:`\mathrm{sel}_s = P(\hat Y=1 \mid S=s)`; 1 means equal selection rates. Below
+    :data:`FOUR_FIFTHS` (0.8) the four-fifths rule of adverse impact is violated.
+
+    Equals ``fairlearn.metrics.demographic_parity_ratio`` except when no group is ever selected: the rates are
+    then all 0, equal, and the ratio is 1 (Fairlearn: NaN). Raises :class:`FastfairError` as
+    :func:`fairness_gaps`.
+    """
+    data = _prepare(y_true, y_pred, sensitive_features)
+    return _fairlearn_values(data, stacklevel=None)["demographic_parity_ratio"]
+
+
+def equalized_odds_difference(
+    y_true: Any, y_pred: Any, *, sensitive_features: Any, agg: str = "worst_case"
+) -> float:
+    r"""Fairlearn's equalized odds difference: :math:`\max(\Delta\mathrm{TPR}, \Delta\mathrm{FPR})` where
+    :math:`\Delta r = \max_s r_s - \min_s r_s` (``agg="mean"``: the mean of the two), equal to
+    ``fairlearn.metrics.equalized_odds_difference``. 0 means equal TPR and FPR in every group.
+
+    NaN with a :class:`FairnessWarning` when TPR or FPR is undefined in some group (no y=1, or no y=0, in it;
+    Fairlearn counts such a rate as 0). Raises :class:`FastfairError` as :func:`fairness_gaps`, and for an
+    unknown ``agg``.
+    """
+    data = _prepare(y_true, y_pred, sensitive_features)
+    return _fairlearn_values(data, agg=agg, stacklevel=2)["equalized_odds_difference"]
+
+
+def equalized_odds_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any, agg: str = "worst_case") -> float:
+    r"""Fairlearn's equalized odds ratio: :math:`\min(\rho_\mathrm{TPR}, \rho_\mathrm{FPR})` where
+    :math:`\rho_r = \min_s r_s / \max_s r_s` (1 when :math:`\max_s r_s = 0`; ``agg="mean"``: the mean of the
+    two), equal to ``fairlearn.metrics.equalized_odds_ratio`` wherever that is defined. 1 means equal TPR and FPR.
+
+    NaN with a :class:`FairnessWarning` when TPR or FPR is undefined in some group, as
+    :func:`equalized_odds_difference`.
+    """
+    data = _prepare(y_true, y_pred, sensitive_features)
+    return _fairlearn_values(data, agg=agg, stacklevel=2)["equalized_odds_ratio"]
+
+
 def group_table(
     y_true: Any,
     y_pred: Any,
@@ -382,9 +623,14 @@ def group_table(
     return table
 
 
-def classification_summary(y_true: Any, y_pred: Any, sensitive: Any, scores: Any = None) -> dict[str, float]:
+def classification_summary(
+    y_true: Any, y_pred: Any, sensitive: Any, scores: Any = None
+) -> dict[str, float | bool]:
     """Flat summary for results tables and JSON: pooled ``accuracy``, pooled ``auc`` (only when scores are
-    given) and the five absolute gaps of :func:`fairness_gaps`, all Python floats.
+    given), the five absolute gaps of :func:`fairness_gaps`, Fairlearn's four between-group values
+    (:data:`FAIRLEARN_KEYS`: ``demographic_parity_difference``, ``demographic_parity_ratio``,
+    ``equalized_odds_difference``, ``equalized_odds_ratio``), all Python floats, and the four-fifths flag
+    ``four_fifths_violated`` (a bool: ``demographic_parity_ratio < 0.8``).
 
     Warns
     -----
@@ -393,13 +639,16 @@ def classification_summary(y_true: Any, y_pred: Any, sensitive: Any, scores: Any
     """
     data = _prepare(y_true, y_pred, sensitive, scores)
     pooled = _rates(data.cells.sum(axis=0, keepdims=True))
-    out: dict[str, float] = {"accuracy": float(pooled["accuracy"][0])}
+    out: dict[str, float | bool] = {"accuracy": float(pooled["accuracy"][0])}
     if data.scores is not None:
         auc = _overall_auc(data)
         if np.isnan(auc):
             warnings.warn("auc is NaN: y_true holds only one class", FairnessWarning, stacklevel=2)
         out["auc"] = auc
     out.update(_gaps(data, signed=False, stacklevel=2))
+    fairlearn = _fairlearn_values(data, stacklevel=None)  # an undefined TPR / FPR was warned about just above
+    out.update(fairlearn)
+    out[FOUR_FIFTHS_KEY] = bool(fairlearn["demographic_parity_ratio"] < FOUR_FIFTHS)
     return out
 
 
@@ -428,3 +677,118 @@ def _group_index(
     if len(set(names)) != len(names):
         raise FastfairError(f"group_names gives duplicate row names: {names!r}")
     return names
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bootstrap
+# ----------------------------------------------------------------------------------------------------------
+#: Resamples of :func:`bootstrap_intervals` unless told otherwise.
+BOOTSTRAP_RESAMPLES = 1000
+#: Coverage of the bootstrap intervals.
+BOOTSTRAP_LEVEL = 0.95
+#: Most resampled values (resamples x rows) held in memory at once.
+_CHUNK_VALUES = 2_000_000
+
+
+def bootstrap_resamples(codes: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``(resamples, n)`` row indices: each resample draws, for every group, n_g of its rows with replacement.
+
+    Row ``j`` of a resample is drawn from the group of row ``j`` (uniformly among that group's rows), so each
+    resample has exactly the group sizes of ``codes``.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    by_group = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.cumsum(sizes) - sizes
+    start, size = starts[codes], sizes[codes]
+    u = rng.random((resamples, len(codes)))
+    offset = np.minimum(np.floor(u * size).astype(np.int64), size - 1)
+    return by_group[start + offset]
+
+
+def resampled_statistics(
+    y: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, codes: np.ndarray, picks: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The :data:`SUMMARY_STATISTICS` of each resample (rows ``picks``, shape (B, n)), as (B,) arrays: accuracy,
+    AUC, the five absolute gaps and Fairlearn's four values.
+
+    Exactly the numbers of :func:`classification_summary` of each resample (NaN where a statistic is
+    undefined), computed for all resamples at once (see "Bootstrap" in the module docstring). ``codes`` are
+    group codes ``0 .. k-1``, all present.
+    """
+    y, y_pred, codes = (np.asarray(a, dtype=np.int64) for a in (y, y_pred, codes))
+    B, n = picks.shape
+    k = int(codes.max()) + 1
+    flat = np.arange(B)[:, None] * (4 * k) + codes[picks] * 4 + y[picks] * 2 + y_pred[picks]
+    cells = np.bincount(flat.ravel(), minlength=B * 4 * k).reshape(B, k, 4).astype(np.float64)
+    tn, fp, fn, tp = (cells[..., j] for j in range(4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = {
+            "selection_rate": (tp + fp) / (tn + fp + fn + tp),
+            "tpr": tp / (tp + fn),
+            "fpr": fp / (fp + tn),
+            "ppv": tp / (tp + fp),
+            "for": fn / (fn + tn),
+        }
+    out = {"accuracy": (tp + tn).sum(axis=1) / n, "auc": _resampled_auc(y, scores, picks)}
+    for key, rate in GAP_RATES.items():
+        r = rates[rate]
+        gap = r.max(axis=1) - r.min(axis=1)  # NaN as soon as one group's rate is undefined
+        out[key] = np.where(np.isnan(r).any(axis=1), np.nan, gap)
+    out.update(_between_groups(rates))
+    return out
+
+
+def _resampled_auc(y: np.ndarray, scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC (mid-ranks for ties) of each resample, from the multiplicities of the sorted rows."""
+    B, n = picks.shape
+    order = np.argsort(scores, kind="stable")
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    sorted_scores, sorted_y = scores[order], y[order].astype(np.float64)
+    blocks = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    counts = np.bincount((np.arange(B)[:, None] * n + position[picks]).ravel(), minlength=B * n).reshape(B, n)
+    positives = np.add.reduceat(counts * sorted_y, blocks, axis=1)
+    negatives = np.add.reduceat(counts * (1.0 - sorted_y), blocks, axis=1)
+    below = np.cumsum(negatives, axis=1) - negatives
+    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
+
+
+def bootstrap_intervals(
+    y: np.ndarray,
+    y_pred: np.ndarray,
+    scores: np.ndarray,
+    codes: np.ndarray,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = BOOTSTRAP_LEVEL,
+) -> dict[str, dict[str, float | int]]:
+    """Percentile bootstrap intervals of :data:`SUMMARY_STATISTICS`: ``{stat: {"low", "high", "defined"}}``.
+
+    ``resamples`` resamples within groups (:func:`bootstrap_resamples`) from ``numpy.random.default_rng(seed)``,
+    processed in chunks; ``defined`` counts the resamples where the statistic exists (``low`` and ``high`` are
+    NaN when none does).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    chunk = max(1, _CHUNK_VALUES // max(n, 1))
+    values: dict[str, list[np.ndarray]] = {s: [] for s in SUMMARY_STATISTICS}
+    done = 0
+    while done < resamples:
+        b = min(chunk, resamples - done)
+        stats = resampled_statistics(y, y_pred, scores, codes, bootstrap_resamples(codes, b, rng))
+        for s in SUMMARY_STATISTICS:
+            values[s].append(stats[s])
+        done += b
+    tail = (1.0 - level) / 2.0
+    out: dict[str, dict[str, float | int]] = {}
+    for s in SUMMARY_STATISTICS:
+        v = np.concatenate(values[s])
+        v = v[np.isfinite(v)]
+        low, high = np.quantile(v, [tail, 1.0 - tail]) if len(v) else (np.nan, np.nan)
+        out[s] = {"low": float(low), "high": float(high), "defined": len(v)}
+    return out

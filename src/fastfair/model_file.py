@@ -25,7 +25,8 @@ The header holds
 * ``target``: the label column, its values and their names in code order (code ``k`` is ``values[k]``; for a
   binary target code 1 is the positive class, ``positive`` = 1), so a prediction is reported as the original
   label value;
-* ``sensitive``: the group column and group names;
+* ``sensitive``: the group columns (``columns``: one, or several for intersectional groups, whose names join
+  the values with ``"|"``), ``column`` (the one column, or None when there are several) and the group names;
 * ``dataset``: where the training data came from -- a bundled dataset by name, seed and options (its pipeline
   is known by them), or a CSV file by name, sha256, seed and options -- so that its splits can be rebuilt;
 * ``training``: the training configuration, and ``history``, its per-epoch record;
@@ -150,7 +151,7 @@ def _header(model: nn.Module, config: TrainConfig, data: Dataset, history: Seque
         names == list(data.feature_names),
         f"cannot describe the features of dataset {data.name!r} for a model file (their encoding is unknown)",
     )
-    target_column, values, sensitive_column = _columns_of(data)
+    target_column, values, sensitive_columns = _columns_of(data)
     info = data.info
     kind = "csv" if data.name.startswith("csv:") else "bundled"
     dataset: dict[str, Any] = {
@@ -182,7 +183,11 @@ def _header(model: nn.Module, config: TrainConfig, data: Dataset, history: Seque
             "standardized": bool(data.standardized),
         },
         "target": {"column": target_column, "values": values, "names": list(data.label_names), "positive": 1},
-        "sensitive": {"column": sensitive_column, "groups": list(data.group_names)},
+        "sensitive": {
+            "column": sensitive_columns[0] if len(sensitive_columns) == 1 else None,
+            "columns": sensitive_columns,
+            "groups": list(data.group_names),
+        },
         "dataset": dataset,
         "training": config.to_dict(),
         "history": [dict(h) for h in history],
@@ -209,17 +214,24 @@ def _encoding_of(data: Dataset) -> list[dict[str, Any]]:
     return [{"column": name, "kind": NUMERIC} for name in data.feature_names]
 
 
-def _columns_of(data: Dataset) -> tuple[str | None, list[Any], str | None]:
-    """Label column, label values in code order, and group column of a dataset."""
+def _columns_of(data: Dataset) -> tuple[str | None, list[Any], list[str]]:
+    """Label column, label values in code order, and the group columns (one, or several) of a dataset."""
     options = data.info.get("options", {})
     if data.name.startswith("csv:"):
         values = data.info.get("label_values", list(data.label_names))
-        return options.get("target"), list(values), options.get("sensitive")
+        return options.get("target"), list(values), _as_columns(options.get("sensitive"))
     known = _BUNDLED_COLUMNS.get(data.name, {})
-    sensitive = known.get("sensitive")
+    sensitive = _as_columns(known.get("sensitive"))
     if data.name == "adult":
-        sensitive = "sex" if options.get("sensitive", "sex") == "sex" else "race"
+        sensitive = ["sex" if a == "sex" else "race" for a in _as_columns(options.get("sensitive", "sex"))]
     return known.get("target"), list(known.get("values", data.label_names)), sensitive
+
+
+def _as_columns(sensitive: Any) -> list[str]:
+    """A sensitive option (a name, a list of names, or None) as a list of names."""
+    if sensitive is None:
+        return []
+    return [sensitive] if isinstance(sensitive, str) else [str(c) for c in sensitive]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -280,8 +292,17 @@ class SavedModel:
 
     @property
     def sensitive_column(self) -> str | None:
-        """The group column of the training data."""
-        return self.header["sensitive"]["column"]
+        """The group column of the training data (None when its groups combine several columns)."""
+        return self.header["sensitive"].get("column")
+
+    @property
+    def sensitive_columns(self) -> list[str]:
+        """The group columns of the training data: one, or several whose combinations are the groups (a file
+        written before several were possible records only ``column``)."""
+        sensitive = self.header["sensitive"]
+        if "columns" in sensitive:
+            return _as_columns(sensitive["columns"])
+        return _as_columns(sensitive.get("column"))
 
     @property
     def group_names(self) -> list[str]:
@@ -561,6 +582,16 @@ def _check_header(header: dict[str, Any], where: str) -> None:
     require(
         encoded_names(encoding) == features["names"] and len(features["names"]) == model["n_features"],
         f"{where}: the feature encoding does not give the model's {model['n_features']} inputs",
+    )
+    sensitive = header["sensitive"]
+    require(
+        sensitive.get("column") is None or isinstance(sensitive["column"], str),
+        f"{where}: header entry 'sensitive.column' is malformed",
+    )
+    require(
+        "columns" not in sensitive
+        or (isinstance(sensitive["columns"], list) and all(isinstance(c, str) for c in sensitive["columns"])),
+        f"{where}: header entry 'sensitive.columns' is malformed",
     )
     target = header["target"]
     require(

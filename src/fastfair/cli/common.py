@@ -54,6 +54,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_source_arguments(group)
 
 
+class SensitiveColumns(argparse.Action):
+    """``--sensitive COL [COL ...]``: one column is kept as its name (a string), several as a list."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
     """``--data CSV --target COL --sensitive COL [--features ...] [--positive V]`` and ``--data-option``: what
     ``train`` and ``sweep`` share besides their ``--dataset`` (one name, or several)."""
@@ -62,7 +69,12 @@ def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--sensitive",
         metavar="COL",
-        help="sensitive column of --data; with --dataset adult: sex (default), race or race_all",
+        nargs="+",
+        action=SensitiveColumns,
+        help=(
+            "sensitive column of --data; with --dataset adult: sex (default), race or race_all. Several (--sensitive "
+            "sex race) give intersectional groups, the combinations of their values (e.g. Female|White)"
+        ),
     )
     group.add_argument("--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)")
     group.add_argument("--positive", metavar="VALUE", help="the positive label value of --target")

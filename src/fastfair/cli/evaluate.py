@@ -4,16 +4,10 @@ Accuracy, AUC and the five fairness gaps (:func:`fastfair.metrics.classification
 ``fastfair train`` reports) with bootstrap 95% confidence intervals, the group sizes and per-group table, and
 optionally the robustness per group at given radii.
 
-Bootstrap (:func:`bootstrap_intervals`): ``B`` resamples of the rows, each drawn with replacement **within
-each group** (the group sizes n_g stay fixed, so every resample holds every group: the gaps compare the same
-groups), seeded. A statistic's interval is the percentile interval of its ``B`` resampled values,
-[q_{2.5%}, q_{97.5%}], over the resamples where it is defined (a gap is undefined when a rate's conditioning
-cell is empty in some group of a resample; the count of defined resamples is reported). The resampled
-statistics are computed for all resamples at once from the per-resample confusion cells (one
-``np.bincount``) and, for AUC, from the per-resample multiplicities of the score-sorted rows: with ties grouped
-into blocks of equal score, AUC = Σ_blocks P_b (N_{<b} + ½ N_b) / (P N), the Mann-Whitney statistic with
-mid-ranks, where P_b and N_b are the resampled positives and negatives in block b and N_{<b} the negatives
-in lower blocks.
+Bootstrap: :func:`fastfair.metrics.bootstrap_intervals`, ``B`` resamples drawn with replacement within each
+group (the group sizes stay fixed), seeded; percentile intervals over the resamples where a statistic is defined.
+Fairlearn's names (``demographic_parity_difference``, ``demographic_parity_ratio`` with the four-fifths flag,
+``equalized_odds_difference``, ``equalized_odds_ratio``) are reported beside the gaps, with intervals too.
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
 from ..model_file import SavedModel, load_model
 from ..robustness import group_robustness, robustness_figure
-from ..vocabulary import GAP_KEYS, GAP_RATES, SPLITS
+from ..vocabulary import GAP_KEYS, SPLITS
 from .common import add_command, check_out_dir, format_table
 
 HELP = "audit a saved model on a bundled split or a CSV: accuracy, AUC, gaps with bootstrap CIs, robustness"
@@ -53,19 +47,20 @@ EPILOG = (
     "trained on, checked by its sha256), so the point estimates equal those of `fastfair train` on that split\n"
     "(train: all its rows, also when --train-size trained on fewer). On a CSV without --split, every row is\n"
     "evaluated: the target and sensitive columns are the training ones unless --target / --sensitive name\n"
-    "others; the groups are the sensitive column's values. Bootstrap: --bootstrap B resamples (default\n"
-    "1000) drawn within each group, seeded by --seed; percentile intervals. --out DIR writes evaluation.json,\n"
-    "summary.csv, groups.csv, evaluation.png (and robustness.csv, robustness.png with --radii) as one set."
+    "others; the groups are the sensitive column's values (with several columns, the combinations of their\n"
+    "values, named like Female|White). Bootstrap: --bootstrap B resamples (default 1000) drawn within each\n"
+    "group, seeded by --seed; percentile intervals. Beside the gaps: Fairlearn's demographic_parity_difference,\n"
+    "demographic_parity_ratio (the four-fifths rule: violated below 0.8), equalized_odds_difference and\n"
+    "equalized_odds_ratio. --out DIR writes evaluation.json, summary.csv, groups.csv, evaluation.png (and\n"
+    "robustness.csv, robustness.png with --radii) as one set."
 )
 
 #: Resamples of the bootstrap unless --bootstrap says otherwise.
-DEFAULT_RESAMPLES = 1000
+DEFAULT_RESAMPLES = metrics.BOOTSTRAP_RESAMPLES
 #: Coverage of the bootstrap intervals.
-LEVEL = 0.95
-#: Most resampled values (resamples x rows) held in memory at once.
-_CHUNK_VALUES = 2_000_000
+LEVEL = metrics.BOOTSTRAP_LEVEL
 #: The statistics of the summary, in order.
-STATISTICS = ("accuracy", "auc", *GAP_KEYS)
+STATISTICS = metrics.SUMMARY_STATISTICS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--data", metavar="CSV", help="a CSV file: the training file (with --split) or new rows")
     data.add_argument("--split", choices=SPLITS, help="a split of the training data (default with --dataset: test)")
     data.add_argument("--target", metavar="COL", help="label column of --data (default: the training one)")
-    data.add_argument("--sensitive", metavar="COL", help="group column of --data (default: the training one)")
+    data.add_argument(
+        "--sensitive",
+        metavar="COL",
+        nargs="+",
+        help="group column(s) of --data; several give their combinations as groups (default: the training ones)",
+    )
     stats = p.add_argument_group("statistics")
     stats.add_argument(
         "--bootstrap", type=int, default=DEFAULT_RESAMPLES, metavar="B", help="resamples (default: %(default)s)"
@@ -90,110 +90,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--out", metavar="DIR", help="write evaluation.json, summary.csv, groups.csv and figures here")
     out.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out DIR")
     p.set_defaults(run=run)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The bootstrap
-# ----------------------------------------------------------------------------------------------------------
-def bootstrap_resamples(codes: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``(resamples, n)`` row indices: each resample draws, for every group, n_g of its rows with replacement.
-
-    Row ``j`` of a resample is drawn from the group of row ``j`` (uniformly among that group's rows), so each
-    resample has exactly the group sizes of ``codes``.
-    """
-    codes = np.asarray(codes, dtype=np.int64)
-    by_group = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes)
-    starts = np.cumsum(sizes) - sizes
-    start, size = starts[codes], sizes[codes]
-    u = rng.random((resamples, len(codes)))
-    offset = np.minimum(np.floor(u * size).astype(np.int64), size - 1)
-    return by_group[start + offset]
-
-
-def resampled_statistics(
-    y: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, codes: np.ndarray, picks: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Accuracy, AUC and the five absolute gaps of each resample (rows ``picks``, shape (B, n)), as (B,) arrays.
-
-    Exactly :func:`fastfair.metrics.classification_summary` of each resample (NaN where a statistic is
-    undefined), computed for all resamples at once (see the module docstring).
-    """
-    y, y_pred, codes = (np.asarray(a, dtype=np.int64) for a in (y, y_pred, codes))
-    B, n = picks.shape
-    k = int(codes.max()) + 1
-    flat = np.arange(B)[:, None] * (4 * k) + codes[picks] * 4 + y[picks] * 2 + y_pred[picks]
-    cells = np.bincount(flat.ravel(), minlength=B * 4 * k).reshape(B, k, 4).astype(np.float64)
-    tn, fp, fn, tp = (cells[..., j] for j in range(4))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rates = {
-            "selection_rate": (tp + fp) / (tn + fp + fn + tp),
-            "tpr": tp / (tp + fn),
-            "fpr": fp / (fp + tn),
-            "ppv": tp / (tp + fp),
-            "for": fn / (fn + tn),
-        }
-    out = {"accuracy": (tp + tn).sum(axis=1) / n, "auc": _resampled_auc(y, scores, picks)}
-    for key, rate in GAP_RATES.items():
-        r = rates[rate]
-        gap = r.max(axis=1) - r.min(axis=1)  # NaN as soon as one group's rate is undefined
-        out[key] = np.where(np.isnan(r).any(axis=1), np.nan, gap)
-    return out
-
-
-def _resampled_auc(y: np.ndarray, scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC (mid-ranks for ties) of each resample, from the multiplicities of the sorted rows."""
-    B, n = picks.shape
-    order = np.argsort(scores, kind="stable")
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    sorted_scores, sorted_y = scores[order], y[order].astype(np.float64)
-    blocks = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    counts = np.bincount((np.arange(B)[:, None] * n + position[picks]).ravel(), minlength=B * n).reshape(B, n)
-    positives = np.add.reduceat(counts * sorted_y, blocks, axis=1)
-    negatives = np.add.reduceat(counts * (1.0 - sorted_y), blocks, axis=1)
-    below = np.cumsum(negatives, axis=1) - negatives
-    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
-    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
-
-
-def bootstrap_intervals(
-    y: np.ndarray,
-    y_pred: np.ndarray,
-    scores: np.ndarray,
-    codes: np.ndarray,
-    *,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = LEVEL,
-) -> dict[str, dict[str, float | int]]:
-    """Percentile bootstrap intervals of :data:`STATISTICS`: ``{stat: {"low", "high", "defined"}}``.
-
-    ``resamples`` resamples within groups (:func:`bootstrap_resamples`) from ``numpy.random.default_rng(seed)``,
-    processed in chunks; ``defined`` counts the resamples where the statistic exists (``low`` and ``high`` are
-    NaN when none does).
-    """
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    chunk = max(1, _CHUNK_VALUES // max(n, 1))
-    values: dict[str, list[np.ndarray]] = {s: [] for s in STATISTICS}
-    done = 0
-    while done < resamples:
-        b = min(chunk, resamples - done)
-        stats = resampled_statistics(y, y_pred, scores, codes, bootstrap_resamples(codes, b, rng))
-        for s in STATISTICS:
-            values[s].append(stats[s])
-        done += b
-    tail = (1.0 - level) / 2.0
-    out: dict[str, dict[str, float | int]] = {}
-    for s in STATISTICS:
-        v = np.concatenate(values[s])
-        v = v[np.isfinite(v)]
-        low, high = np.quantile(v, [tail, 1.0 - tail]) if len(v) else (np.nan, np.nan)
-        out[s] = {"low": float(low), "high": float(high), "defined": len(v)}
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -255,9 +151,10 @@ def _rows(saved: SavedModel, args: argparse.Namespace) -> dict[str, Any]:
         return _from_split(part, source=f"{source} {args.split}", name=args.split)
     frame = read_csv_frame(args.data)
     target = args.target or saved.target_column
-    sensitive = args.sensitive or saved.sensitive_column
-    for role, col, flag in (("label", target, "--target"), ("group", sensitive, "--sensitive")):
-        require(col is not None, f"the model file names no {role} column; give it with {flag}")
+    sensitive = list(args.sensitive or saved.sensitive_columns)
+    require(target is not None, "the model file names no label column; give it with --target")
+    require(len(sensitive) > 0, "the model file names no group column; give it with --sensitive")
+    for role, col, flag in (("label", target, "--target"), *(("group", c, "--sensitive") for c in sensitive)):
         require(
             col in frame.columns,
             f"{role} column {col!r} not found in {source}; name the {role} column with {flag}",
@@ -283,7 +180,7 @@ def evaluate_rows(
     summary = metrics.classification_summary(y, y_pred, names, scores=scores)
     table = metrics.group_table(y, y_pred, s, scores=scores, group_names=dict(enumerate(groups)))
     present = np.unique(s)
-    ci = bootstrap_intervals(y, y_pred, scores, np.searchsorted(present, s), resamples=resamples, seed=seed)
+    ci = metrics.bootstrap_intervals(y, y_pred, scores, np.searchsorted(present, s), resamples=resamples, seed=seed)
     report: dict[str, Any] = {
         "model": None,
         "trained_on": saved.dataset_name,
@@ -334,9 +231,10 @@ def render_text(report: dict[str, Any], tables: dict[str, Any]) -> str:
         f"model trained on {report['trained_on']}, evaluated on {report['data']}: {report['rows']} rows; "
         f"groups (rows): {sizes}; positive class {report['labels']['positive']!r}",
         "",
-        f"accuracy, AUC and fairness gaps (max - min over groups), bootstrap {round(100 * b['level'])}% CIs "
-        f"({b['resamples']} resamples within groups, seed {b['seed']}):",
+        "accuracy, AUC, fairness gaps (max - min over groups) and Fairlearn's names (between groups), "
+        f"bootstrap {round(100 * b['level'])}% CIs ({b['resamples']} resamples within groups, seed {b['seed']}):",
         format_table(tables["summary"]),
+        four_fifths_line(report["summary"]),
         "",
         "per-group rates:",
         format_table(tables["groups"]),
@@ -344,6 +242,17 @@ def render_text(report: dict[str, Any], tables: dict[str, Any]) -> str:
     if tables["robustness"] is not None:
         lines += ["", "robustness per group:", format_table(tables["robustness"].set_index(["radius", "group"]))]
     return "\n".join(lines)
+
+
+def four_fifths_line(summary: dict[str, Any]) -> str:
+    """One line on the four-fifths rule: the demographic parity ratio against 0.8."""
+    ratio = summary["demographic_parity_ratio"]
+    verdict = "VIOLATED" if summary[metrics.FOUR_FIFTHS_KEY] else "met"
+    return (
+        f"four-fifths rule {verdict}: demographic_parity_ratio {ratio:.3f} "
+        f"({'<' if summary[metrics.FOUR_FIFTHS_KEY] else '>='} {metrics.FOUR_FIFTHS:g}; lowest / highest selection "
+        "rate over the groups)"
+    )
 
 
 def _write(out_dir: Path, report: dict[str, Any], tables: dict[str, Any], *, replace: bool) -> None:

@@ -13,6 +13,7 @@ from scipy.special import expit
 
 from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
+from ..metrics import FAIRLEARN_KEYS, FOUR_FIFTHS_KEY
 from ..model_file import model_file_bytes
 from ..training import evaluate, inner_diagnostics, train
 from ..vocabulary import BASELINE, GAP_KEYS
@@ -108,6 +109,9 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
         "",
         "accuracy and fairness gaps (absolute, max - min over groups):",
         format_table(pd.DataFrame(rows).T),
+        "",
+        "the same by Fairlearn's names (between groups; four-fifths rule: demographic_parity_ratio >= 0.8):",
+        fairlearn_table({names[s]: report[s] for s in evaluation}),
     ]
     for split, ev in evaluation.items():
         lines += ["", f"per-group rates, {names[split]}:", format_table(ev["groups"])]
@@ -126,6 +130,16 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
+
+
+def fairlearn_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """Fairlearn's four between-group values (rows) per split (columns), and the four-fifths verdict."""
+    frame = pd.DataFrame(
+        {name: {k: summary.get(k) for k in FAIRLEARN_KEYS} for name, summary in summaries.items()}, dtype=float
+    )
+    text = frame.map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
+    text.loc["four-fifths rule"] = ["VIOLATED" if s.get(FOUR_FIFTHS_KEY) else "met" for s in summaries.values()]
+    return text.to_string()
 
 
 def run(args: argparse.Namespace) -> int:

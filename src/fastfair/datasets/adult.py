@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FastfairError, require
+from ..metrics import intersect_codes
 from ._bundled import data_dir, file_record, read_bundled
 from ._common import check_bool, check_fraction, make_dataset, strata_codes, stratified_split
 from ._containers import Dataset
@@ -85,17 +86,16 @@ def load_adult(seed: int, options: dict[str, Any]) -> Dataset:
 
     Options: ``features`` (``"default"``, ``"all"`` or a list of Adult column names; categoricals are one-hot
     encoded with categories fitted on TRAIN), ``sensitive`` (``"sex"`` → groups (Female, Male); ``"race"``
-    → (non-white, white); ``"race_all"`` → the five race groups in alphabetical order), ``val_fraction``
+    → (non-white, white); ``"race_all"`` → the five race groups in alphabetical order; a list such as
+    ``["sex", "race"]`` → the intersectional groups, e.g. ``"Female|non-white"``, in lexicographic order),
+    ``val_fraction``
     (0.2, stratified by (y, s)), ``missing`` (``"any"`` or ``"used"``, see the module docstring),
     ``standardize`` (True).
     """
-    sensitive = options["sensitive"]
-    require(
-        isinstance(sensitive, str) and sensitive in SENSITIVE,
-        f"unknown sensitive attribute {sensitive!r} for adult; choose one of {', '.join(SENSITIVE)}",
-    )
-    sens_col = "sex" if sensitive == "sex" else "race"
-    features = _resolve_features(options["features"], sens_col)
+    sensitive = _check_sensitive(options["sensitive"])
+    attributes = [sensitive] if isinstance(sensitive, str) else sensitive
+    sens_cols = ["sex" if a == "sex" else "race" for a in attributes]
+    features = _resolve_features(options["features"], sens_cols)
     val_fraction = check_fraction("val_fraction", options["val_fraction"])
     missing = options["missing"]
     require(missing in ("any", "used"), f"missing must be 'any' or 'used', got {missing!r}")
@@ -103,12 +103,11 @@ def load_adult(seed: int, options: dict[str, Any]) -> Dataset:
 
     pool, test = _adult_frames(str(data_dir()))
     n_pool_raw, n_test_raw = len(pool), len(test)
-    check_cols = list(COLUMNS) if missing == "any" else [*features, sens_col]
+    check_cols = list(COLUMNS) if missing == "any" else [*features, *sens_cols]
     pool = pool.loc[pool[check_cols].notna().all(axis=1)]
     test = test.loc[test[check_cols].notna().all(axis=1)]
 
-    y_pool, s_pool, groups = _labels(pool, sensitive)
-    y_test, s_test, _ = _labels(test, sensitive)
+    y_pool, s_pool, y_test, s_test, groups = _labels_and_groups(pool, test, attributes)
     rng = np.random.default_rng(seed)
     train_idx, val_idx = stratified_split(strata_codes(y_pool, s_pool), [val_fraction], rng)
     train, val = pool.iloc[train_idx], pool.iloc[val_idx]
@@ -120,7 +119,7 @@ def load_adult(seed: int, options: dict[str, Any]) -> Dataset:
         "seed": seed,
         "options": {
             "features": list(features),
-            "sensitive": sensitive,
+            "sensitive": sensitive if isinstance(sensitive, str) else list(sensitive),
             "val_fraction": val_fraction,
             "missing": missing,
             "standardize": standardize,
@@ -182,6 +181,51 @@ def _parse(raw: bytes, name: str) -> pd.DataFrame:
     return frame
 
 
+def _check_sensitive(sensitive: Any) -> str | list[str]:
+    """One attribute of :data:`SENSITIVE`, or a list of several (intersectional groups); race and race_all are
+    two groupings of the same column and do not go together."""
+    if isinstance(sensitive, (list, tuple)) and len(sensitive) == 1:
+        sensitive = sensitive[0]
+    choices = ", ".join(SENSITIVE)
+    if isinstance(sensitive, str):
+        require(sensitive in SENSITIVE, f"unknown sensitive attribute {sensitive!r} for adult; choose one of {choices}")
+        return sensitive
+    require(
+        isinstance(sensitive, (list, tuple)) and len(sensitive) > 1 and all(isinstance(a, str) for a in sensitive),
+        f"sensitive must be one of {choices}, or a list of them, got {sensitive!r}",
+    )
+    for attribute in sensitive:
+        require(attribute in SENSITIVE, f"unknown sensitive attribute {attribute!r} for adult; choose from {choices}")
+    require(len(set(sensitive)) == len(sensitive), f"sensitive lists an attribute twice: {list(sensitive)!r}")
+    require(
+        not {"race", "race_all"} <= set(sensitive),
+        "race and race_all group the same column; give one of them with sex",
+    )
+    return list(sensitive)
+
+
+def _labels_and_groups(
+    pool: pd.DataFrame, test: pd.DataFrame, attributes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Labels and group codes of the pool (adult.data) and test rows, and the group names. Several attributes
+    give the intersectional groups of both files together (:func:`fastfair.metrics.intersect_codes`), so that a
+    code means the same group in every split."""
+    y_pool, y_test = pool["income"].to_numpy(dtype=np.int64), test["income"].to_numpy(dtype=np.int64)
+    if len(attributes) == 1:
+        _, s_pool, groups = _labels(pool, attributes[0])
+        _, s_test, _ = _labels(test, attributes[0])
+        return y_pool, s_pool, y_test, s_test, groups
+    codes, labels = [], []
+    for attribute in attributes:
+        _, a_pool, names = _labels(pool, attribute)
+        _, a_test, _ = _labels(test, attribute)
+        codes.append(np.concatenate([a_pool, a_test]))
+        labels.append(names)
+    combined, groups = intersect_codes(codes, labels, columns=attributes)
+    combined = combined.astype(np.int64)
+    return y_pool, combined[: len(pool)], y_test, combined[len(pool) :], groups
+
+
 def _labels(frame: pd.DataFrame, sensitive: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     y = frame["income"].to_numpy(dtype=np.int64)
     if sensitive == "sex":
@@ -199,7 +243,7 @@ def _labels(frame: pd.DataFrame, sensitive: str) -> tuple[np.ndarray, np.ndarray
     return y, s, groups
 
 
-def _resolve_features(features: Any, sens_col: str) -> tuple[str, ...]:
+def _resolve_features(features: Any, sens_cols: Sequence[str]) -> tuple[str, ...]:
     if isinstance(features, str):
         require(
             features in ("default", "all"),
@@ -207,7 +251,7 @@ def _resolve_features(features: Any, sens_col: str) -> tuple[str, ...]:
         )
         if features == "default":
             return DEFAULT_FEATURES
-        return tuple(c for c in ALL_FEATURES if c != sens_col)
+        return tuple(c for c in ALL_FEATURES if c not in sens_cols)
     require(
         isinstance(features, Sequence) and len(features) > 0 and all(isinstance(f, str) for f in features),
         f"features must be 'default', 'all' or a non-empty list of Adult columns, got {features!r}",
@@ -218,7 +262,8 @@ def _resolve_features(features: Any, sens_col: str) -> tuple[str, ...]:
         not unknown, f"unknown Adult column(s) {', '.join(map(repr, unknown))}; choices: {', '.join(usable)}"
     )
     require(len(set(features)) == len(features), "features lists a column twice")
-    require(sens_col not in features, f"the sensitive column {sens_col!r} cannot also be a feature")
+    for col in sens_cols:
+        require(col not in features, f"the sensitive column {col!r} cannot also be a feature")
     return tuple(features)
 
 

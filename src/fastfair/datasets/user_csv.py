@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import FastfairError, require
+from ..errors import FastfairError, one_line, require
+from ..metrics import intersect_codes
 from ._common import (
     check_bool,
     check_seed,
@@ -50,7 +51,7 @@ def load_csv(
     path: str | os.PathLike[str],
     *,
     target: str,
-    sensitive: str,
+    sensitive: str | Sequence[str],
     features: Sequence[str] | None = None,
     positive: Any = None,
     seed: int = 0,
@@ -75,10 +76,15 @@ def load_csv(
         sorted order is not the meaning. Either way the choice is recorded: ``label_names`` (and
         ``info["label_names"]``) is ``(negative, positive)`` as text, e.g. ``("no", "yes")``, or
         ``("not 2", "2")`` for one-vs-rest.
-    sensitive : str
-        Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``. The
-        rule, checked when the file is loaded, guarantees that every group occurs in train, validation and
-        test (so nothing computed per group can fail later):
+    sensitive : str or list of str
+        Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``.
+        **Several columns** (``["sex", "race"]``) give intersectional groups: a row's group is the combination
+        of its values, named by their texts joined with ``"|"`` (``"Female|White"``); the groups are the
+        combinations that occur, in lexicographic order of the per-column sorted values
+        (:func:`fastfair.metrics.intersect_codes`, the groups of Fairlearn's ``MetricFrame`` with several
+        sensitive features, less its empty combinations). The rule below then applies to the combinations,
+        and an error names the combination. The rule, checked when the file is loaded, guarantees that every
+        group occurs in train, validation and test (so nothing computed per group can fail later):
 
         * at least 2 and at most ``MAX_GROUPS`` (50) distinct values; more look like a continuous column, to
           be binned into a few groups first;
@@ -136,18 +142,16 @@ def load_csv(
     seed = check_seed(seed)
     standardize = check_bool("standardize", standardize)
     require(isinstance(target, str) and target != "", f"target must be a column name, got {target!r}")
-    require(
-        isinstance(sensitive, str) and sensitive != "", f"sensitive must be a column name, got {sensitive!r}"
-    )
-    require(target != sensitive, f"target and sensitive are the same column {target!r}")
+    sensitive_columns = _sensitive_columns(sensitive)
+    require(target not in sensitive_columns, f"target and sensitive are the same column {target!r}")
 
     file = Path(path)
     raw = _read_bytes(file)
     frame, unnamed = _parse_csv(raw, file)
 
     if features is None:
-        features = [c for c in frame.columns if c not in (target, sensitive, *unnamed)]
-        dropped = [c for c in unnamed if c not in (target, sensitive)]
+        features = [c for c in frame.columns if c not in (target, *sensitive_columns, *unnamed)]
+        dropped = [c for c in unnamed if c not in (target, *sensitive_columns)]
         if dropped:
             warnings.warn(
                 f"{file.name}: dropped {_names(dropped)} from the features: no name in the header (an index "
@@ -157,7 +161,7 @@ def load_csv(
             )
         require(
             len(features) > 0,
-            f"{file.name} has no columns besides target {target!r} and sensitive {sensitive!r}",
+            f"{file.name} has no columns besides target {target!r} and sensitive {_names(sensitive_columns)}",
         )
     else:
         require(
@@ -168,9 +172,9 @@ def load_csv(
         require(len(features) > 0, "features is empty; give at least one feature column (or None for all)")
         dupes = sorted({f for f in features if features.count(f) > 1})
         require(not dupes, f"features lists column(s) twice: {_names(dupes)}")
-        for role, col in (("target", target), ("sensitive", sensitive)):
+        for role, col in (("target", target), *(("sensitive", c) for c in sensitive_columns)):
             require(col not in features, f"the {role} column {col!r} cannot also be a feature")
-    wanted = [target, sensitive, *features]
+    wanted = [target, *sensitive_columns, *features]
     missing = [c for c in wanted if c not in frame.columns]
     only = str(frame.columns[0]) if len(frame.columns) == 1 else ""
     separator = next((sep for sep in (";", "\t", "|") if sep in only), None)
@@ -180,12 +184,12 @@ def load_csv(
         + (f" (fields separated by {separator!r}? only commas separate fields)" if separator else ""),
     )
     frame = frame[wanted]
-    _check_missing(frame, file.name, target, sensitive)
+    _check_missing(frame, file.name, target, sensitive_columns)
 
     y, positive_value, label_names = _encode_target(frame[target], target, positive)
     others = [_plain(v) for v in _sorted_unique(frame[target]) if _plain(v) != positive_value]
     negative_value = others[0] if len(others) == 1 else None  # None: one-vs-rest, every other value
-    s, group_names = _encode_groups(frame[sensitive], sensitive)
+    s, group_names = _encode_groups(frame[sensitive_columns], sensitive_columns)
     encoding = fit_encoding(frame, features)
     X = encode_features(frame, encoding, source=file.name)
     feature_names = encoded_names(encoding)
@@ -197,7 +201,7 @@ def load_csv(
         f"{file.name} has too few rows ({len(y)}) to split into train/val/test with "
         f"val_fraction={val_fraction} and test_fraction={test_fraction}",
     )
-    _check_group_sizes(s, group_names, sensitive, (val_fraction, test_fraction))
+    _check_group_sizes(s, group_names, sensitive_columns, (val_fraction, test_fraction))
     parts, row_index = {}, {}
     for key, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
         idx = rng.permutation(idx)
@@ -210,7 +214,7 @@ def load_csv(
         "options": {
             "target": target,
             "positive": positive_value,
-            "sensitive": sensitive,
+            "sensitive": sensitive_columns[0] if len(sensitive_columns) == 1 else list(sensitive_columns),
             "features": list(features),
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
@@ -263,11 +267,11 @@ def _parse_csv(raw: bytes, file: Path) -> tuple[pd.DataFrame, list[str]]:
             "the header or remove the extra fields"
         ) from None
     except pd.errors.ParserError as exc:
-        raise FastfairError(f"malformed CSV {file.name}: {_one_line(exc)}") from None
+        raise FastfairError(f"malformed CSV {file.name}: {one_line(exc)}") from None
     except UnicodeDecodeError:
         raise FastfairError(f"{file.name} is not a UTF-8 text file") from None
     except (ValueError, csv.Error) as exc:
-        raise FastfairError(f"cannot parse {file.name} as CSV: {_one_line(exc)}") from None
+        raise FastfairError(f"cannot parse {file.name} as CSV: {one_line(exc)}") from None
     require(len(frame) > 0, f"{file.name} has a header but no data rows")
     names = [str(v) for v in header.iloc[0].tolist()]
     require(len(names) == len(frame.columns), f"malformed CSV {file.name}: cannot read its header row")
@@ -286,7 +290,7 @@ def _parse_csv(raw: bytes, file: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, unnamed
 
 
-def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: str) -> None:
+def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: Sequence[str]) -> None:
     """Missing values (empty fields, NA, or whitespace-only text) in any used column are an error."""
     for col in frame.columns:
         values = frame[col]
@@ -296,7 +300,7 @@ def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: s
         n_bad = int(blank.sum())
         if not n_bad:
             continue
-        role = "target" if col == target else "sensitive" if col == sensitive else "feature"
+        role = "target" if col == target else "sensitive" if col in sensitive else "feature"
         if n_bad == len(values):
             raise FastfairError(
                 f"{role} column {col!r} of {filename} is empty (all {n_bad} values NaN/missing)"
@@ -337,17 +341,30 @@ def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndar
     return y, _plain(pos), (negative, str(pos))
 
 
-def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def _sensitive_columns(sensitive: Any) -> list[str]:
+    """The sensitive column names: one name, or a non-empty list of different names."""
+    if isinstance(sensitive, str):
+        require(sensitive != "", f"sensitive must be a column name, got {sensitive!r}")
+        return [sensitive]
+    require(
+        isinstance(sensitive, Sequence)
+        and len(sensitive) > 0
+        and all(isinstance(c, str) and c != "" for c in sensitive),
+        f"sensitive must be a column name or a list of column names, got {sensitive!r}",
+    )
+    dupes = sorted({c for c in sensitive if list(sensitive).count(c) > 1})
+    require(not dupes, f"sensitive lists column(s) twice: {_names(dupes)}")
+    return list(sensitive)
+
+
+def _describe_sensitive(columns: Sequence[str]) -> str:
+    """``sensitive column 'sex'`` or ``sensitive columns 'sex', 'race'`` for messages."""
+    return f"sensitive column {columns[0]!r}" if len(columns) == 1 else f"sensitive columns {_names(columns)}"
+
+
+def _column_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One sensitive column's codes and names: sorted distinct values, coded 0, 1, ..., named by their text."""
     distinct = _sorted_unique(values)
-    require(
-        len(distinct) >= 2,
-        f"sensitive column {name!r} has a single group ({_values(distinct)}); need at least 2 groups",
-    )
-    require(
-        len(distinct) <= MAX_GROUPS,
-        f"sensitive column {name!r} has {len(distinct)} distinct values, more than the {MAX_GROUPS} groups "
-        "allowed (is it continuous?); bin it into a few groups first, e.g. with pandas.cut",
-    )
     names = tuple(str(v) for v in distinct)
     require(
         len(set(names)) == len(names), f"sensitive column {name!r} has distinct values with the same text"
@@ -357,8 +374,31 @@ def _encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str,
     return codes, names
 
 
+def _encode_groups(values: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Group codes and names of one sensitive column, or of the combinations of several
+    (:func:`fastfair.metrics.intersect_codes`); at least 2 and at most ``MAX_GROUPS`` groups."""
+    encoded = [_column_groups(values[c], c) for c in columns]
+    if len(columns) == 1:
+        codes, names = encoded[0]
+    else:
+        codes, names = intersect_codes([c for c, _ in encoded], [n for _, n in encoded], columns=columns)
+        codes = codes.astype(np.int64)
+    what = _describe_sensitive(columns)
+    kind = "combinations" if len(columns) > 1 else "distinct values"
+    if len(names) < 2:
+        shown = _values(_sorted_unique(values[columns[0]])) if len(columns) == 1 else _values(list(names))
+        verb = "has" if len(columns) == 1 else "have"
+        raise FastfairError(f"{what} {verb} a single group ({shown}); need at least 2 groups")
+    require(
+        len(names) <= MAX_GROUPS,
+        f"{what} {'has' if len(columns) == 1 else 'have'} {len(names)} {kind}, more than the {MAX_GROUPS} groups "
+        "allowed (is a column continuous?); bin it into a few groups first, e.g. with pandas.cut",
+    )
+    return codes, names
+
+
 def _check_group_sizes(
-    s: np.ndarray, group_names: Sequence[str], column: str, fractions: tuple[float, float]
+    s: np.ndarray, group_names: Sequence[str], columns: Sequence[str], fractions: tuple[float, float]
 ) -> None:
     """Every group needs :func:`min_group_rows` rows, so that the split puts it into train, val and test."""
     need = min_group_rows(fractions)
@@ -367,14 +407,16 @@ def _check_group_sizes(
     if not len(small):
         return
     worst = int(small[np.argmin(counts[small])])
-    hint = (
-        f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: if the column is "
-        "continuous, bin it into a few groups)"
-        if len(small) > 1
-        else ""
+    advice = (
+        "merge values of a column, or combine fewer columns"
+        if len(columns) > 1
+        else "if the column is continuous, bin it into a few groups"
     )
+    hint = ""
+    if len(small) > 1:
+        hint = f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: {advice})"
     raise FastfairError(
-        f"group {group_names[worst]!r} of sensitive column {column!r} has {int(counts[worst])} row"
+        f"group {group_names[worst]!r} of {_describe_sensitive(columns)} has {int(counts[worst])} row"
         f"{'s' if counts[worst] != 1 else ''}; every group needs at least {need} rows so that it appears in "
         f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}); merge or "
         f"drop it{hint}"
@@ -500,17 +542,22 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(_read_bytes(Path(path))).hexdigest()
 
 
-def encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_groups(values: pd.Series | pd.DataFrame, name: str | Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Group codes of a sensitive column and the group names: its sorted distinct values get codes 0, 1, ...,
-    named by their text (as :func:`load_csv` does). Refused: a missing value, a single group, more than
+    named by their text (as :func:`load_csv` does); several columns (a DataFrame and their names) give the
+    intersectional groups of :func:`load_csv`. Refused: a missing value, a single group, more than
     ``MAX_GROUPS`` groups, distinct values with the same text."""
-    blank = values.isna().to_numpy() | values.astype(str).str.strip().eq("").to_numpy()
-    if blank.any():
-        raise FastfairError(
-            f"sensitive column {name!r} has {int(blank.sum())} missing (NaN or empty) value(s), first in data row "
-            f"{int(np.flatnonzero(blank)[0]) + 1}"
-        )
-    return _encode_groups(values, name)
+    columns = _sensitive_columns(name)
+    frame = values.to_frame(columns[0]) if isinstance(values, pd.Series) else values
+    for col in columns:
+        column = frame[col]
+        blank = column.isna().to_numpy() | column.astype(str).str.strip().eq("").to_numpy()
+        if blank.any():
+            raise FastfairError(
+                f"sensitive column {col!r} has {int(blank.sum())} missing (NaN or empty) value(s), first in data "
+                f"row {int(np.flatnonzero(blank)[0]) + 1}"
+            )
+    return _encode_groups(frame, columns)
 
 
 def _is_number_column(values: pd.Series) -> bool:
@@ -621,7 +668,3 @@ def _names(cols: Sequence[Any]) -> str:
 def _values(vals: Sequence[Any]) -> str:
     shown = ", ".join(repr(_plain(v)) for v in vals[:_SHOW])
     return shown + (", ..." if len(vals) > _SHOW else "")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
