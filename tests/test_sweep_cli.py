@@ -521,7 +521,8 @@ def test_a_large_grid_needs_allow_large_and_is_refused_without_expanding_it(caps
     code, _, err = run_cli(capsys, "reproduce", "--allow-large", "--out", str(tmp_path / "r"), "--jobs", "0")
     assert code == 2 and "--jobs must be a positive integer" in err  # got past the size check
     code, _, err = run_cli(capsys, "reproduce", "--seeds", "1", "--out", str(tmp_path / "r"))
-    assert code == 2 and "the grid has 115 cells, more than 4" in err
+    # one seed: 3 none cells + 5 robust solvers x 28 radii (affine), 3 x (none + trs, trs-paper x 2 radii) (mlp)
+    assert code == 2 and f"the grid has {3 + 5 * 28 + 3 * (1 + 2 * 2)} cells, more than 4" in err
     assert not (tmp_path / "dry").exists() and not (tmp_path / "r").exists()
 
 

@@ -380,5 +380,5 @@ def test_the_earlier_paper_cells_keep_their_ids_so_stored_results_are_reused():
         assert (len(ids), hashlib.sha256(",".join(ids).encode()).hexdigest()) == (count, digest)
     grid, _ = paper_grid(seeds=3, pgd_paper_seeds=1)
     # affine: 3 seeds x (a none cell per dataset + 5 robust solvers x (11 + 6 + 11) radii), less pgd-paper's
-    # seeds 1 and 2; MLP: 3 seeds x (a none cell per dataset + trs and trs-paper x 28 radii)
-    assert grid.count() == len(grid.cells()) == (3 * (3 + 5 * 28) - 2 * 28) + 3 * (3 + 2 * 28)
+    # seeds 1 and 2; MLP: 3 seeds x 3 datasets x (a none cell + trs and trs-paper x 2 radii)
+    assert grid.count() == len(grid.cells()) == (3 * (3 + 5 * 28) - 2 * 28) + 3 * 3 * (1 + 2 * 2)

@@ -28,5 +28,6 @@ def require_positive(name: str, value: float, *, integer: bool = False) -> None:
 
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line: its text with every run of whitespace (newlines included) made one
-    space, for a :class:`FastfairError` that quotes a library's multi-line error."""
-    return " ".join(str(exc).split())
+    space, for a :class:`FastfairError` that quotes a library's multi-line error; the exception's type name when it
+    has no text."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -21,17 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..experiments.cell import load_dataset, single_thread
+from ..experiments.cell import METRICS, load_dataset, single_thread
 from ..experiments.grid import DataSpec
-from ..vocabulary import GAP_KEYS, SPLITS
+from ..vocabulary import SPLITS
 from .methods import knob_text, method, penalty_of
 from .scoring import SCORING_RULE, expected_summary
 
 #: Bump when the meaning of a comparison cell changes, to invalidate stored cells.
 COMPARE_SCHEMA = 1
 
-#: Metric columns of a results row.
-METRICS = ("accuracy", "auc", *GAP_KEYS)
 #: Per-group robustness summary columns, filled on the test rows of each method's selected model (``selected``):
 #: at ``robustness_radius``, the flip rate and robust accuracy of all test points, and the largest minus the
 #: smallest over the groups (the full per-group table is ``robustness.csv``).

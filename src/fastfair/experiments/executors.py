@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FastfairError, require
+from ..errors import FastfairError, one_line, require
 
 
 class CellLost(RuntimeError):
@@ -258,7 +258,7 @@ class DaskExecutor(Executor):
         try:
             client = distributed.Client(self.address, timeout=self.timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            message = f"cannot connect to the Dask scheduler at {self.address!r}: {_one_line(exc)}"
+            message = f"cannot connect to the Dask scheduler at {self.address!r}: {one_line(exc)}"
             _collect_quietly()  # the half-built Client's __del__ would print a traceback at exit
             raise FastfairError(message) from None
         self._client = client
@@ -307,10 +307,6 @@ class DaskExecutor(Executor):
 
     def describe(self) -> str:
         return f"on the Dask cluster at {self.address} ({self.workers} workers)"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def make_executor(jobs: int = 1, scheduler: str | None = None, preload: Sequence[str] = ()) -> Executor:

@@ -57,7 +57,7 @@ import yaml
 
 from .. import datasets
 from ..config import TrainConfig
-from ..errors import FastfairError, require
+from ..errors import FastfairError, one_line, require
 from ..vocabulary import BASELINE, MODELS, SOLVERS
 from .grid import DatasetPlan, DataSpec, Grid, GridTooLarge
 from .parse import (
@@ -265,12 +265,12 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise FastfairError(f"{p.name}: malformed TOML: {_one_line(exc)}") from None
+            raise FastfairError(f"{p.name}: malformed TOML: {one_line(exc)}") from None
     else:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise FastfairError(f"{p.name}: malformed YAML: {_one_line(exc)}") from None
+            raise FastfairError(f"{p.name}: malformed YAML: {one_line(exc)}") from None
     require(
         isinstance(data, dict), f"{p.name}: the file must hold a mapping of keys (datasets, solvers, ...)"
     )
@@ -295,10 +295,6 @@ def file_problem(path: Path) -> str | None:
     if not os.access(path, os.R_OK):
         return "cannot be read: permission denied"
     return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def grid_from_file(

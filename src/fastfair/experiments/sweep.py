@@ -33,7 +33,9 @@ from .store import ResultsStore, results_frame
 
 #: Rough relative cost of a solver, used to start expensive cells first (better load balance).
 #: ``auto`` takes ``trs`` or ``pgd`` by the model: counted as the dearer of the two.
-SOLVER_COST = {"pgd-paper": 100.0, "pgd": 10.0, "auto": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0}
+SOLVER_COST = {
+    "pgd-paper": 100.0, "trs-paper": 10.0, "pgd": 10.0, "auto": 10.0, "trs": 3.0, "random": 1.5, "none": 1.0
+}
 
 
 class CellFailed(FastfairError):
