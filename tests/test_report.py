@@ -344,6 +344,9 @@ def _check_report_folder(out: Path, written: dict[str, Path]) -> list[Path]:
     assert "http://" not in html and "https://" not in html  # self-contained, nothing fetched
     for section in ("Claims", "Timing (the paper's Table 1)", "Run configuration", "Differences from the paper"):
         assert section in md and section in html
+    # the pointer to the trade-off comparison, as text and as the command's code
+    assert "Robust training against the fairness toolbox" in md and "`fastfair compare --dataset NAME" in md
+    assert "Robust training against the fairness toolbox" in html and "<code>fastfair compare --dataset" in html
     return pngs
 
 

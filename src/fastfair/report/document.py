@@ -150,11 +150,22 @@ def render_markdown(c: ReportContent) -> str:
             section = f.section
             out += [f"### {section}", ""]
         out += [f"![{f.key}]({f.relpath})", "", f"_{f.caption}_", ""]
+    out += [f"## {COMPARE_HEADING}", "", COMPARE_POINTER, ""]
     if c.differences:
         out += ["## Differences from the paper", ""] + [f"- {d}" for d in c.differences] + [""]
     out += ["## Files", ""] + [f"- [`{p}`]({p}): {d}" for p, d in c.files] + [""]
     return "\n".join(out)
 
+
+#: Where the report points for the question the paper's tables leave open: is the fairness robust training buys
+#: worth its accuracy, against the standard mitigations?
+COMPARE_HEADING = "Robust training against the fairness toolbox"
+COMPARE_POINTER = (
+    "A smaller gap at lower accuracy is not yet a better trade-off. `fastfair compare --dataset NAME --out DIR` "
+    "runs robust training beside Fairlearn's ExponentiatedGradient and ThresholdOptimizer and a fairness penalty on "
+    "the same data, splits and seeds, chooses each method's knob on the validation split, and reports accuracy "
+    "against each gap on the test split with the Pareto points, a dominance table and a verdict per dataset."
+)
 
 DEFECT_HEADING = "The reference TRS's defect, measured"
 #: Formats of the defect tables' columns (accuracies as fractions, shares in %, seconds).
@@ -293,6 +304,8 @@ def render_html(c: ReportContent) -> str:
             f'<figure><img src="{e(f.relpath, quote=True)}" alt="{e(f.caption, quote=True)}">'
             f"<figcaption>{e(f.caption)}</figcaption></figure>"
         )
+    pointer = re.sub(r"`([^`]*)`", r"<code>\1</code>", e(COMPARE_POINTER, quote=False))
+    out += [f"<h2>{e(COMPARE_HEADING, quote=False)}</h2>", f"<p>{pointer}</p>"]
     if c.differences:
         out += [
             "<h2>Differences from the paper</h2>",
