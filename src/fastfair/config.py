@@ -36,6 +36,9 @@ MAX_HIDDEN = 65_536
 #: Most hidden layers accepted: deeper fully connected networks are not what a tabular classifier needs, and
 #: every layer adds a backward pass to each Hessian-vector product of the inner solver.
 MAX_LAYERS = 8
+#: Fairness penalties the training objective can add (:func:`fastfair.losses.fairness_penalty`): ``"dp"``, the
+#: demographic-parity gap of the predicted probabilities, and ``"eo"``, their equalized-odds gap.
+FAIRNESS_PENALTIES: tuple[str, ...] = ("dp", "eo")
 
 #: How each setting is called in messages, unless the caller names it (a config file names it by its key).
 SETTING_LABELS: dict[str, str] = {
@@ -51,6 +54,8 @@ SETTING_LABELS: dict[str, str] = {
     "seed": "seed",
     "dtype": "dtype",
     "train_size": "train size",
+    "fairness_penalty": "fairness penalty",
+    "fairness_weight": "fairness weight",
 }
 
 #: Settings that name one of a fixed set of choices.
@@ -138,7 +143,9 @@ def check_setting(key: str, value: Any, *, dtype: str = "float32", name: str | N
     * ``seed``: an integer with 0 ≤ seed < 2**63;
     * ``radius``, ``lr``: real numbers in :func:`scale_range` of ``dtype`` (NaN and ±inf fail), so that the run
       can neither overflow nor underflow on them;
-    * ``clean_weight``: a real number w with 0 ≤ w ≤ 1.
+    * ``clean_weight``: a real number w with 0 ≤ w ≤ 1;
+    * ``fairness_penalty``: ``None`` (no penalty) or one of :data:`FAIRNESS_PENALTIES`;
+    * ``fairness_weight``: a finite real number λ ≥ 0 (how the two go together: :func:`check_fairness`).
 
     A refused value raises :class:`FastfairError` with one line that starts with ``name`` (default: the
     setting's label, e.g. "learning rate"); for a name setting, ``name`` (when given) prefixes the message
@@ -178,7 +185,40 @@ def check_setting(key: str, value: Any, *, dtype: str = "float32", name: str | N
     if key == "clean_weight":
         require(_is_real(value) and 0 <= value <= 1, f"{label} must be a number in [0, 1], got {value!r}")
         return float(value)
+    if key == "fairness_penalty":
+        where = f"{name}: " if name else ""
+        require(
+            value is None or (isinstance(value, str) and value in FAIRNESS_PENALTIES),
+            f"{where}unknown fairness penalty {value!r}; choose one of {', '.join(FAIRNESS_PENALTIES)} (or none)",
+        )
+        return value
+    if key == "fairness_weight":
+        require(
+            _is_real(value) and math.isfinite(value) and value >= 0,
+            f"{label} must be a finite number >= 0, got {value!r}",
+        )
+        return float(value)
     raise KeyError(f"{key!r} is not a training setting")
+
+
+def check_fairness(penalty: Any, weight: Any, *, names: tuple[str, str] | None = None) -> tuple[str | None, float]:
+    """Check a fairness penalty and its weight λ together; return them normalised.
+
+    Each goes through :func:`check_setting` on its own, then the pair: a weight λ > 0 with no penalty is
+    refused (a weight of nothing is a mistake, most likely a forgotten ``--fairness-penalty``); a penalty with
+    λ = 0 is accepted: the run trains exactly as without a penalty -- the unpenalised end of a λ curve -- and
+    still records the penalty's value per epoch. ``names`` (penalty, weight) label the two in messages (the
+    command line passes its option names, a grid file its keys).
+    """
+    penalty_name, weight_name = names or (None, None)
+    penalty = check_setting("fairness_penalty", penalty, name=penalty_name)
+    weight = check_setting("fairness_weight", weight, name=weight_name)
+    require(
+        penalty is not None or weight == 0,
+        f"{weight_name or SETTING_LABELS['fairness_weight']} {weight:g} needs a fairness penalty "
+        f"({' or '.join(FAIRNESS_PENALTIES)}) to weigh; none was given",
+    )
+    return penalty, weight
 
 
 @dataclass
@@ -200,6 +240,11 @@ class TrainConfig:
     dtype: str = "float32"
     train_size: int | None = None
     solver_options: dict[str, Any] = field(default_factory=dict)
+    #: ``None``, ``"dp"`` or ``"eo"``: the fairness penalty added to the loss, λ·penalty
+    #: (:func:`fastfair.losses.fairness_penalty`); it needs the training rows' groups
+    fairness_penalty: str | None = None
+    #: λ ≥ 0, the weight of the fairness penalty (λ > 0 needs a penalty; a penalty with λ = 0 is only recorded)
+    fairness_weight: float = 0.0
 
     def validate(self) -> TrainConfig:
         """Check every field, raising :class:`FastfairError` with a one-line message on the first bad one.
@@ -208,13 +253,15 @@ class TrainConfig:
         the radius and the learning rate, which it bounds. ``device`` must name a device this machine has
         (:func:`resolve_device`); ``solver_options`` must be a mapping of option names that the solver takes,
         with valid values (:func:`fastfair.inner.make_inner`), and a ``seed`` option obeys the rule of
-        ``seed``. On success, numbers are normalised to Python ``int`` / ``float`` (e.g. numpy scalars) and
+        ``seed``. ``fairness_penalty`` and ``fairness_weight`` are checked as a pair (:func:`check_fairness`).
+        On success, numbers are normalised to Python ``int`` / ``float`` (e.g. numpy scalars) and
         ``solver_options`` to a ``dict``, and ``self`` is returned.
         """
         for key in ("model", "activation", "solver", "dtype", "hidden"):
             setattr(self, key, check_setting(key, getattr(self, key)))
         for key in ("radius", "clean_weight", "epochs", "batch_size", "lr", "seed", "train_size"):
             setattr(self, key, check_setting(key, getattr(self, key), dtype=self.dtype))
+        self.fairness_penalty, self.fairness_weight = check_fairness(self.fairness_penalty, self.fairness_weight)
         # devices and solvers live in the torch layer: imported here, so that importing this module (to parse a
         # grid file, say) does not load torch
         import torch

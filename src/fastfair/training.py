@@ -10,6 +10,31 @@ mixes in the clean loss: (1 - w)·ℓ(x + δ*) + w·ℓ(x). With ``solver="none"
 ``solver="auto"`` the inner solver is chosen once, before the first epoch, from the model's structure
 (:mod:`fastfair.inner.auto`); the choice and its reason are kept in :attr:`TrainResult.inner_choice`.
 
+Row weights and a fairness penalty. With ``sample_weight`` w (one non-negative number per training row) every
+mean over a mini-batch B becomes the weighted mean Σ_{i∈B} wᵢ ℓᵢ / Σ_{i∈B} wᵢ -- normalised over the batch, so
+each step is the mini-batch estimate of the weighted data-set loss Σᵢ wᵢ ℓᵢ / Σᵢ wᵢ, which a full batch computes
+exactly. Rows of weight 0 are removed before training (so that a zero weight is the same run as a removed
+row), negative or non-finite weights are refused, and the weights are rescaled once (to mean 1 over the rows
+kept, in float64: the weighted mean does not change) so that no float32 sum can overflow or vanish. The inner
+maximiser ignores the weights: it maximises each row's loss, and a positive weight does not move the maximiser.
+With integer weights, a full batch and float64, weighting is row repetition up to rounding.
+
+``fairness_penalty = "dp"`` or ``"eo"`` with weight λ = ``fairness_weight`` adds λ·P to every mini-batch
+objective, P the penalty of :func:`fastfair.losses.fairness_penalty` on the batch (groups absent from it are
+ignored, so a one-group batch adds 0; the row weights weigh the group rates too):
+
+    (1 - w)·ℓ̄(x + δ*) + w·ℓ̄(x) + λ·P(σ(f(x)), y, s)        (ℓ̄ the (weighted) batch mean).
+
+The penalty is taken on the **clean** predictions σ(f(x)), also in robust training: the gaps it stands for are
+those of the model's predictions on unperturbed inputs -- the ones it is deployed with and reported on
+(:func:`evaluate`). The perturbed points are no common input of the groups: each δ* pushes its row towards
+the wrong label (down for y = 1, up for y = 0), so a gap on perturbed predictions would mix the groups' base
+rates into the demographic-parity term and would reward whatever the attack does differently per group,
+rather than the predictions themselves. Each epoch's history then records the penalty of the whole training
+set (``train_penalty``) and, when the validation rows' groups are known, of the validation set
+(``val_penalty``), both on clean predictions, like ``train_loss``. λ = 0 with a penalty named trains exactly as
+without a penalty and records it all the same.
+
 Time spent in the inner solver is measured separately from the rest of the epoch (``inner_seconds``), so that
 the cost of robustness can be reported honestly; evaluation after each epoch is not counted in either.
 """
@@ -32,7 +57,7 @@ from .config import scale_range as scale_range  # re-exported: the settings' bou
 from .datasets import Dataset, Split
 from .errors import FastfairError, require
 from .inner import AutoAdversary, make_inner, solver_options
-from .losses import logistic_loss
+from .losses import fairness_penalty, logistic_loss, weighted_mean
 from .models import build_model
 from .vocabulary import DTYPES as DTYPE_NAMES
 from .vocabulary import SPLITS
@@ -112,12 +137,69 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _eval_loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _eval_loss_acc(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    penalty: tuple[str, torch.Tensor, int] | None = None,
+) -> tuple[float, float, float | None]:
+    """(Weighted) mean loss and accuracy of the whole set, and its fairness penalty ``(kind, groups, n_groups)``."""
     with torch.no_grad():
         logits = model(x)
-        loss = logistic_loss(logits, y).mean().item()
-        acc = ((logits > 0).to(y.dtype) == y).double().mean().item()
-    return loss, acc
+        loss = weighted_mean(logistic_loss(logits, y), weight).item()
+        correct = ((logits > 0).to(y.dtype) == y).double()
+        acc = weighted_mean(correct, None if weight is None else weight.double()).item()
+        gap = None
+        if penalty is not None:
+            kind, groups, n_groups = penalty
+            gap = fairness_penalty(logits, y, groups, kind, weight=weight, n_groups=n_groups).item()
+    return loss, acc, gap
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` as a float64 array of shape (n,), refusing what no weighted mean can use.
+
+    One finite number ≥ 0 per row (a list, a numpy array, a pandas Series, ...), not all zero; a one-line
+    :class:`FastfairError` names the first problem.
+    """
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FastfairError("sample_weight must be an array of numbers, one per training row") from None
+    require(
+        w.shape == (n,), f"sample_weight must hold one number per training row: expected shape ({n},), got {w.shape}"
+    )
+    bad = ~np.isfinite(w)
+    require(not bad.any(), f"sample_weight has NaN or infinite values (first at row {int(np.argmax(bad))})")
+    negative = w < 0
+    require(
+        not negative.any(),
+        f"sample_weight must be >= 0, got {w[np.argmax(negative)]:g} at row {int(np.argmax(negative))}",
+    )
+    require(bool((w > 0).any()), "sample_weight is all zero: at least one weight must be positive")
+    return w
+
+
+def group_codes(groups: Any, n: int, what: str = "groups") -> tuple[np.ndarray, int]:
+    """Integer codes 0..k-1 of one group label per row (any sortable labels), and k.
+
+    A one-line :class:`FastfairError` for a wrong shape or missing labels (NaN / None).
+    """
+    import pandas as pd  # a heavy import, needed only here
+
+    if isinstance(groups, (pd.Series, pd.Index)):
+        groups = groups.to_numpy()
+    g = np.asarray(groups)
+    if g.ndim == 2 and g.shape[1] == 1:
+        g = g[:, 0]
+    require(g.shape == (n,), f"{what} must hold one group label per row: expected shape ({n},), got {g.shape}")
+    require(not pd.isna(g).any(), f"{what} contains missing values (NaN/None)")
+    try:
+        labels, codes = np.unique(g, return_inverse=True)
+    except TypeError:
+        raise FastfairError(f"{what} must hold labels of one sortable type (e.g. all strings or all numbers)") from None
+    return codes.astype(np.int64), len(labels)
 
 
 def _float_array(X: Any, what: str) -> np.ndarray:
@@ -160,8 +242,16 @@ def train_arrays(
     model: nn.Module | None = None,
     progress: bool = False,
     desc: str = "train",
+    sample_weight: Any = None,
+    groups: Any = None,
+    groups_val: Any = None,
 ) -> TrainResult:
     """Train on arrays X (n, d) float and y (n,) in {0, 1}; the core loop behind :func:`train`.
+
+    ``sample_weight`` (n,): non-negative row weights (module docs: weighted batch means, zero-weight rows
+    removed); ``groups`` (n,): each row's group label, needed by ``config.fairness_penalty``; ``groups_val``:
+    those of ``X_val``, for the validation penalty in the history. With ``config.train_size`` all three are cut
+    to the first rows, like X and y.
 
     Each epoch shuffles the rows with a generator seeded by ``config.seed``; the model's initial weights come from
     the same seed, so a run is deterministic on a given device.
@@ -171,14 +261,39 @@ def train_arrays(
     X = _float_array(X, "X")
     y = np.asarray(y)
     require(X.ndim == 2 and len(X) == len(y) and len(X) > 0, "X must be a non-empty (n, d) array matching y")
+    weight = None if sample_weight is None else check_sample_weight(sample_weight, len(X))
+    codes, n_groups = (None, 0) if groups is None else group_codes(groups, len(X))
+    kind = config.fairness_penalty
+    require(
+        kind is None or codes is not None,
+        f"the fairness penalty {kind!r} needs the group of every training row (groups / sensitive features)",
+    )
     if config.train_size is not None:
         X, y = X[: config.train_size], y[: config.train_size]
+        weight = None if weight is None else weight[: config.train_size]
+        codes = None if codes is None else codes[: config.train_size]
+    if weight is not None:  # zero weight = removed row; then rescale to mean 1 (the weighted means do not change)
+        keep = weight > 0
+        require(bool(keep.any()), "sample_weight is all zero on the rows trained on (the first train_size rows)")
+        if not keep.all():
+            X, y, weight = X[keep], y[keep], weight[keep]
+            codes = None if codes is None else codes[keep]
+        weight = weight / weight.max()
+        weight = weight / weight.mean()
     x_t = feature_tensor(X, config, "X")
     y_t = torch.as_tensor(y, dtype=dtype, device=device)
+    w_t = None if weight is None else torch.as_tensor(weight, dtype=dtype, device=device)
+    g_t = None if codes is None else torch.as_tensor(codes, device=device)
     has_val = X_val is not None and y_val is not None and len(X_val) > 0
     if has_val:
         xv_t = feature_tensor(_float_array(X_val, "X_val"), config, "X_val")
         yv_t = torch.as_tensor(np.asarray(y_val), dtype=dtype, device=device)
+    track = None if kind is None else (kind, g_t, n_groups)
+    track_val = None
+    if kind is not None and has_val and groups_val is not None:
+        codes_val, n_val = group_codes(groups_val, len(X_val), "groups_val")
+        track_val = (kind, torch.as_tensor(codes_val, device=device), n_val)
+    lam = config.fairness_weight if kind is not None else 0.0
 
     if model is None:
         model = build_model(
@@ -213,16 +328,23 @@ def train_arrays(
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
             xb, yb = x_t[idx], y_t[idx]
+            wb = None if w_t is None else w_t[idx]
+            clean = None
             if inner is not None:
                 t_inner = time.perf_counter()
                 x_adv = inner.attack(model, xb, yb, radius[: len(idx)])
                 _sync(device)
                 inner_time += time.perf_counter() - t_inner
-                loss = logistic_loss(model(x_adv), yb).mean()
+                loss = weighted_mean(logistic_loss(model(x_adv), yb), wb)
                 if w > 0:
-                    loss = (1 - w) * loss + w * logistic_loss(model(xb), yb).mean()
+                    clean = model(xb)
+                    loss = (1 - w) * loss + w * weighted_mean(logistic_loss(clean, yb), wb)
             else:
-                loss = logistic_loss(model(xb), yb).mean()
+                clean = model(xb)
+                loss = weighted_mean(logistic_loss(clean, yb), wb)
+            if lam > 0:  # on the clean predictions (module docs)
+                clean = model(xb) if clean is None else clean
+                loss = loss + lam * fairness_penalty(clean, yb, g_t[idx], kind, weight=wb, n_groups=n_groups)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -230,9 +352,13 @@ def train_arrays(
         epoch_time = time.perf_counter() - t_epoch
         model.eval()
         record = {"epoch": epoch, "epoch_seconds": epoch_time, "inner_seconds": inner_time}
-        record["train_loss"], record["train_accuracy"] = _eval_loss_acc(model, x_t, y_t)
+        record["train_loss"], record["train_accuracy"], gap = _eval_loss_acc(model, x_t, y_t, w_t, track)
+        if gap is not None:
+            record["train_penalty"] = gap
         if has_val:
-            record["val_loss"], record["val_accuracy"] = _eval_loss_acc(model, xv_t, yv_t)
+            record["val_loss"], record["val_accuracy"], gap = _eval_loss_acc(model, xv_t, yv_t, penalty=track_val)
+            if gap is not None:
+                record["val_penalty"] = gap
         if not np.isfinite(record["train_loss"]):
             raise FastfairError(
                 f"training diverged at epoch {epoch} (loss is not finite); try a smaller learning rate lr"
@@ -244,8 +370,19 @@ def train_arrays(
     return TrainResult(model=model, config=config, history=history, inner_choice=inner_choice)
 
 
-def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None, progress: bool = False) -> TrainResult:
-    """Train on ``data.train`` (its first ``config.train_size`` rows if set), tracking ``data.val`` per epoch."""
+def train(
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    model: nn.Module | None = None,
+    progress: bool = False,
+    sample_weight: Any = None,
+) -> TrainResult:
+    """Train on ``data.train`` (its first ``config.train_size`` rows if set), tracking ``data.val`` per epoch.
+
+    The groups of the fairness penalty are the splits' sensitive attribute ``s``; ``sample_weight`` weighs the
+    rows of ``data.train`` (:func:`train_arrays`).
+    """
     return train_arrays(
         data.train.X,
         data.train.y,
@@ -255,6 +392,9 @@ def train(data: Dataset, config: TrainConfig, *, model: nn.Module | None = None,
         model=model,
         progress=progress,
         desc=f"{data.name} {config.solver}",
+        sample_weight=sample_weight,
+        groups=data.train.s,
+        groups_val=data.val.s,
     )
 
 

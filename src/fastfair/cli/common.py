@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .. import datasets
-from ..config import MAX_HIDDEN, MAX_LAYERS, TrainConfig
+from ..config import FAIRNESS_PENALTIES, MAX_HIDDEN, MAX_LAYERS, TrainConfig, check_fairness
 from ..errors import FastfairError, require
 from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
 
@@ -153,11 +153,42 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
         rob.add_argument(
             "--solver-option", metavar="KEY=VALUE", action="append", help="inner-solver option, repeatable"
         )
+    add_fairness_arguments(parser)
+
+
+def add_fairness_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fairness-penalty {dp,eo} --fairness-weight LAMBDA``: the fairness-regularised loss
+    (:func:`fastfair.losses.fairness_penalty`), with or without robust training."""
+    d = TrainConfig()
+    fair = parser.add_argument_group("fairness penalty")
+    fair.add_argument(
+        "--fairness-penalty",
+        choices=FAIRNESS_PENALTIES,
+        default=d.fairness_penalty,
+        help=(
+            "add LAMBDA x the gap between groups of the predicted probabilities to the training loss: dp, of their "
+            "means (demographic parity); eo, the larger of that gap among y=1 and among y=0 (equalized odds); "
+            "taken on the clean predictions, also with --solver (default: no penalty)"
+        ),
+    )
+    fair.add_argument(
+        "--fairness-weight",
+        type=float,
+        metavar="LAMBDA",
+        default=d.fairness_weight,
+        help="weight LAMBDA >= 0 of --fairness-penalty (default: %(default)s; 0 only records the penalty)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A validated :class:`TrainConfig` from parsed arguments (``--hidden W [W ...]`` arrives as a list: one
-    width is the one-hidden-layer MLP, as an int)."""
+    width is the one-hidden-layer MLP, as an int). The fairness options are checked first, under their option
+    names (:func:`fastfair.config.check_fairness`)."""
+    penalty, weight = check_fairness(
+        getattr(args, "fairness_penalty", None),
+        getattr(args, "fairness_weight", 0.0),
+        names=("--fairness-penalty", "--fairness-weight"),
+    )
     return TrainConfig(
         model=args.model,
         hidden=args.hidden,
@@ -173,6 +204,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dtype=args.dtype,
         train_size=args.train_size,
         solver_options=parse_key_values(getattr(args, "solver_option", None), "--solver-option"),
+        fairness_penalty=penalty,
+        fairness_weight=weight,
     ).validate()
 
 
