@@ -32,9 +32,13 @@ from fastfair.reference import (
     reference_loss,
     reference_unfair2d,
     run_reference_cell,
+    seed_spread_figure,
     seed_spread_summary,
 )
 from fastfair.reference.protocol import cell_solver
+from fastfair.vocabulary import SOLVERS
+
+needs_trs_paper = pytest.mark.skipif("trs-paper" not in SOLVERS, reason="trs-paper is not in this installation")
 
 # ----------------------------------------------------------------------------------------------------------
 # Unfair2D: the seed-42 draw
@@ -163,6 +167,37 @@ def test_unfair2d_pgd_row():
     assert abs(r["train_independence"] - (26 / 99 - 24 / 101)) < 1e-12  # 0.025003
 
 
+@needs_trs_paper
+@pytest.mark.slow
+def test_unfair2d_trs_row():
+    """Reference TRS, r = 0.18: the same 73.5 / 75.0 / 73.0 and independence gap 0.025 as its PGD."""
+    r = run_reference_cell(dataset="unfair2d", solver="trs-paper", radius=0.18)
+    assert (r["train_accuracy"], r["val_accuracy"], r["test_accuracy"]) == (0.735, 0.75, 0.73)
+    assert abs(r["train_independence"] - (26 / 99 - 24 / 101)) < 1e-12
+
+
+@needs_trs_paper
+def test_trs_paper_on_the_reference_first_batch():
+    """For the affine model the reference's TRS step on its first batch lands where its PGD does (on the sphere
+    along ±w, the exact maximiser at this radius)."""
+    data = reference_unfair2d(42)
+    g = torch.Generator().manual_seed(42)
+    m = reference_init(2, g)
+    idx = torch.randperm(200, generator=g)[:5]
+    x = torch.from_numpy(data.train[0])[idx]
+    y = torch.from_numpy(data.train[1])[idx].float()
+    res = cell_solver("trs-paper").perturb(m, x, y, 0.18)
+    torch.testing.assert_close(res.x_adv, torch.tensor(REFERENCE_FIRST_BATCH_PGD), rtol=0, atol=2e-6)
+
+
+@needs_trs_paper
+def test_adult_trs_row():
+    """Reference TRS r = 0.1, 1 epoch: 78.29 / 78.0629 / 78.3784."""
+    r = run_reference_cell(dataset="adult", solver="trs-paper", radius=0.1, epochs=1)
+    assert r["train_accuracy"] == 0.7829
+    assert round(100 * r["val_accuracy"], 4) == 78.0629 and round(100 * r["test_accuracy"], 4) == 78.3784
+
+
 def test_adult_reference_records_and_labels():
     """Independent reading of the bundled files: pandas with its default header (the first record becomes the
     header) for adult.data, header=1 for adult.test, standardised in float64 with the unbiased std."""
@@ -243,6 +278,16 @@ def test_seed_spread_summary_by_hand():
     assert row["value_at_42"] == 0.7 and row["share_below"] == 0.625  # 0.5, 0.6 below; 0.7 tied (half)
     with pytest.raises(FastfairError, match="two seeds"):
         seed_spread_summary(frame.iloc[[0, 4]], metrics=("test_accuracy",))
+
+
+def test_seed_spread_figure(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"seed": [*range(6), 42], "test_accuracy": rng.uniform(0.5, 0.8, 7), "train_x": 0.1})
+    path = seed_spread_figure(frame, tmp_path / "spread.png", metrics=("test_accuracy", "train_x"))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FastfairError, match="lacks columns"):
+        seed_spread_figure(frame, tmp_path / "no.png", metrics=("val_accuracy",))
+    assert not (tmp_path / "no.png").exists()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from fastfair's protocol changes:
 * :mod:`~fastfair.reference.data` -- the reference's Unfair2D draw and Adult records, labels and splits;
 * :mod:`~fastfair.reference.model` -- its affine layer, initialisation and loss;
 * :mod:`~fastfair.reference.protocol` -- one cell, step for step: :func:`run_reference_cell`;
-* :mod:`~fastfair.reference.ablation` -- one difference at a time, and the spread over seeds.
+* :mod:`~fastfair.reference.ablation` -- one difference at a time, and the spread over seeds;
+* :mod:`~fastfair.reference.figure` -- the seed-spread figure, the published value marked.
 
 The corrected protocol (:mod:`fastfair.experiments.paper_protocol`) stays the default everywhere; this one is
 chosen explicitly.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from .ablation import ABLATIONS, ablation_runs, ablation_table, seed_spread, seed_spread_summary
 from .data import ReferenceData, draw_unfair2d, reference_adult, reference_unfair2d
+from .figure import seed_spread_figure
 from .model import ReferenceAffine, our_init, reference_init, reference_loss
 from .protocol import CELL_SOLVERS, ReferenceCell, evaluate_reference, run_reference_cell, train_reference
 
@@ -42,6 +44,7 @@ __all__ = [
     "reference_unfair2d",
     "run_reference_cell",
     "seed_spread",
+    "seed_spread_figure",
     "seed_spread_summary",
     "train_reference",
 ]
