@@ -44,7 +44,7 @@ def seed_spread_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.5 * len(metrics) + 1.0, 3.6))
+    fig = Figure(figsize=(1.5 * len(metrics) + 1.0, 3.9))
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     others = frame[frame["seed"] != SEED]
@@ -70,10 +70,11 @@ def seed_spread_figure(
         ax.set_xticks([])
         ax.set_title(metric.replace("train_", "train\n").replace("test_", "test\n"), fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     n = len(others)
     fig.suptitle(title or f"spread over {n} seeds; the paper's value is seed 42", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     from io import BytesIO
 
     buf = BytesIO()
