@@ -94,6 +94,21 @@ def test_hidden_widths_that_are_not_integers_are_usage_errors(capsys, widths, wo
     assert err.startswith(f"fastfair: error: {words}") and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--fairness-penalty", "sp"], "argument --fairness-penalty: invalid choice: 'sp'"),
+        (["--fairness-penalty", "dp", "--fairness-weight", "x"], "argument --fairness-weight: invalid float value"),
+    ],
+)
+def test_unknown_fairness_penalty_or_weight_are_usage_errors(capsys, argv, words):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "unfair2d", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastfair: error: {words}") and err.count("\n") == 1, err
+
+
 def test_one_hidden_width_keeps_the_json_of_one_hidden_layer(capsys):
     code, out, err = run_cli(
         capsys, "train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "5", "--epochs", "1", "--json"
@@ -129,7 +144,7 @@ def test_train_text_tables_and_out_dir(capsys, tmp_path):
     )
     assert code == 0, err
     assert "accuracy and fairness gaps" in out and "per-group rates, test" in out
-    assert sorted(p.name for p in out_dir.iterdir()) == ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out_dir.iterdir()) == RUN_FILES
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
 
@@ -173,6 +188,13 @@ GOOD_CSV = "a,b,t,g\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2},{'x' if i % 3 e
         (["--dataset", "unfair2d", "--model", "mlp", "--hidden", "64", "0"], "hidden must be"),
         (["--dataset", "unfair2d", "--model", "mlp", "--hidden", "64", "-3"], "(layer 2: -3)"),
         (["--dataset", "unfair2d", "--model", "mlp", "--hidden", *["8"] * 9], "got 9 widths"),
+        (
+            ["--dataset", "unfair2d", "--fairness-penalty", "dp", "--fairness-weight", "-1"],
+            "--fairness-weight must be a finite number >= 0, got -1.0",
+        ),
+        (["--dataset", "unfair2d", "--fairness-penalty", "dp", "--fairness-weight", "nan"], "--fairness-weight"),
+        (["--dataset", "unfair2d", "--fairness-penalty", "dp", "--fairness-weight", "inf"], "--fairness-weight"),
+        (["--dataset", "unfair2d", "--fairness-weight", "2"], "--fairness-weight 2 needs a fairness penalty"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, words):
@@ -212,7 +234,10 @@ def test_help_lists_options(capsys):
         main(["train", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--dataset", "--data", "--solver", "--radius", "--train-size", "--dtype", "--json", "--out"):
+    for opt in (
+        "--dataset", "--data", "--solver", "--radius", "--train-size", "--dtype", "--json", "--out",
+        "--fairness-penalty", "--fairness-weight",
+    ):  # fmt: skip
         assert opt in out
 
 
@@ -329,7 +354,7 @@ def test_out_that_is_empty_or_the_current_directory_is_refused(capsys, tmp_path,
 # ----------------------------------------------------------------------------------------------------------
 # --out writes one complete set; an earlier run is only replaced with --force, and never lost on an error
 # ----------------------------------------------------------------------------------------------------------
-RUN_FILES = ["groups.csv", "history.csv", "metrics.json", "model.pt"]
+RUN_FILES = ["groups.csv", "history.csv", "metrics.json", "model.pt", "predictions.csv"]
 
 
 def _earlier_run(tmp_path):
@@ -459,3 +484,51 @@ def test_positive_class_is_reported_in_text_and_json(capsys, tmp_path):
     code, out, err = run_cli(capsys, *base)
     assert code == 0, err
     assert "positive class 'yes'" in out
+
+
+def test_fairness_penalty_with_robust_training_is_recorded_in_json_and_history(capsys, tmp_path):
+    argv = ["train", "--dataset", "unfair2d", "--solver", "trs", "--radius", "0.1", "--epochs", "2",
+            "--batch-size", "100", "--fairness-penalty", "eo", "--fairness-weight", "0.5"]  # fmt: skip
+    code, out, err = run_cli(capsys, *argv, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["config"]["fairness_penalty"] == "eo" and report["config"]["fairness_weight"] == 0.5
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["fairness_penalty"] == "eo"
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    assert "train_penalty" in header and "val_penalty" in header and len(history) == 3
+    for line in history[1:]:
+        value = float(line.split(",")[header.index("train_penalty")])
+        assert 0 <= value <= 1
+
+
+def test_without_a_fairness_penalty_the_json_says_so(capsys):
+    code, out, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "1", "--json")
+    assert code == 0, err
+    config = json.loads(out)["config"]
+    assert config["fairness_penalty"] is None and config["fairness_weight"] == 0.0
+
+
+def test_fairness_options_without_defaults_read_as_not_given():
+    """For a command whose options override a config file only where given: unset options are None, and a
+    config built from them has the library's defaults."""
+    import argparse
+
+    from fastfair.cli.common import add_fairness_arguments, add_training_arguments, config_from_args
+
+    sweep_like = argparse.ArgumentParser()
+    add_fairness_arguments(sweep_like, defaults=False)
+    args = sweep_like.parse_args([])
+    assert args.fairness_penalty is None and args.fairness_weight is None
+    assert sweep_like.parse_args(["--fairness-weight", "0.5"]).fairness_weight == 0.5
+
+    train_like = argparse.ArgumentParser()
+    add_training_arguments(train_like)
+    config = config_from_args(train_like.parse_args(["--fairness-penalty", "dp"]))
+    assert config.fairness_penalty == "dp" and config.fairness_weight == 0.0
+    args = train_like.parse_args([])
+    args.fairness_weight = None  # as a sweep-like parser leaves it
+    assert config_from_args(args).fairness_weight == 0.0

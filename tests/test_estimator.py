@@ -506,3 +506,120 @@ def test_docstring_example_runs():
     for test in tests:
         runner.run(test)
     assert runner.failures == 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sample_weight and the fairness penalty
+# ----------------------------------------------------------------------------------------------------------
+def test_sample_weight_equivalence_check_passes_in_float64_with_one_batch():
+    """The declared expected failure is rounding and mini-batching only: scikit-learn's own check passes on the
+    float64 full-batch path."""
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+    assert set(EXPECTED_FAILED_CHECKS) == {"check_sample_weight_equivalence_on_dense_data"}
+    check_sample_weight_equivalence_on_dense_data(
+        "RobustFairClassifier", RobustFairClassifier(epochs=3, batch_size=1000, dtype="float64", solver="trs")
+    )
+
+
+def _coef(clf: RobustFairClassifier) -> np.ndarray:
+    return np.concatenate([p.detach().double().numpy().ravel() for p in clf.model_.parameters()])
+
+
+def test_fit_with_weights_is_train_arrays_with_weights():
+    """Oracle: train_arrays with the same weights and groups, from the estimator's documented initial weights."""
+    X, y, s = _data(150)
+    w = np.random.default_rng(2).integers(0, 4, size=150).astype(float)
+    params = dict(solver="trs", radius=0.2, epochs=3, batch_size=16, fairness_penalty="eo", fairness_weight=1.0)
+    clf = RobustFairClassifier(**params).fit(X, y, sample_weight=w, sensitive_features=s)
+    config = TrainConfig(**params).validate()
+    init = estimator_module.initial_model(config, X.shape[1])
+    result = train_arrays(X, y, config, model=init, sample_weight=w, groups=s)
+    np.testing.assert_array_equal(_coef(clf), np.concatenate([p.detach().double().numpy().ravel()
+                                                              for p in result.model.parameters()]))  # fmt: skip
+    assert clf.history_ == [{**h, "epoch_seconds": c["epoch_seconds"], "inner_seconds": c["inner_seconds"]}
+                            for h, c in zip(result.history, clf.history_, strict=True)]  # fmt: skip
+    assert "train_penalty" in clf.history_[-1]
+
+
+def test_unit_weights_equal_no_weights_and_weights_route_through_a_pipeline():
+    X, y, _ = _data(120)
+    plain = RobustFairClassifier(epochs=2, solver="trs").fit(X, y)
+    ones = RobustFairClassifier(epochs=2, solver="trs").fit(X, y, sample_weight=pd.Series(np.ones(120)))
+    np.testing.assert_array_equal(_coef(plain), _coef(ones))
+    w = np.where(y == 1, 5.0, 1.0)
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", RobustFairClassifier(epochs=2))])
+    pipe.fit(X, y, clf__sample_weight=w)
+    scaled = StandardScaler().fit_transform(X)
+    direct = RobustFairClassifier(epochs=2).fit(scaled, y, sample_weight=w)
+    np.testing.assert_array_equal(_coef(pipe.named_steps["clf"]), _coef(direct))
+    assert not np.array_equal(_coef(direct), _coef(RobustFairClassifier(epochs=2).fit(scaled, y)))
+
+
+def test_fairness_penalty_parameters_and_their_errors():
+    X, y, s = _data(90)
+    clf = RobustFairClassifier(fairness_penalty="dp", fairness_weight=2.0, epochs=1)
+    assert clone(clf).get_params()["fairness_penalty"] == "dp" and clone(clf).get_params()["fairness_weight"] == 2.0
+    with pytest.raises(ValueError, match=r"^fairness_penalty='dp' needs sensitive_features") as exc:
+        clf.fit(X, y)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"sensitive_features must hold one label per sample: expected shape \(90,\)"):
+        clf.fit(X, y, sensitive_features=s[:-1])
+    with pytest.raises(ValueError, match="unknown fairness penalty 'sp'"):
+        RobustFairClassifier(fairness_penalty="sp", fairness_weight=1.0).fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="fairness weight must be a finite number >= 0, got -1"):
+        RobustFairClassifier(fairness_penalty="dp", fairness_weight=-1).fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="fairness weight 1 needs a fairness penalty"):
+        RobustFairClassifier(fairness_weight=1).fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        RobustFairClassifier(epochs=1).fit(X, y, sample_weight=-np.ones(90))
+    # without a penalty the groups are for reporting only: the fit does not depend on them
+    plain = RobustFairClassifier(epochs=2).fit(X, y)
+    np.testing.assert_array_equal(_coef(plain), _coef(RobustFairClassifier(epochs=2).fit(X, y, sensitive_features=s)))
+
+
+@pytest.mark.filterwarnings("ignore:Setting a value on a Series via .at")  # inside Fairlearn, with pandas 3
+@pytest.mark.filterwarnings("ignore:Setting an item of incompatible dtype")  # ditto
+def test_fairlearn_exponentiated_gradient_uses_the_estimator_as_base_learner():
+    """Fairlearn's reduction calls fit(X, y, sample_weight=w) with its own relabelled targets and weights; each
+    predictor it keeps is our estimator fitted exactly as a direct weighted fit would be."""
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+
+    calls = []
+
+    class Recording(RobustFairClassifier):
+        def fit(self, X, y, sample_weight=None, sensitive_features=None):
+            calls.append((np.asarray(X).copy(), np.asarray(y).copy(), np.asarray(sample_weight).copy()))
+            return super().fit(X, y, sample_weight=sample_weight, sensitive_features=sensitive_features)
+
+    X, y, s = _data(160)
+    X = StandardScaler().fit_transform(X)
+    base = Recording(solver="none", epochs=3, batch_size=64, lr=0.1)
+    eg = ExponentiatedGradient(base, constraints=DemographicParity(), max_iter=2, eps=0.01)
+    eg.fit(X, y, sensitive_features=s)
+    assert len(calls) >= 2
+    assert all(isinstance(p, RobustFairClassifier) for p in eg.predictors_)
+    assert any(not np.allclose(w, w[0]) for _, _, w in calls)  # the reduction really re-weights the rows
+    Xc, yc, wc = calls[-1]
+    direct = RobustFairClassifier(solver="none", epochs=3, batch_size=64, lr=0.1).fit(Xc, yc, sample_weight=wc)
+    np.testing.assert_array_equal(_coef(eg.predictors_.iloc[-1]), _coef(direct))
+    y_pred = eg.predict(X, random_state=0)
+    assert y_pred.shape == y.shape and set(np.unique(y_pred)) <= {0, 1}
+
+
+def test_from_model_file_scores_as_the_trained_run(tmp_path, capsys):
+    """``RobustFairClassifier.from_model_file`` on a run written by ``fastfair train --out``: its probabilities on
+    the test split are the ones ``predictions.csv`` recorded for those rows."""
+    from tests.helpers import run_cli
+
+    from fastfair.datasets import load
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--dataset", "unfair2d", "--epochs", "2", "--out", str(out))
+    assert code == 0, err
+    est = RobustFairClassifier.from_model_file(out / "model.pt")
+    test = load("unfair2d").test
+    recorded = pd.read_csv(out / "predictions.csv")
+    recorded = recorded[recorded["split"] == "test"].sort_values("row")
+    np.testing.assert_allclose(est.predict_proba(test.X)[:, 1], recorded["probability"].to_numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(est.predict(test.X) == est.classes_[1], recorded["prediction"].to_numpy() == 1)

@@ -1,4 +1,5 @@
-"""The logistic loss of :mod:`fastfair.losses` against torch's BCE-with-logits and closed-form values."""
+"""The logistic loss of :mod:`fastfair.losses` against torch's BCE-with-logits and closed-form values, and its
+weighted mean."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from fastfair.errors import FastfairError
-from fastfair.losses import logistic_logit_derivatives, logistic_loss, logistic_loss_derivatives
+from fastfair.losses import logistic_logit_derivatives, logistic_loss, logistic_loss_derivatives, weighted_mean
 from helpers import bce_reference
 
 DT = torch.float64
@@ -68,3 +69,16 @@ def test_mismatched_shapes_are_refused_not_broadcast():
     with pytest.raises(FastfairError, match=r"same shape, got \(4, 1\) and \(4,\)") as info:
         logistic_loss(z, torch.zeros(4, dtype=DT))
     assert "\n" not in str(info.value)
+
+
+def test_weighted_mean():
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    assert weighted_mean(values).item() == 3.75
+    assert torch.equal(weighted_mean(values, torch.ones(4, dtype=torch.float64)), values.mean())
+    assert weighted_mean(values, torch.tensor([0.0, 1.0, 0.0, 3.0], dtype=torch.float64)).item() == 26 / 4
+    zero = weighted_mean(values, torch.zeros(4, dtype=torch.float64))  # no weight: 0, not 0/0
+    assert zero.item() == 0.0
+    for dtype in (torch.float32, torch.float64):
+        x = values.to(dtype).requires_grad_(True)
+        weighted_mean(x, torch.zeros(4, dtype=dtype)).backward()
+        assert torch.isfinite(x.grad).all() and (x.grad == 0).all()

@@ -514,3 +514,77 @@ def test_cached_report_is_reused_only_for_the_same_inputs_and_report_code(tmp_pa
     monkeypatch.setattr(cache, "renderer_digest", lambda: "other report code")
     cache.build_report_cached(df, tmp_path, paper=False)
     assert first["report_md"].stat().st_mtime_ns != stamp  # rebuilt
+
+
+# ---------------------------------------------------------------------------------------------- trs-paper
+
+
+def _with_paper_trs(seeds=(0, 1, 2)):
+    """trs-paper equals trs at r = 0.1 and differs at r = 0.2 (accuracy 0.75 instead of 0.8, independence 0.13
+    instead of 0.1 on every split), and its epochs take 3 s against trs's 1 s."""
+
+    def spec(dataset, solver, radius, seed, split):
+        if solver != "trs-paper":
+            return {}
+        out = {"epoch_seconds": 3.0}
+        if radius == 0.2:
+            out.update(accuracy=0.75, independence=0.13)
+        return out
+
+    return make_results(spec, seeds=seeds, solvers=("none", "trs", "trs-paper", "pgd"))
+
+
+def test_defect_outcome_table_by_hand():
+    from fastfair.report.defect import outcome_table
+    from fastfair.report.tables import normalise
+
+    t = outcome_table(normalise(_with_paper_trs())).set_index("radius")
+    assert t.loc[0.1, "same model"] == "3/3" and t.loc[0.2, "same model"] == "0/3"
+    assert t.loc[0.2, "Δ accuracy (pp)"] == pytest.approx(-5.0)
+    assert t.loc[0.2, "largest Δ gap"] == pytest.approx(0.03) and t.loc[0.2, "in gap"] == "Independence"
+    assert t.loc[0.1, "largest Δ gap"] == 0 and t.loc[0.1, "in gap"] == "–"
+    assert t.loc[0.1, "trs-paper/trs"] == pytest.approx(3.0)
+    timing = timing_table(_with_paper_trs()).set_index("radius")
+    assert timing.loc[0.2, "trs-paper/trs"] == pytest.approx(3.0)
+
+
+def test_defect_conclusions_in_plain_words():
+    from fastfair.report.defect import conclusions
+    from fastfair.report.tables import normalise
+
+    measured = pd.DataFrame(
+        [
+            ["toy", "affine", 0.1, 0, "trs-paper", 100, 0.0, 1.0, 0.0, 0.0, 0.0, 0.5, 0.6, 0.6],
+            ["toy", "affine", 0.1, 0, "none", 100, 0.2, 0.7, 0.0, 0.1, 0.2, 0.3, 0.25, 0.5],
+        ],
+        columns=[
+            "dataset", "model", "radius", "seed", "weights", "rows", "interior_newton", "boundary", "degenerate",
+            "no_bracket", "lowered", "clean_loss", "paper_loss", "trs_loss",
+        ],
+    )  # fmt: skip
+    text = conclusions(normalise(_with_paper_trs()), measured)
+    assert text[0] == (
+        "toy (affine): trs-paper trained a different model from trs in 3 of 6 runs (r = 0.1, 0.2): test accuracy "
+        "-2.5 pp on average (from -5.0 to +0.0 pp), largest change of a test gap 0.030 (Independence). On its "
+        "trained models the reference step was the interior Newton step on 0.0% of the measured rows and lowered "
+        "the loss on 0.0%. Its epochs took 3.0x those of trs."
+    )
+    assert "lowers the loss of 20.0% of the rows (mean loss 0.250 against 0.500 for the exact step)" in text[1]
+    assert "would stop training with an error on 10.0% of the rows" in text[1]
+    same = make_results(lambda *a: {}, seeds=(0,), solvers=("none", "trs", "trs-paper"))
+    assert conclusions(normalise(same), None)[0].startswith(
+        "toy (affine): trs-paper trained the same model as trs in all 2 runs (r = 0.1, 0.2)"
+    )
+
+
+def test_report_has_the_defect_section_only_where_trs_paper_ran(tmp_path):
+    written = build_report(_with_paper_trs(seeds=(0,)), tmp_path / "with", quick=True)
+    md = written["report_md"].read_text()
+    html = written["report_html"].read_text()
+    assert "## The reference TRS's defect, measured" in md and "The reference TRS&#x27;s defect, measured" in html
+    assert "_Branches not measured: no stored models were given to the report._" in md
+    outcome = pd.read_csv(written["defect_csv"])
+    assert list(outcome["same model"]) == ["1/1", "0/1"]
+    assert "defect_branches_csv" not in written
+    without = build_report(make_results(lambda *a: {}, seeds=(0,)), tmp_path / "without", quick=True)
+    assert "defect, measured" not in without["report_md"].read_text() and "defect_csv" not in without

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from fastfair.experiments import Cell, DataSpec, ResultsStore, results_frame, run_cell
 from fastfair.experiments.cell import load_dataset
@@ -190,3 +191,115 @@ def test_a_damaged_store_gives_a_reason_not_a_traceback(store):
     assert "fig_unfair2d_boundaries" not in written
     md = written["report_md"].read_text()
     assert f"Unfair2D decision-boundary figure skipped: the cell file {str(trs_path)!r} is missing" in md
+
+
+# ---------------------------------------------------------------------------------------------------- trs-paper
+
+
+#: The reference TRS's defect measured on an Unfair2D MLP: the non-robust model and the trs-paper model of seed 0.
+#: A large learning rate makes the non-robust model steep enough (after 2 epochs) that the Newton step of about a
+#: tenth of its rows fits in the ball at r = 0.1.
+DEFECT_RADIUS = 0.1
+DEFECT_CELLS = tuple(
+    Cell(data=UNFAIR2D, model="mlp", solver=solver, radius=radius, seed=0, epochs=2, batch_size=50, lr=0.2)
+    for solver, radius in (("none", 0.0), ("trs", DEFECT_RADIUS), ("trs-paper", DEFECT_RADIUS))
+)
+
+
+@pytest.fixture(scope="module")
+def defect_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("defect-store")
+    store = ResultsStore(root)
+    for cell in DEFECT_CELLS:
+        store.save(run_cell(cell))
+    store.write_results(DEFECT_CELLS, store.finished(DEFECT_CELLS))
+    return root
+
+
+def _defect_results(root):
+    return results_frame(DEFECT_CELLS, ResultsStore(root).finished(DEFECT_CELLS))
+
+
+def _newton_oracle(model, X, y, r):
+    """Per row, in float64 with autograd: does the Newton step -(∇²ℓ)⁻¹∇ℓ fit in the ball, and does it lower ℓ?"""
+    from torch.func import grad, hessian, vmap
+
+    from fastfair.losses import logistic_loss
+
+    model = model.double()
+
+    def loss(x, t):
+        return logistic_loss(model(x.unsqueeze(0)).reshape(1), t.reshape(1))[0]
+
+    g = vmap(grad(loss))(X, y)
+    H = vmap(hessian(loss))(X, y)
+    p = -torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
+    fits = torch.linalg.vector_norm(p, dim=1) <= r
+    with torch.no_grad():
+        lowers = logistic_loss(model(X + p).reshape(-1), y) < logistic_loss(model(X).reshape(-1), y)
+    return fits, fits & lowers
+
+
+def test_defect_measurements_count_the_reference_branches(defect_store):
+    from fastfair.experiments.report_inputs import DEFECT_COLUMNS, _read_record, _rebuild_module, defect_measurements
+
+    results = _defect_results(defect_store)
+    m = defect_measurements(defect_store, results)
+    assert list(m.columns) == list(DEFECT_COLUMNS)
+    assert sorted(m["weights"]) == ["none", "trs-paper"]
+    shares = m[["interior_newton", "boundary", "degenerate", "no_bracket"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0)
+    data = load_dataset(UNFAIR2D, 0)
+    assert (m["rows"] == len(data.train.y)).all() and (m["radius"] == DEFECT_RADIUS).all()
+    X = torch.tensor(np.asarray(data.train.X), dtype=torch.float64)
+    y = torch.tensor(np.asarray(data.train.y), dtype=torch.float64)
+    for weights, cell in (("none", DEFECT_CELLS[0]), ("trs-paper", DEFECT_CELLS[2])):
+        model, _ = _rebuild_module(_read_record(ResultsStore(defect_store), cell.cell_id), 2)
+        fits, lowers = _newton_oracle(model, X, y, DEFECT_RADIUS)
+        row = m[m["weights"] == weights].iloc[0]
+        n = len(y)
+        # float32 in the measurement, float64 in the oracle: a row on the edge of the ball may fall either way
+        assert abs(row["interior_newton"] * n - int(fits.sum())) <= 2
+        if weights == "none":  # the steep non-robust model: the defect bites, and the reference code would fail
+            assert row["interior_newton"] > 0.05 and row["lowered"] > 0.05 and row["no_bracket"] > 0.05
+        assert abs(row["lowered"] * n - int(lowers.sum())) <= 2
+
+
+def test_defect_measurements_without_a_trs_paper_cell_give_a_reason(defect_store):
+    from fastfair.experiments.report_inputs import defect_measurements
+
+    results = _defect_results(defect_store)
+    assert defect_measurements(defect_store, results[results["solver"] != "trs-paper"]) == (
+        "no trs-paper cell in these results"
+    )
+
+
+def test_defect_measurements_of_a_damaged_store_give_a_reason(defect_store, tmp_path):
+    from fastfair.experiments.report_inputs import defect_measurements
+
+    copy = tmp_path / "store"
+    shutil.copytree(defect_store, copy)
+    results = _defect_results(copy)
+    for cell in (DEFECT_CELLS[0], DEFECT_CELLS[2]):
+        path = ResultsStore(copy).cell_path(cell.cell_id)
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_state": {}}))
+    reason = defect_measurements(copy, results)
+    assert isinstance(reason, str) and reason.startswith("no trs-paper model could be measured: the cell file")
+    assert reason.endswith("holds no model weights")
+
+
+def test_report_with_the_defect_section_from_the_store(defect_store, tmp_path):
+    from fastfair.experiments.report_inputs import defect_measurements
+
+    results = _defect_results(defect_store)
+    measured = defect_measurements(defect_store, results)
+    written = build_report(results, tmp_path, quick=True, defect=measured)
+    md = written["report_md"].read_text()
+    assert "## The reference TRS's defect, measured" in md
+    assert "### Branches of the reference step on the stored models" in md
+    assert written["defect_branches_csv"].is_file() and written["defect_csv"].is_file()
+    first = build_report_cached(results, tmp_path / "c", quick=True, defect=measured)
+    stamp = first["report_md"].stat().st_mtime_ns
+    changed = measured.assign(lowered=measured["lowered"] + 0.01)
+    build_report_cached(results, tmp_path / "c", quick=True, defect=changed)
+    assert first["report_md"].stat().st_mtime_ns != stamp  # other measurements: rebuilt

@@ -165,6 +165,12 @@ def test_random_solver_is_seeded_by_the_run_seed():
         ({"radius": "0.1"}, "radius"),
         ({"solver_options": "steps=3"}, "solver options"),
         ({"solver": "pgd", "solver_options": {"seed": 2**64}}, "seed"),
+        ({"fairness_penalty": "dp", "fairness_weight": -1.0}, "fairness weight must be a finite number >= 0"),
+        ({"fairness_penalty": "dp", "fairness_weight": float("inf")}, "fairness weight"),
+        ({"fairness_penalty": "dp", "fairness_weight": float("nan")}, "fairness weight"),
+        ({"fairness_penalty": "dp", "fairness_weight": "1"}, "fairness weight"),
+        ({"fairness_penalty": "sp", "fairness_weight": 1.0}, "unknown fairness penalty 'sp'; choose one of dp, eo"),
+        ({"fairness_weight": 2.0}, "fairness weight 2 needs a fairness penalty"),
     ],
 )
 def test_numeric_settings_are_bounded_with_one_line_errors(fields, words):
@@ -308,3 +314,113 @@ def test_diagnostics_refuse_features_and_labels_of_different_lengths():
     result = train_arrays(X, y, TrainConfig(solver="trs", radius=0.2, epochs=1, train_size=20))
     with pytest.raises(FastfairError, match="same number of rows"):
         inner_diagnostics(result, X[:20], y)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fairness settings and row weights
+# ----------------------------------------------------------------------------------------------------------
+def test_fairness_settings_are_normalised_and_recorded():
+    cfg = TrainConfig(fairness_penalty="eo", fairness_weight=np.float32(0.5)).validate()
+    assert cfg.fairness_weight == 0.5 and type(cfg.fairness_weight) is float
+    assert cfg.to_dict()["fairness_penalty"] == "eo" and cfg.to_dict()["fairness_weight"] == 0.5
+    assert TrainConfig(fairness_penalty="dp", fairness_weight=0).validate().fairness_weight == 0.0  # recorded only
+    assert TrainConfig().to_dict()["fairness_penalty"] is None
+
+
+def _groups(n: int) -> np.ndarray:
+    return np.array(["a", "b", "c"])[np.arange(n) % 3]
+
+
+@pytest.mark.parametrize("solver", ["none", "trs"])
+@pytest.mark.parametrize("penalty", [None, "dp"])
+def test_unit_weights_equal_no_weights_exactly(solver, penalty):
+    X, y = _data(90)
+    cfg = TrainConfig(
+        epochs=3, batch_size=16, solver=solver, radius=0.2, fairness_penalty=penalty,
+        fairness_weight=1.0 if penalty else 0.0,
+    )  # fmt: skip
+    plain = train_arrays(X, y, cfg, groups=_groups(90))
+    ones = train_arrays(X, y, cfg, groups=_groups(90), sample_weight=np.ones(90))
+    for pa, pb in zip(_params(plain), _params(ones), strict=True):
+        np.testing.assert_array_equal(pa, pb)
+    assert plain.history == [{**h, "epoch_seconds": p["epoch_seconds"], "inner_seconds": p["inner_seconds"]}
+                             for h, p in zip(ones.history, plain.history, strict=True)]  # fmt: skip
+
+
+def test_zero_weights_equal_removed_rows_exactly():
+    """Zero-weight rows are taken out before the seeded shuffle: the same run as without them, mini-batches and
+    all."""
+    X, y = _data(100)
+    rng = np.random.default_rng(4)
+    w = rng.integers(0, 3, size=100).astype(float)
+    keep = w > 0
+    cfg = TrainConfig(epochs=3, batch_size=8, solver="trs", radius=0.2, fairness_penalty="eo", fairness_weight=2.0)
+    a = train_arrays(X, y, cfg, sample_weight=w, groups=_groups(100))
+    b = train_arrays(X[keep], y[keep], cfg, sample_weight=w[keep], groups=_groups(100)[keep])
+    for pa, pb in zip(_params(a), _params(b), strict=True):
+        np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("solver", ["none", "trs"])
+def test_integer_weights_equal_repeated_rows_on_the_full_batch_float64_path(solver):
+    """Σ wᵢ ℓᵢ / Σ wᵢ is the mean over the rows repeated wᵢ times (zero: removed), and so are the penalty's group
+    rates: with one batch holding every row, in float64, the two runs agree up to rounding."""
+    X, y = _data(60)
+    w = np.random.default_rng(6).integers(0, 4, size=60)
+    g = _groups(60)
+    cfg = TrainConfig(
+        epochs=5, batch_size=1000, solver=solver, radius=0.2, dtype="float64", clean_weight=0.3,
+        fairness_penalty="dp", fairness_weight=1.5,
+    )  # fmt: skip
+    weighted = train_arrays(X, y, cfg, sample_weight=w, groups=g)
+    repeated = train_arrays(np.repeat(X, w, axis=0), np.repeat(y, w), cfg, groups=np.repeat(g, w))
+    for pa, pb in zip(_params(weighted), _params(repeated), strict=True):
+        np.testing.assert_allclose(pa, pb, rtol=1e-10, atol=1e-12)
+    for key in ("train_loss", "train_accuracy", "train_penalty"):
+        assert weighted.history[-1][key] == pytest.approx(repeated.history[-1][key], rel=1e-10, abs=1e-12), key
+
+
+def test_weighted_fit_is_calibrated_in_the_weighted_mean():
+    """At the optimum of the weighted logistic loss, its derivative in the bias vanishes: Σ wᵢ (σ(f(xᵢ)) - yᵢ) = 0.
+    A long full-batch float64 run gets there with weights and without, and the two are different models."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 2))
+    y = (X[:, 0] + 2 * rng.normal(size=90) > 0).astype(np.int64)  # overlapping classes: a finite optimum
+    w = np.where(y == 1, 4.0, 1.0)
+    cfg = TrainConfig(epochs=100, batch_size=90, dtype="float64", lr=0.1)
+    p_weighted = train_arrays(X, y, cfg, sample_weight=w).predict_proba(X)
+    p_plain = train_arrays(X, y, cfg).predict_proba(X)
+    assert abs(np.average(p_weighted - y, weights=w)) < 5e-3
+    assert abs(np.mean(p_plain - y)) < 5e-3
+    assert np.average(p_plain - y, weights=w) < -0.2  # the unweighted fit is far from the weighted optimum
+
+
+@pytest.mark.parametrize(
+    "weight, words",
+    [
+        (np.ones(89), r"sample_weight must hold one number per training row: expected shape \(90,\), got \(89,\)"),
+        (np.ones((90, 2)), "sample_weight must hold one number per training row"),
+        (np.r_[np.ones(89), -1.0], "sample_weight must be >= 0, got -1 at row 89"),
+        (np.r_[np.ones(89), np.nan], "sample_weight has NaN or infinite values"),
+        (np.r_[np.ones(89), np.inf], "sample_weight has NaN or infinite values"),
+        (np.zeros(90), "sample_weight is all zero"),
+        (["x"] * 90, "sample_weight must be an array of numbers"),
+    ],
+)
+def test_bad_sample_weights_are_one_line_errors(weight, words):
+    X, y = _data(90)
+    with pytest.raises(FastfairError, match=words) as exc:
+        train_arrays(X, y, TrainConfig(epochs=1), sample_weight=weight)
+    assert "\n" not in str(exc.value)
+
+
+def test_train_size_cuts_weights_and_groups_too():
+    X, y = _data(100)
+    w = np.r_[np.zeros(30), np.ones(70)]
+    with pytest.raises(FastfairError, match="all zero on the rows trained on"):
+        train_arrays(X, y, TrainConfig(epochs=1, train_size=30), sample_weight=w)
+    cfg = dict(epochs=2, batch_size=10, dtype="float64", fairness_penalty="dp", fairness_weight=1.0)
+    a = train_arrays(X, y, TrainConfig(train_size=50, **cfg), sample_weight=w, groups=_groups(100))
+    b = train_arrays(X[:50], y[:50], TrainConfig(**cfg), sample_weight=w[:50], groups=_groups(100)[:50])
+    for pa, pb in zip(_params(a), _params(b), strict=True):
+        np.testing.assert_array_equal(pa, pb)

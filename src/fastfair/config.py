@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import FastfairError, require
-from .vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
+from .vocabulary import ACTIVATIONS, DTYPES, FAIRNESS_PENALTIES, MODELS, SOLVERS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,9 +36,6 @@ MAX_HIDDEN = 65_536
 #: Most hidden layers accepted: deeper fully connected networks are not what a tabular classifier needs, and
 #: every layer adds a backward pass to each Hessian-vector product of the inner solver.
 MAX_LAYERS = 8
-#: Fairness penalties the training objective can add (:func:`fastfair.losses.fairness_penalty`): ``"dp"``, the
-#: demographic-parity gap of the predicted probabilities, and ``"eo"``, their equalized-odds gap.
-FAIRNESS_PENALTIES: tuple[str, ...] = ("dp", "eo")
 
 #: How each setting is called in messages, unless the caller names it (a config file names it by its key).
 SETTING_LABELS: dict[str, str] = {

@@ -9,6 +9,7 @@ scikit-learn way, maps any two class labels to {0, 1}, and turns logits into the
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -229,6 +230,19 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False  # same seed, data and device => same model
         return tags
+
+    @classmethod
+    def from_model_file(cls, path: str | os.PathLike[str]) -> RobustFairClassifier:
+        """A fitted estimator holding the network saved by ``fastfair train --out`` (``model.pt``).
+
+        It takes the standardised, encoded features the saved model was trained on (what
+        :meth:`fastfair.model_file.SavedModel.features` returns for a data frame) and predicts exactly as the
+        saved model does; ``classes_[1]`` is the positive class. The file is read as data only (tensors and a
+        JSON header), never executed. See :func:`fastfair.model_file.estimator_from_model_file`.
+        """
+        from .model_file import estimator_from_model_file
+
+        return estimator_from_model_file(path)
 
     def _train_config(self) -> TrainConfig:
         """The hyperparameters as a validated :class:`TrainConfig`: :meth:`TrainConfig.validate` checks every

@@ -25,15 +25,15 @@ ignored, so a one-group batch adds 0; the row weights weigh the group rates too)
 
     (1 - w)·ℓ̄(x + δ*) + w·ℓ̄(x) + λ·P(σ(f(x)), y, s)        (ℓ̄ the (weighted) batch mean).
 
-The penalty is taken on the **clean** predictions σ(f(x)), also in robust training: the gaps it stands for are
-those of the model's predictions on unperturbed inputs -- the ones it is deployed with and reported on
-(:func:`evaluate`). The perturbed points are no common input of the groups: each δ* pushes its row towards
-the wrong label (down for y = 1, up for y = 0), so a gap on perturbed predictions would mix the groups' base
-rates into the demographic-parity term and would reward whatever the attack does differently per group,
-rather than the predictions themselves. Each epoch's history then records the penalty of the whole training
-set (``train_penalty``) and, when the validation rows' groups are known, of the validation set
-(``val_penalty``), both on clean predictions, like ``train_loss``. λ = 0 with a penalty named trains exactly as
-without a penalty and records it all the same.
+The penalty is taken on the **clean** predictions σ(f(x)), also in robust training: the gaps it stands for are those
+of the model's predictions on unperturbed inputs -- the ones it is deployed with and reported on (:func:`evaluate`).
+The perturbed predictions are not those of any input the model will see: each δ* depends on the row's label and
+pushes its prediction towards the wrong class (down for y = 1, up for y = 0), so a demographic-parity gap of
+perturbed predictions would shrink or grow with the groups' base rates and with how hard the attack can push each
+group, not with the model's selection rates. Each epoch's history then records the penalty of the whole training set
+(``train_penalty``) and, when the validation rows' groups are known, of the validation set (``val_penalty``), both
+on clean predictions, like ``train_loss``. λ = 0 with a penalty named trains exactly as without a penalty and
+records it all the same.
 
 Time spent in the inner solver is measured separately from the rest of the epoch (``inner_seconds``), so that
 the cost of robustness can be reported honestly; evaluation after each epoch is not counted in either.
@@ -248,10 +248,10 @@ def train_arrays(
 ) -> TrainResult:
     """Train on arrays X (n, d) float and y (n,) in {0, 1}; the core loop behind :func:`train`.
 
-    ``sample_weight`` (n,): non-negative row weights (module docs: weighted batch means, zero-weight rows
-    removed); ``groups`` (n,): each row's group label, needed by ``config.fairness_penalty``; ``groups_val``:
-    those of ``X_val``, for the validation penalty in the history. With ``config.train_size`` all three are cut
-    to the first rows, like X and y.
+    ``sample_weight`` (n,): non-negative row weights (module docs: weighted batch means, zero-weight rows removed);
+    ``groups`` (n,): each row's group label, needed by ``config.fairness_penalty``; ``groups_val``: those of
+    ``X_val`` (all of them), for the validation penalty in the history. With ``config.train_size`` the first two are
+    cut to the first rows, like X and y.
 
     Each epoch shuffles the rows with a generator seeded by ``config.seed``; the model's initial weights come from
     the same seed, so a run is deterministic on a given device.

@@ -10,8 +10,9 @@ parsing, the report) can use it without loading torch.
 from __future__ import annotations
 
 #: Inner maximisers, in the order tables, figures and ``--help`` list them. ``"none"`` is ordinary training;
-#: ``"auto"`` picks ``"trs"`` or ``"pgd"`` from the model's structure (see :mod:`fastfair.inner.auto`).
-SOLVERS: tuple[str, ...] = ("none", "auto", "trs", "pgd-paper", "pgd", "random")
+#: ``"auto"`` picks ``"trs"`` or ``"pgd"`` from the model's structure (see :mod:`fastfair.inner.auto`); ``"trs-paper"``
+#: and ``"pgd-paper"`` reproduce the reference code's solvers (see :mod:`fastfair.inner`).
+SOLVERS: tuple[str, ...] = ("none", "auto", "trs", "trs-paper", "pgd-paper", "pgd", "random")
 #: The solver that means "no perturbation": the non-robust baseline every robust cell is compared against.
 BASELINE = "none"
 
@@ -40,6 +41,10 @@ GAP_RATES: dict[str, str] = {
 }
 #: The gap names, in order.
 GAP_KEYS: tuple[str, ...] = tuple(GAP_RATES)
+
+#: Fairness penalties the training objective can add (see :func:`fastfair.losses.fairness_penalty`): ``"dp"``, the
+#: demographic-parity gap of the predicted probabilities, and ``"eo"``, their equalized-odds gap.
+FAIRNESS_PENALTIES: tuple[str, ...] = ("dp", "eo")
 
 #: Radii are identified by their value rounded to this many decimals: 0.1 + 0.2 and 0.3 are the same cell.
 RADIUS_DECIMALS = 10

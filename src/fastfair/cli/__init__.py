@@ -23,6 +23,7 @@ EXIT_BROKEN_PIPE = 141
 
 #: subcommand name -> module under fastfair.cli
 SUBCOMMANDS = {"train": "train", "sweep": "sweep", "reproduce": "reproduce", "bench": "bench"}
+SUBCOMMANDS.update(predict="predict", evaluate="evaluate")  # saved models: score new rows, audit them
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 
 from .. import datasets
-from ..config import FAIRNESS_PENALTIES, MAX_HIDDEN, MAX_LAYERS, TrainConfig, check_fairness
+from ..config import MAX_HIDDEN, MAX_LAYERS, TrainConfig, check_fairness
 from ..errors import FastfairError, require
-from ..vocabulary import ACTIVATIONS, DTYPES, MODELS, SOLVERS
+from ..vocabulary import ACTIVATIONS, DTYPES, FAIRNESS_PENALTIES, MODELS, SOLVERS
 
 
 def add_command(
@@ -156,15 +156,19 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, solver: bool = Tr
     add_fairness_arguments(parser)
 
 
-def add_fairness_arguments(parser: argparse.ArgumentParser) -> None:
+def add_fairness_arguments(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     """``--fairness-penalty {dp,eo} --fairness-weight LAMBDA``: the fairness-regularised loss
-    (:func:`fastfair.losses.fairness_penalty`), with or without robust training."""
+    (:func:`fastfair.losses.fairness_penalty`), with or without robust training.
+
+    With ``defaults=False`` both default to ``None`` ("not given"), for a command whose options override a
+    config file only where given (``sweep``); :func:`config_from_args` reads ``None`` as the library default.
+    """
     d = TrainConfig()
     fair = parser.add_argument_group("fairness penalty")
     fair.add_argument(
         "--fairness-penalty",
         choices=FAIRNESS_PENALTIES,
-        default=d.fairness_penalty,
+        default=d.fairness_penalty if defaults else None,
         help=(
             "add LAMBDA x the gap between groups of the predicted probabilities to the training loss: dp, of their "
             "means (demographic parity); eo, the larger of that gap among y=1 and among y=0 (equalized odds); "
@@ -175,8 +179,8 @@ def add_fairness_arguments(parser: argparse.ArgumentParser) -> None:
         "--fairness-weight",
         type=float,
         metavar="LAMBDA",
-        default=d.fairness_weight,
-        help="weight LAMBDA >= 0 of --fairness-penalty (default: %(default)s; 0 only records the penalty)",
+        default=d.fairness_weight if defaults else None,
+        help=f"weight LAMBDA >= 0 of --fairness-penalty (default: {d.fairness_weight:g}; 0 only records the penalty)",
     )
 
 
@@ -186,7 +190,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names (:func:`fastfair.config.check_fairness`)."""
     penalty, weight = check_fairness(
         getattr(args, "fairness_penalty", None),
-        getattr(args, "fairness_weight", 0.0),
+        TrainConfig.fairness_weight if getattr(args, "fairness_weight", None) is None else args.fairness_weight,
         names=("--fairness-penalty", "--fairness-weight"),
     )
     return TrainConfig(

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import torch
+from scipy.special import expit
 
 from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
+from ..model_file import model_file_bytes
 from ..training import evaluate, inner_diagnostics, train
 from ..vocabulary import BASELINE, GAP_KEYS
 from .common import (
@@ -36,8 +37,10 @@ EPILOG = (
     "  fastfair train --dataset adult --solver trs --radius 0.1 --batch-size 100 --train-size 10000 --json\n"
     "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine\n"
     "\n"
-    "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv and\n"
-    "model.pt, all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
+    "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv,\n"
+    "predictions.csv (split, row, probability, prediction for every row evaluated) and model.pt (the model\n"
+    "file: network, feature encoding, standardisation, labels; read by `fastfair predict` and `fastfair\n"
+    "evaluate`), all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
     "when complete, so DIR never holds a partial or mixed set. An existing non-empty DIR is refused unless\n"
     "--force is given; its old contents are then replaced only after the new set is complete."
 )
@@ -48,7 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     add_training_arguments(p)
     out = p.add_argument_group("output")
-    out.add_argument("--out", metavar="DIR", help="write metrics.json, history.csv, groups.csv and model.pt here")
+    out.add_argument(
+        "--out", metavar="DIR", help="write metrics.json, history.csv, groups.csv, predictions.csv and model.pt here"
+    )
     out.add_argument(
         "--force",
         action="store_true",
@@ -138,34 +143,60 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_text(report, evaluation))
         if out_dir is not None:
-            print(f"\nwrote {out_dir}/metrics.json, history.csv, groups.csv, model.pt")
+            print(f"\nwrote {out_dir}/metrics.json, history.csv, groups.csv, predictions.csv, model.pt")
     return 0
 
 
 def write_run(
     out_dir: Path, report: dict[str, Any], result: Any, data: Any, evaluation: dict[str, Any], *, replace: bool
 ) -> None:
-    """Write metrics.json, history.csv, groups.csv and model.pt to ``out_dir`` as one set
+    """Write model.pt, predictions.csv, history.csv, groups.csv and metrics.json to ``out_dir`` as one set
     (:func:`fastfair.io.atomic_directory`): all of them or none, old contents replaced only when ``replace``."""
     groups = pd.concat({s: ev["groups"] for s, ev in evaluation.items()}, names=["split", "group"])
     with atomic_directory(out_dir, replace=replace) as tmp:
-        atomic_write_bytes(tmp / "model.pt", _model_bytes(result, data))
+        atomic_write_bytes(tmp / "model.pt", model_file_bytes(result.model, result.config, data, result.history))
+        atomic_write_text(tmp / "predictions.csv", predictions_table(result, data, evaluation).to_csv(index=False))
         atomic_write_text(tmp / "history.csv", pd.DataFrame(result.history).to_csv(index=False))
         atomic_write_text(tmp / "groups.csv", groups.to_csv())
         atomic_write_json(tmp / "metrics.json", report)
 
 
-def _model_bytes(result: Any, data: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "state_dict": result.model.state_dict(),
-            "config": result.config.to_dict(),
-            "feature_names": list(data.feature_names),
-            "group_names": list(data.group_names),
-            "mean": data.mean,
-            "scale": data.scale,
-        },
-        buf,
-    )
-    return buf.getvalue()
+def predictions_table(result: Any, data: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
+    """The predictions of the trained model for the rows it was evaluated on (those of ``evaluation``'s splits;
+    of train, the rows trained on): ``split``, ``row``, ``probability`` (of the positive class) and
+    ``prediction`` (the label's name, the original value of the target column).
+
+    ``row`` identifies the input row: for a CSV file its 0-based position among the file's data rows, for a
+    bundled dataset its position within the split. A CSV file's rows are scored together in file order, the
+    order ``fastfair predict`` scores the same file in, so that its predictions and probabilities are
+    identical to these bit for bit (a float32 network's last digits can depend on how rows are batched).
+    """
+    row_index = data.info.get("row_index")
+    if row_index is not None:  # all rows of the file, in file order
+        X = np.empty((sum(len(v) for v in row_index.values()), data.n_features))
+        for split, rows in row_index.items():
+            X[rows] = data.split(split).X
+        file_logits = result.decision_function(X)
+    names = np.asarray(data.label_names, dtype=object)
+    frames = []
+    for split in evaluation:
+        part = data.split(split)
+        n = result.config.train_size if split == "train" and result.config.train_size is not None else len(part)
+        n = min(n, len(part))
+        if row_index is not None:
+            rows = np.asarray(row_index[split][:n], dtype=np.int64)
+            logits = file_logits[rows]
+        else:
+            rows = np.arange(n, dtype=np.int64)
+            logits = result.decision_function(part.X[:n])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "row": rows,
+                    "probability": expit(logits),
+                    "prediction": names[(logits > 0).astype(np.int64)],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

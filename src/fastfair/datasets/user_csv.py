@@ -7,7 +7,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from ._containers import Dataset
 ID_MIN_ROWS = 10
 #: Most distinct values a sensitive column may have: more look like a continuous column, to be binned first.
 MAX_GROUPS = 50
+#: Kinds of feature columns in an encoding (:func:`fit_encoding`).
+NUMERIC, ONE_HOT = "numeric", "one_hot"
 #: Keyword options of :func:`load_csv` besides ``path``.
 CSV_OPTIONS = (
     "target",
@@ -90,7 +92,8 @@ def load_csv(
         without a name in the header (e.g. ``Unnamed: 0``, an index saved by pandas), which are dropped with a
         warning; name them in ``features`` to use them. Numeric columns are used as they are; text, boolean
         and categorical columns are one-hot encoded (one ``column=value`` indicator per value, categories taken
-        from the whole file so all splits share the same columns).
+        from the whole file so all splits share the same columns). The encoding is recorded as
+        ``info["encoding"]`` (:func:`fit_encoding`); :func:`encode_features` applies it to new rows.
     positive : optional
         The positive label value (see ``target``).
     seed : int
@@ -104,7 +107,9 @@ def load_csv(
 
     The split is stratified by (label, group) cells. Rows of each split come in a seeded random order (unlike
     the bundled datasets, whose splits keep file order), so the first rows of ``train`` are a random sample
-    even for a sorted file.
+    even for a sorted file. ``info["row_index"][split]`` holds, for each row of a split, its 0-based position
+    among the data rows of the file; ``info["label_values"]`` is ``[negative, positive]`` as values of the
+    target column (negative ``None`` for one-vs-rest: every other value).
 
     Standardisation cannot overflow (each column is divided by a power of two near its largest magnitude
     before squaring), and every stored feature value must be finite and within float32's range.
@@ -178,8 +183,12 @@ def load_csv(
     _check_missing(frame, file.name, target, sensitive)
 
     y, positive_value, label_names = _encode_target(frame[target], target, positive)
+    others = [_plain(v) for v in _sorted_unique(frame[target]) if _plain(v) != positive_value]
+    negative_value = others[0] if len(others) == 1 else None  # None: one-vs-rest, every other value
     s, group_names = _encode_groups(frame[sensitive], sensitive)
-    X, feature_names, encoding = _encode_features(frame, features)
+    encoding = fit_encoding(frame, features)
+    X = encode_features(frame, encoding, source=file.name)
+    feature_names = encoded_names(encoding)
 
     rng = np.random.default_rng(seed)
     train_idx, val_idx, test_idx = stratified_split(strata_codes(y, s), [val_fraction, test_fraction], rng)
@@ -189,10 +198,11 @@ def load_csv(
         f"val_fraction={val_fraction} and test_fraction={test_fraction}",
     )
     _check_group_sizes(s, group_names, sensitive, (val_fraction, test_fraction))
-    parts = {}
+    parts, row_index = {}, {}
     for key, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
         idx = rng.permutation(idx)
         parts[key] = (X[idx], y[idx], s[idx])
+        row_index[key] = idx
     info = {
         "source": str(file),
         "sha256": hashlib.sha256(raw).hexdigest(),
@@ -206,8 +216,11 @@ def load_csv(
             "test_fraction": test_fraction,
             "standardize": standardize,
         },
-        "one_hot": encoding,
+        "one_hot": {e["column"]: list(e["categories"]) for e in encoding if e["kind"] == ONE_HOT},
+        "encoding": encoding,
+        "label_values": [negative_value, positive_value],
         "rows": {"file": len(y)},
+        "row_index": row_index,
         "row_order": "seeded random order within each split",
     }
     return make_dataset(
@@ -368,19 +381,27 @@ def _check_group_sizes(
     )
 
 
-def _encode_features(
-    frame: pd.DataFrame, features: Sequence[str]
-) -> tuple[np.ndarray, list[str], dict[str, list]]:
-    blocks: list[np.ndarray] = []
-    names: list[str] = []
-    encoding: dict[str, list] = {}
+def fit_encoding(frame: pd.DataFrame, features: Sequence[str]) -> list[dict[str, Any]]:
+    """The feature encoding of ``features`` learnt from ``frame``: one JSON-able entry per column, in order.
+
+    * ``{"column": c, "kind": "numeric"}`` for a numeric (not boolean) column: used as it is, as float64;
+    * ``{"column": c, "kind": "one_hot", "categories": [v_1, ..., v_k], "unseen": "error"}`` for a text,
+      boolean or categorical column: the sorted distinct values ``v_j`` (as plain Python values), one
+      indicator feature ``c=v_j`` each. Values are matched by their text, ``str(v)``.
+
+    :func:`encode_features` applies an encoding to any frame with those columns, so that the features of new
+    rows are computed exactly as those of the rows the encoding was learnt from (:func:`load_csv` itself
+    encodes through it).
+
+    Raises :class:`FastfairError` for a column that is numeric except for a few words (a data error, not
+    categories), a text column with a different value on every row (an identifier), or distinct values with
+    the same text.
+    """
+    encoding: list[dict[str, Any]] = []
     for col in features:
         values = frame[col]
-        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-            arr = values.to_numpy(dtype=np.float64)
-            require(bool(np.isfinite(arr).all()), f"feature column {col!r} has infinite values")
-            blocks.append(arr.reshape(-1, 1))
-            names.append(str(col))
+        if _is_number_column(values):
+            encoding.append({"column": str(col), "kind": NUMERIC})
             continue
         numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
         if 0.5 <= numeric.mean() < 1:  # a number column with a few stray words: a data error, not categories
@@ -395,12 +416,139 @@ def _encode_features(
             f"feature column {col!r} is non-numeric with all {len(values)} values distinct (an identifier?); "
             "leave it out of features",
         )
-        lookup = {v: i for i, v in enumerate(distinct)}
-        codes = np.fromiter((lookup[v] for v in values.tolist()), dtype=np.int64, count=len(values))
-        blocks.append(np.eye(len(distinct), dtype=np.float64)[codes])
-        names.extend(f"{col}={v}" for v in distinct)
-        encoding[str(col)] = [_plain(v) for v in distinct]
-    return np.concatenate(blocks, axis=1), names, encoding
+        texts = [str(v) for v in distinct]
+        require(len(set(texts)) == len(texts), f"feature column {col!r} has distinct values with the same text")
+        encoding.append(
+            {"column": str(col), "kind": ONE_HOT, "categories": [_plain(v) for v in distinct], "unseen": "error"}
+        )
+    return encoding
+
+
+def encoded_names(encoding: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The feature names an encoding (:func:`fit_encoding`) produces: ``c`` per numeric column, ``c=v`` per
+    category ``v`` of a one-hot column, in order."""
+    names: list[str] = []
+    for entry in encoding:
+        if entry["kind"] == NUMERIC:
+            names.append(entry["column"])
+        else:
+            names.extend(f"{entry['column']}={v}" for v in entry["categories"])
+    return names
+
+
+def encode_features(
+    frame: pd.DataFrame, encoding: Sequence[Mapping[str, Any]], *, source: str = "the data"
+) -> np.ndarray:
+    """The (n, d) float64 features of ``frame`` under ``encoding`` (:func:`fit_encoding`), unstandardised.
+
+    Numeric columns become float64 as they are; a one-hot column with categories ``v_1..v_k`` becomes ``k``
+    indicator columns, the row of ``np.eye(k)`` of its category (matched by text). On the frame the encoding was
+    learnt from this gives exactly the features :func:`load_csv` computed, bit for bit.
+
+    A value outside the categories is refused (``"unseen": "error"``), or gives an all-zero indicator row with a
+    warning (``"unseen": "zeros"``, the policy of bundled Adult's encoder).
+
+    Raises
+    ------
+    FastfairError
+        A column of the encoding missing from ``frame``; a missing value in one of its columns; a numeric
+        column holding text or True/False values, or infinite values; a value not among a one-hot column's
+        categories (unless its policy is ``"zeros"``). The message names ``source``, the column and the
+        first offending data row.
+    """
+    missing = [e["column"] for e in encoding if e["column"] not in frame.columns]
+    needed = _names([e["column"] for e in encoding])
+    require(not missing, f"column(s) not found in {source}: {_names(missing)}; the model needs {needed}")
+    blocks: list[np.ndarray] = []
+    for entry in encoding:
+        col = entry["column"]
+        values = frame[col]
+        _check_column_complete(values, col, source)
+        if entry["kind"] == NUMERIC:
+            blocks.append(_numeric_column(values, col, source).reshape(-1, 1))
+            continue
+        require(entry["kind"] == ONE_HOT, f"unknown encoding {entry['kind']!r} of column {col!r}")
+        categories = [str(v) for v in entry["categories"]]
+        texts = values.astype(str).to_numpy() if len(values) else np.zeros(0, dtype=str)
+        codes = pd.Index(categories).get_indexer(texts)
+        unseen = np.flatnonzero(codes < 0)
+        if len(unseen):
+            row = int(unseen[0])
+            what = (
+                f"feature column {col!r} of {source} has {len(unseen)} value(s) not seen in training, e.g. "
+                f"{texts[row]!r} in data row {row + 1}; known values: {_values(categories)}"
+            )
+            require(entry.get("unseen", "error") == "zeros", what)
+            warnings.warn(what + "; encoded as all-zero indicators", UserWarning, stacklevel=2)
+        onehot = np.eye(len(categories) + 1, dtype=np.float64)[codes]  # code -1 picks the last, all-zero row
+        blocks.append(onehot[:, : len(categories)])
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0))
+
+
+def read_csv_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A CSV file (with a header row) parsed exactly as :func:`load_csv` parses it, every column kept.
+
+    Raises :class:`FastfairError` for a missing, unreadable, empty or malformed file (as :func:`load_csv`).
+    """
+    file = Path(path)
+    frame, _ = _parse_csv(_read_bytes(file), file)
+    return frame
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes (hex), as :func:`load_csv` records it under ``info["sha256"]``."""
+    return hashlib.sha256(_read_bytes(Path(path))).hexdigest()
+
+
+def encode_groups(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Group codes of a sensitive column and the group names: its sorted distinct values get codes 0, 1, ...,
+    named by their text (as :func:`load_csv` does). Refused: a missing value, a single group, more than
+    ``MAX_GROUPS`` groups, distinct values with the same text."""
+    blank = values.isna().to_numpy() | values.astype(str).str.strip().eq("").to_numpy()
+    if blank.any():
+        raise FastfairError(
+            f"sensitive column {name!r} has {int(blank.sum())} missing (NaN or empty) value(s), first in data row "
+            f"{int(np.flatnonzero(blank)[0]) + 1}"
+        )
+    return _encode_groups(values, name)
+
+
+def _is_number_column(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
+def _check_column_complete(values: pd.Series, col: str, source: str) -> None:
+    blank = values.isna()
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        blank |= values.astype(str).str.strip().eq("") & values.notna()
+    if bool(blank.any()):
+        first = int(np.flatnonzero(blank.to_numpy())[0]) + 1
+        raise FastfairError(
+            f"feature column {col!r} of {source} has {int(blank.sum())} missing (NaN or empty) value(s), first "
+            f"in data row {first}"
+        )
+
+
+def _numeric_column(values: pd.Series, col: str, source: str) -> np.ndarray:
+    """A numeric feature column as float64: refused if it holds text, True/False or infinite values."""
+    if not _is_number_column(values):
+        if pd.api.types.is_bool_dtype(values.dtype):
+            raise FastfairError(
+                f"feature column {col!r} of {source} holds True/False values; the model was trained on numbers"
+            )
+        numbers = pd.to_numeric(values, errors="coerce")
+        row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+        raise FastfairError(
+            f"feature column {col!r} of {source} holds text, e.g. {values.iloc[row]!r} in data row {row + 1}; "
+            "the model was trained on numbers"
+        )
+    arr = values.to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise FastfairError(
+            f"feature column {col!r} has infinite values in {source}, first in data row {int(bad[0]) + 1}"
+        )
+    return arr
 
 
 _NO_MATCH = object()

@@ -1,4 +1,5 @@
-"""What the report needs besides the results table, read from the results store: the decision-boundary models.
+"""What the report needs besides the results table, read from the results store: the decision-boundary models, and
+the reference TRS's branches measured on the stored models.
 
 The report is a pure view of a sweep and trains nothing. Its Unfair2D figure (the decision boundaries f(x) = 0 of
 the non-robust model and of the TRS model at r = 0.18, over the training points) is drawn from two models the
@@ -13,6 +14,13 @@ the TRS cell at the radius, of the lowest seed that has both with the same train
 
 A rebuilt model computes exactly the logits of the trained one: the weights are stored as float64 lists, which
 hold every float32 value exactly, and the model is rebuilt in the cell's own dtype.
+
+The reference TRS's defect (:func:`defect_measurements`): for every ``trs-paper`` cell of the lowest seed that has
+one, its stored model and the non-robust model of the same seed and settings are rebuilt, and on the first
+:data:`DEFECT_ROWS` training rows the cell trained on, the reference TRS (``trs-paper``, with the cell's batch size
+for its 1/b scaling, as in training) and the exact TRS (``trs``) are run once at the cell's radius. Counted: the
+branch each row takes (interior Newton step, boundary, degenerate, no bracket), the rows whose loss the
+reference step *lowers*, and the mean loss each solver attains. Nothing is trained.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import pandas as pd
 import torch
 
 from ..errors import FastfairError
+from ..inner import make_inner
+from ..inner.trs_paper import BRANCHES
 from ..io import dumps_json
 from ..models import build_model
 from ..vocabulary import BASELINE, DTYPES, round_radius
@@ -45,6 +55,26 @@ RADIUS = 0.18
 SHARED_SETTINGS = ("epochs", "batch_size", "lr", "train_size", "hidden", "activation", "dtype")
 #: Entries of a stored cell spec that rebuilding its model and describing the figure read.
 SPEC_KEYS = ("model", "hidden", "activation", "solver", "radius", "seed", "epochs", "batch_size", "lr", "dtype")
+#: The solver whose defect is measured, and the exact solver it is compared with.
+PAPER_TRS = "trs-paper"
+EXACT_TRS = "trs"
+#: Training rows (the first ones) on which the defect is measured, per stored model.
+DEFECT_ROWS = 2000
+#: Columns of :func:`defect_measurements`: the cell, whose weights (``weights``: the trs-paper model or the
+#: non-robust one), the share of rows per branch, the share whose loss the reference step lowers, mean losses.
+DEFECT_COLUMNS = (
+    "dataset",
+    "model",
+    "radius",
+    "seed",
+    "weights",
+    "rows",
+    *(b.replace("-", "_") for b in BRANCHES),
+    "lowered",
+    "clean_loss",
+    "paper_loss",
+    "trs_loss",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,8 +246,8 @@ def _data_spec(data: dict[str, Any]) -> DataSpec:
     )
 
 
-def _rebuild(record: dict[str, Any], n_features: int) -> StoredModel | str:
-    """The model of ``record`` with its stored weights, or why they do not fit it."""
+def _rebuild_module(record: dict[str, Any], n_features: int) -> tuple[torch.nn.Module, torch.dtype] | str:
+    """The module of ``record`` with its stored weights (eval mode) and its dtype, or why they do not fit it."""
     spec, cell_id = record["spec"], record["cell_id"]
     dtype_name = spec.get("dtype")
     if dtype_name not in DTYPES:
@@ -232,8 +262,17 @@ def _rebuild(record: dict[str, Any], n_features: int) -> StoredModel | str:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"the stored weights of cell {cell_id} do not fit its {spec.get('model')} model: {first}"
     model.eval()
-    sha = hashlib.sha256(dumps_json(state, sort_keys=True).encode()).hexdigest()
-    return StoredModel(cell_id, str(spec["solver"]), sha, _decision_function(model, dtype))
+    return model, dtype
+
+
+def _rebuild(record: dict[str, Any], n_features: int) -> StoredModel | str:
+    """The model of ``record`` with its stored weights, or why they do not fit it."""
+    built = _rebuild_module(record, n_features)
+    if isinstance(built, str):
+        return built
+    model, dtype = built
+    sha = hashlib.sha256(dumps_json(record["model_state"], sort_keys=True).encode()).hexdigest()
+    return StoredModel(record["cell_id"], str(record["spec"]["solver"]), sha, _decision_function(model, dtype))
 
 
 def _decision_function(model: torch.nn.Module, dtype: torch.dtype) -> Callable[[np.ndarray], np.ndarray]:
@@ -247,4 +286,77 @@ def _decision_function(model: torch.nn.Module, dtype: torch.dtype) -> Callable[[
     return decision_function
 
 
-__all__ = ["BoundaryInputs", "StoredModel", "unfair2d_boundaries"]
+def defect_measurements(store: str | os.PathLike[str] | ResultsStore, results: pd.DataFrame) -> pd.DataFrame | str:
+    """The reference TRS's branches and attained losses on the stored models of ``results`` (module docs).
+
+    One row per measured model (:data:`DEFECT_COLUMNS`): for each ``trs-paper`` cell of the lowest seed with one
+    (per dataset, model and radius), its own model (``weights = "trs-paper"``) and the non-robust model of the same
+    seed and settings (``weights = "none"``, when there is one). Returns a one-line reason (without final period)
+    instead when there is no ``trs-paper`` cell or nothing could be measured; a cell whose file or data cannot be
+    used is left out.
+    """
+    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    cells = results.drop_duplicates("cell_id")
+    paper = cells[cells["solver"].astype(str) == PAPER_TRS]
+    if paper.empty:
+        return f"no {PAPER_TRS} cell in these results"
+    paper = paper.sort_values("seed", kind="stable").drop_duplicates(["dataset", "model", "radius"], keep="first")
+    baselines = cells[cells["solver"].astype(str) == BASELINE]
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for _, cell in paper.iterrows():
+        same = baselines[
+            (baselines["dataset"] == cell["dataset"])
+            & (baselines["model"] == cell["model"])
+            & (baselines["seed"] == cell["seed"])
+        ]
+        same = same[
+            [all(_same(b[c], cell[c]) for c in SHARED_SETTINGS if c in cells.columns) for _, b in same.iterrows()]
+        ]
+        ids = [("trs-paper", str(cell["cell_id"]))] + [("none", str(same["cell_id"].iloc[0]))] * (not same.empty)
+        for weights, cell_id in ids:
+            measured = _measure(store, cell_id, cell, weights)
+            (skipped if isinstance(measured, str) else rows).append(measured)  # type: ignore[arg-type]
+    if not rows:
+        return f"no {PAPER_TRS} model could be measured: {skipped[0]}"
+    return pd.DataFrame(rows, columns=list(DEFECT_COLUMNS))
+
+
+def _measure(store: ResultsStore, cell_id: str, cell: pd.Series, weights: str) -> dict[str, Any] | str:
+    """One row of :func:`defect_measurements`: the stored model of ``cell_id`` at the radius of ``cell``."""
+    record = _read_record(store, cell_id)
+    if isinstance(record, str):
+        return record
+    spec = record["spec"]
+    try:
+        data = load_dataset(_data_spec(record["data"]), int(spec["seed"]))
+    except FastfairError as exc:
+        return f"the training data of cell {cell_id} cannot be loaded: {exc}"
+    train = data.train if spec.get("train_size") is None else data.train.head(int(spec["train_size"]))
+    built = _rebuild_module(record, train.X.shape[1])
+    if isinstance(built, str):
+        return built
+    model, dtype = built
+    radius = float(cell["radius"])
+    x = torch.as_tensor(np.asarray(train.X[:DEFECT_ROWS], dtype=np.float64), dtype=dtype)
+    y = torch.as_tensor(np.asarray(train.y[:DEFECT_ROWS], dtype=np.float64), dtype=dtype)
+    paper = make_inner(PAPER_TRS, batch_size=int(cell["batch_size"])).perturb(model, x, y, radius)
+    exact = make_inner(EXACT_TRS).perturb(model, x, y, radius)
+    n = int(x.shape[0])
+    counts = torch.bincount(paper.extras["branch"], minlength=len(BRANCHES)).tolist()
+    return {
+        "dataset": str(cell["dataset"]),
+        "model": str(cell["model"]),
+        "radius": radius,
+        "seed": int(cell["seed"]),
+        "weights": weights,
+        "rows": n,
+        **{b.replace("-", "_"): counts[i] / n for i, b in enumerate(BRANCHES)},
+        "lowered": float((paper.loss < paper.extras["clean_loss"]).double().mean()),
+        "clean_loss": float(paper.extras["clean_loss"].double().mean()),
+        "paper_loss": float(paper.loss.double().mean()),
+        "trs_loss": float(exact.loss.double().mean()),
+    }
+
+
+__all__ = ["DEFECT_COLUMNS", "BoundaryInputs", "StoredModel", "defect_measurements", "unfair2d_boundaries"]

@@ -12,6 +12,10 @@ Solvers (``SOLVERS``, the order of :data:`fastfair.vocabulary.SOLVERS`):
 * ``"trs"`` -- :class:`TrustRegionAdversary`: exact maximiser of the quadratic model of the loss over the
   ball, by the path that fits the model (closed form for affine models, the factored one-hidden-layer form,
   Hessian products or a dense Hessian otherwise); ``extras["path"]`` says which.
+* ``"trs-paper"`` -- :class:`PaperTrustRegionAdversary`: the reference code's TRS step reproduced, defect included
+  (per-row eigendecomposition, the interior Newton step accepted whenever it fits in the ball whatever the sign
+  of the Hessian, else bisection on λ); ``extras["branch"]`` says which branch each row took
+  (:mod:`fastfair.inner.trs_paper`). Not a certified maximiser: its interior steps can lower the loss.
 * ``"pgd-paper"`` -- :class:`PaperPGDAdversary`: the paper's back-tracking PGD (step 0.1, ÷1.5, ≤ 5000 its).
 * ``"pgd"`` -- :class:`ProjectedGradientAdversary`: tuned L2 PGD (10 normalised steps of 0.25·r).
 * ``"random"`` -- :class:`RandomAdversary`: a random direction on the sphere (or in the ball).
@@ -29,6 +33,7 @@ from .base import InnerMaximizer, InnerResult
 from .pgd import PaperPGDAdversary, ProjectedGradientAdversary
 from .random import RandomAdversary
 from .trs import TrustRegionAdversary
+from .trs_paper import PaperTrustRegionAdversary
 
 __all__ = [
     "SOLVERS",
@@ -37,6 +42,7 @@ __all__ = [
     "InnerMaximizer",
     "InnerResult",
     "PaperPGDAdversary",
+    "PaperTrustRegionAdversary",
     "ProjectedGradientAdversary",
     "RandomAdversary",
     "TrustRegionAdversary",
@@ -47,6 +53,7 @@ __all__ = [
 _REGISTRY: dict[str, type[InnerMaximizer]] = {
     "auto": AutoAdversary,
     "trs": TrustRegionAdversary,
+    "trs-paper": PaperTrustRegionAdversary,
     "pgd": ProjectedGradientAdversary,
     "pgd-paper": PaperPGDAdversary,
     "random": RandomAdversary,

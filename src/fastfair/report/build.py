@@ -6,6 +6,8 @@ Layout of ``out_dir``::
     summary.csv                 mean / std / 95% CI per dataset x model x solver x radius x split x metric
     timing.csv, timing.md       the paper's Table 1 (mean epoch seconds, pgd-paper/trs and pgd/trs ratios)
     claims.csv                  the claims table
+    defect.csv                  trs-paper beside trs (when both ran): per dataset, model and radius
+    defect_branches.csv         the reference TRS's branches measured on the stored models (when measured)
     figures/gaps_<dataset>_<split>.png, figures/accuracy_<dataset>.png, figures/unfair2d_boundaries.png
 
 (``<dataset>`` becomes ``<dataset>-<model>`` when a dataset ran with more than one model.)
@@ -26,6 +28,7 @@ import pandas as pd
 
 from ..io import atomic_write_text
 from .compose import QUICK_NOTE, compose_document
+from .defect import defect_section
 from .document import render_html, render_markdown
 from .figure_output import draw_figures
 from .figures import DEFAULT_DPI
@@ -50,6 +53,7 @@ def build_report(
     boundaries: BoundaryInputs | str | None = None,
     dpi: int | None = None,
     paper: bool = True,
+    defect: pd.DataFrame | str | None = None,
 ) -> dict[str, Path]:
     """Write the report of ``results`` (the tidy store, one row per cell x split) into ``out_dir``.
 
@@ -58,7 +62,10 @@ def build_report(
     train and test; train only when ``quick``); those present in the results are drawn. ``boundaries`` are the
     stored Unfair2D models of the decision-boundary figure
     (:func:`fastfair.experiments.report_inputs.unfair2d_boundaries`); a string instead says why there are none,
-    and the figure is skipped with that note (also when ``boundaries`` is None). ``paper=False`` makes it the
+    and the figure is skipped with that note (also when ``boundaries`` is None). ``defect`` are the reference TRS's
+    branches measured on the stored models (:func:`fastfair.experiments.report_inputs.defect_measurements`), or
+    why there are none; the section "The reference TRS's defect, measured" is there whenever trs and trs-paper ran
+    on the same cells. ``paper=False`` makes it the
     report of any sweep: no claims table (and no claims.csv), no decision-boundary figure, a neutral title.
     Returns ``{name: path}`` of every file written.
     """
@@ -79,7 +86,13 @@ def build_report(
         paper=paper,
     )
     written.update(figures.written)
-    content = compose_document(df, tables, figures, notes=all_notes, paper=paper)
+    section = defect_section(df, defect)
+    if section is not None:
+        written["defect_csv"] = atomic_write_text(out_dir / "defect.csv", section.outcome.to_csv(index=False))
+        if section.branches is not None:
+            branches = section.branches.to_csv(index=False)
+            written["defect_branches_csv"] = atomic_write_text(out_dir / "defect_branches.csv", branches)
+    content = compose_document(df, tables, figures, notes=all_notes, paper=paper, defect=section)
     written["report_md"] = atomic_write_text(out_dir / "report.md", render_markdown(content))
     written["report_html"] = atomic_write_text(out_dir / "report.html", render_html(content))
     return written

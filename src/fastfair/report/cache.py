@@ -1,10 +1,10 @@
 """``build_report_cached``: rebuild a report only when something it is drawn from has changed.
 
 A report is a pure function of its inputs (the results table, rows in any order; ``quick``, ``notes``, ``paper``;
-the stored decision-boundary models, by their fingerprint) and of the code that draws it (the fastfair version and
-the source of :mod:`fastfair.report`). The sha256 of all of them is kept in ``out_dir/.report-state.json`` with
-the list of files written; the next call with the same fingerprint, while every file is still there, returns that
-list and draws nothing.
+the stored decision-boundary models, by their fingerprint; the measured branches of the reference TRS) and of the
+code that draws it (the fastfair version and the source of :mod:`fastfair.report`). The sha256 of all of them is
+kept in ``out_dir/.report-state.json`` with the list of files written; the next call with the same fingerprint,
+while every file is still there, returns that list and draws nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def report_fingerprint(
     notes: Sequence[str],
     paper: bool,
     boundaries: BoundaryInputs | str | None,
+    defect: pd.DataFrame | str | None = None,
 ) -> str:
     """sha256 of everything :func:`build_report` draws the report from, and of the code that draws it.
 
@@ -58,6 +59,7 @@ def report_fingerprint(
         "notes": list(notes),
         "paper": paper,
         "boundaries": drawn_from if paper else None,
+        "defect": defect if isinstance(defect, str) or defect is None else defect.to_csv(index=False),
     }
     code = {"version": __version__, "renderer": renderer_digest()}
     return hashlib.sha256(json.dumps({**inputs, **code}).encode()).hexdigest()
@@ -71,6 +73,7 @@ def build_report_cached(
     notes: Sequence[str] = (),
     paper: bool = True,
     boundaries: BoundaryInputs | str | None = None,
+    defect: pd.DataFrame | str | None = None,
 ) -> dict[str, Path]:
     """:func:`build_report`, unless ``out_dir`` already holds a complete report built from the very same inputs.
 
@@ -79,7 +82,9 @@ def build_report_cached(
     rebuilds the report.
     """
     out_dir = Path(out_dir)
-    fingerprint = report_fingerprint(results, quick=quick, notes=notes, paper=paper, boundaries=boundaries)
+    fingerprint = report_fingerprint(
+        results, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect
+    )
     try:
         state = json.loads((out_dir / REPORT_STATE).read_text())
         files = {k: Path(v) for k, v in state["files"].items()}
@@ -87,7 +92,7 @@ def build_report_cached(
             return files
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    files = build_report(results, out_dir, quick=quick, notes=notes, paper=paper, boundaries=boundaries)
+    files = build_report(results, out_dir, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect)
     state = {"fingerprint": fingerprint, "files": {k: str(v) for k, v in files.items()}}
     atomic_write_json(out_dir / REPORT_STATE, state)
     return files

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..vocabulary import BASELINE, GAP_KEYS
 from .claims import RULES
+from .defect import DefectSection
 from .document import DIFFERENCES_FROM_PAPER, ReportContent, seeds_difference
 from .figure_output import DrawnFigures
 from .labels import METRIC_LABELS
@@ -103,7 +104,7 @@ def figures_intro(summary: pd.DataFrame, shown_splits: Sequence[str], *, paper: 
     return text
 
 
-def report_files(*, claims: bool) -> list[tuple[str, str]]:
+def report_files(*, claims: bool, defect: DefectSection | None = None) -> list[tuple[str, str]]:
     """The files section: (relative path, description) of the table files."""
     files = [
         ("summary.csv", "mean, std and 95% CI per dataset x model x solver x radius x split x metric"),
@@ -112,11 +113,21 @@ def report_files(*, claims: bool) -> list[tuple[str, str]]:
     ]
     if claims:
         files.append(("claims.csv", "the claims table"))
+    if defect is not None:
+        files.append(("defect.csv", "trs-paper beside trs per dataset, model and radius"))
+        if defect.branches is not None:
+            files.append(("defect_branches.csv", "the reference TRS's branches measured on the stored models"))
     return files
 
 
 def compose_document(
-    df: pd.DataFrame, tables: ReportTables, figures: DrawnFigures, *, notes: Sequence[str], paper: bool
+    df: pd.DataFrame,
+    tables: ReportTables,
+    figures: DrawnFigures,
+    *,
+    notes: Sequence[str],
+    paper: bool,
+    defect: DefectSection | None = None,
 ) -> ReportContent:
     """The content of the report of the normalised store ``df`` (``notes`` first, the figures' notes after)."""
     key_tables = {}
@@ -139,9 +150,10 @@ def compose_document(
         timing_notes=timing_notes(tables),
         key_numbers=key_tables,
         figures=figures.entries,
-        files=report_files(claims=tables.claims is not None),
+        files=report_files(claims=tables.claims is not None, defect=defect),
         generated=f"{df['cell_id'].nunique()} cells, {len(df)} result rows.",
         differences=differences,
         paper=paper,
         figures_intro=figures_intro(tables.summary, figures.shown_splits, paper=paper),
+        defect=defect,
     )

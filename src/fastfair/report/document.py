@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .defect import DefectSection
 from .tables import format_value, markdown_table
 
 DIFFERENCES_FROM_PAPER: tuple[str, ...] = (
@@ -30,7 +31,9 @@ DIFFERENCES_FROM_PAPER: tuple[str, ...] = (
     "Our TRS solves the trust-region subproblem exactly "
     "(interior step only when the Hessian is positive definite, hard case handled); "
     "the reference accepted the interior Newton step without that check, "
-    "which can decrease the loss it is meant to increase. TRS results can therefore differ from the paper's.",
+    "which can decrease the loss it is meant to increase. TRS results can therefore differ from the paper's; "
+    "`trs-paper` reproduces the reference's step, and the section on the reference TRS's defect measures the "
+    "difference where both ran.",
     "We report 5 gaps (independence, separation TPR/FPR, sufficiency PPV/FOR) where the paper counts 6; "
     "see the claim rules for how counts are compared.",
 )
@@ -74,6 +77,7 @@ class ReportContent:
     generated: str = ""
     figures_intro: str = ""
     paper: bool = True  #: the paper's protocol: timing is its Table 1, its PGD our ``pgd-paper``
+    defect: DefectSection | None = None  #: trs-paper beside trs; None: no such section
 
 
 def timing_heading(c: ReportContent) -> tuple[str, str]:
@@ -90,11 +94,13 @@ def timing_heading(c: ReportContent) -> tuple[str, str]:
 TIMING_FORMATS = {
     "none": ".4g",
     "trs": ".4g",
+    "trs-paper": ".4g",
     "pgd-paper": ".4g",
     "pgd": ".4g",
     "random": ".4g",
     "pgd-paper/trs": ".2f",
     "pgd/trs": ".2f",
+    "trs-paper/trs": ".2f",
     "radius": "g",
 }
 
@@ -135,6 +141,8 @@ def render_markdown(c: ReportContent) -> str:
         out += ["## Key numbers", ""]
         for label, table in c.key_numbers.items():
             out += [f"### {label}", "", markdown_table(table), ""]
+    if c.defect is not None:
+        out += _defect_markdown(c.defect)
     out += ["## Figures", ""] + [f"{c.figures_intro}", ""] * bool(c.figures_intro)
     section = None
     for f in c.figures:
@@ -146,6 +154,61 @@ def render_markdown(c: ReportContent) -> str:
         out += ["## Differences from the paper", ""] + [f"- {d}" for d in c.differences] + [""]
     out += ["## Files", ""] + [f"- [`{p}`]({p}): {d}" for p, d in c.files] + [""]
     return "\n".join(out)
+
+
+DEFECT_HEADING = "The reference TRS's defect, measured"
+#: Formats of the defect tables' columns (accuracies as fractions, shares in %, seconds).
+DEFECT_FORMATS = {
+    "radius": "g",
+    "Δ accuracy (pp)": "+.2f",
+    "largest Δ gap": "+.3f",
+    "epoch s trs": ".3g",
+    "epoch s trs-paper": ".3g",
+    "trs-paper/trs": ".2f",
+    "interior %": ".1f",
+    "boundary %": ".1f",
+    "degenerate %": ".1f",
+    "no bracket %": ".1f",
+    "lowered %": ".1f",
+}
+
+
+def _defect_markdown(d: DefectSection) -> list[str]:
+    out = [f"## {DEFECT_HEADING}", "", d.intro, "", "**Conclusions.**", ""]
+    out += [f"- {_md_escape(t)}" for t in d.conclusions] + [""]
+    out += [
+        "### Training outcome: trs-paper beside trs",
+        "",
+        markdown_table(formatted(d.outcome, formats=DEFECT_FORMATS)),
+    ]
+    out += ["", d.timing_note, ""]
+    if d.branches is not None:
+        out += ["### Branches of the reference step on the stored models", "", d.branch_note, ""]
+        out += [markdown_table(formatted(d.branches, formats=DEFECT_FORMATS)), ""]
+    if d.note:
+        out += [f"_{d.note}_", ""]
+    return out
+
+
+def _defect_html(d: DefectSection) -> list[str]:
+    e = html.escape
+
+    def code(text: str) -> str:
+        return re.sub(r"`([^`]*)`", r"<code>\1</code>", e(text, quote=False))
+
+    out = [f"<h2>{e(DEFECT_HEADING)}</h2>", f"<p>{code(d.intro)}</p>", "<p><strong>Conclusions.</strong></p>"]
+    out.append("<ul>" + "".join(f"<li>{e(t)}</li>" for t in d.conclusions) + "</ul>")
+    out += [
+        "<h3>Training outcome: trs-paper beside trs</h3>",
+        _html_table(formatted(d.outcome, formats=DEFECT_FORMATS)),
+    ]
+    out.append(f"<p>{e(d.timing_note)}</p>")
+    if d.branches is not None:
+        out += ["<h3>Branches of the reference step on the stored models</h3>", f"<p>{code(d.branch_note)}</p>"]
+        out.append(_html_table(formatted(d.branches, formats=DEFECT_FORMATS)))
+    if d.note:
+        out.append(f"<p><em>{e(d.note)}</em></p>")
+    return out
 
 
 CSS = """
@@ -216,6 +279,8 @@ def render_html(c: ReportContent) -> str:
         out.append("<h2>Key numbers</h2>")
         for label, table in c.key_numbers.items():
             out += [f"<h3>{e(label)}</h3>", _html_table(table)]
+    if c.defect is not None:
+        out += _defect_html(c.defect)
     out.append("<h2>Figures</h2>")
     if c.figures_intro:
         out.append(f"<p>{e(c.figures_intro)}</p>")

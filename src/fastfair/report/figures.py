@@ -36,6 +36,14 @@ SOLVER_STYLE = {
         "ms": 7.5,
         "alpha": 0.75,
     },
+    "trs-paper": {
+        "color": "#9467bd",
+        "marker": "P",
+        "label": "TRS (reference code)",
+        "lw": 1.8,
+        "ls": (0, (4, 2)),
+        "ms": 5.5,
+    },
     "pgd-paper": {
         "color": "#d62728",
         "marker": "s",

@@ -147,8 +147,8 @@ def timing_table(results: pd.DataFrame, pgd_reference: str = "pgd-paper") -> pd.
 
     One row per (dataset, model, radius) with a robust solver; a column per solver present (``none`` is the
     non-robust epoch time, repeated on every row of its dataset for comparison), and the ratios of means
-    ``pgd-paper/trs`` and ``pgd/trs`` where those solvers ran. ``seeds`` gives the number of cells averaged
-    per solver when they differ.
+    ``pgd-paper/trs``, ``pgd/trs`` and ``trs-paper/trs`` where those solvers ran. ``seeds`` gives the number of
+    cells averaged per solver when they differ.
     """
     long = timing_long(results)
     solvers = ordered_solvers(long["solver"])
@@ -167,7 +167,7 @@ def timing_table(results: pd.DataFrame, pgd_reference: str = "pgd-paper") -> pd.
         base = long[long["solver"] == BASELINE].groupby(["dataset", "model"])["epoch_seconds"].mean()
         pairs = zip(wide["dataset"], wide["model"], strict=True)
         wide.insert(3, BASELINE, [base.get((d, m), np.nan) for d, m in pairs])
-    for num in (pgd_reference, "pgd"):
+    for num in (pgd_reference, "pgd", "trs-paper"):
         if num in wide.columns and "trs" in wide.columns:
             wide[f"{num}/trs"] = wide[num] / wide["trs"]
     seeds = []
