@@ -36,9 +36,6 @@ from fastfair.reference import (
     seed_spread_summary,
 )
 from fastfair.reference.protocol import cell_solver
-from fastfair.vocabulary import SOLVERS
-
-needs_trs_paper = pytest.mark.skipif("trs-paper" not in SOLVERS, reason="trs-paper is not in this installation")
 
 # ----------------------------------------------------------------------------------------------------------
 # Unfair2D: the seed-42 draw
@@ -167,7 +164,6 @@ def test_unfair2d_pgd_row():
     assert abs(r["train_independence"] - (26 / 99 - 24 / 101)) < 1e-12  # 0.025003
 
 
-@needs_trs_paper
 @pytest.mark.slow
 def test_unfair2d_trs_row():
     """Reference TRS, r = 0.18: the same 73.5 / 75.0 / 73.0 and independence gap 0.025 as its PGD."""
@@ -176,7 +172,6 @@ def test_unfair2d_trs_row():
     assert abs(r["train_independence"] - (26 / 99 - 24 / 101)) < 1e-12
 
 
-@needs_trs_paper
 def test_trs_paper_on_the_reference_first_batch():
     """For the affine model the reference's TRS step on its first batch lands where its PGD does (on the sphere
     along ±w, the exact maximiser at this radius)."""
@@ -190,7 +185,6 @@ def test_trs_paper_on_the_reference_first_batch():
     torch.testing.assert_close(res.x_adv, torch.tensor(REFERENCE_FIRST_BATCH_PGD), rtol=0, atol=2e-6)
 
 
-@needs_trs_paper
 def test_adult_trs_row():
     """Reference TRS r = 0.1, 1 epoch: 78.29 / 78.0629 / 78.3784."""
     r = run_reference_cell(dataset="adult", solver="trs-paper", radius=0.1, epochs=1)
