@@ -26,6 +26,7 @@ from fastfair.reference import (
     ablation_runs,
     ablation_table,
     draw_unfair2d,
+    holm,
     our_init,
     reference_adult,
     reference_init,
@@ -257,12 +258,21 @@ def test_ablation_table_is_a_paired_t_summary():
         d = (sw - ref).to_numpy()
         assert abs(row["change"] - d.mean()) < 1e-12
         assert abs(row["change_at_42"] - (sw.loc[42] - ref.loc[42])) < 1e-12
+        assert row["p_holm"] >= row["p_value"]
         if d.std() > 0:
             lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
             assert abs(row["ci_low"] - lo) < 1e-9 and abs(row["ci_high"] - hi) < 1e-9
             assert abs(row["p_value"] - stats.ttest_rel(sw, ref).pvalue) < 1e-9
         else:
             assert row["ci_low"] == row["ci_high"] == row["change"]
+
+
+def test_holm_by_hand():
+    """m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 4·0.01, max(0.04, 3·0.02), max(0.06, 2·0.03), max(0.06, 0.5)."""
+    got = holm([0.03, 0.5, float("nan"), 0.01, 0.02])
+    np.testing.assert_allclose(got[[0, 1, 3, 4]], [0.06, 0.5, 0.04, 0.06], rtol=1e-12)
+    assert np.isnan(got[2])
+    assert holm([0.4, 0.9]).tolist() == [0.8, 0.9]
 
 
 def test_seed_spread_summary_by_hand():

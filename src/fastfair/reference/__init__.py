@@ -21,7 +21,7 @@ chosen explicitly.
 
 from __future__ import annotations
 
-from .ablation import ABLATIONS, ablation_runs, ablation_table, seed_spread, seed_spread_summary
+from .ablation import ABLATIONS, ablation_runs, ablation_table, holm, seed_spread, seed_spread_summary
 from .data import ReferenceData, draw_unfair2d, reference_adult, reference_unfair2d
 from .figure import seed_spread_figure
 from .model import ReferenceAffine, our_init, reference_init, reference_loss
@@ -37,6 +37,7 @@ __all__ = [
     "ablation_table",
     "draw_unfair2d",
     "evaluate_reference",
+    "holm",
     "our_init",
     "reference_adult",
     "reference_init",

@@ -15,8 +15,11 @@ same cell with exactly one switch set to ``"ours"`` (:data:`ABLATIONS`):
 The change of a metric caused by a switch is the paired difference d_k = m(switched, seed k) - m(reference,
 seed k). The seed moves the initial weights and the batch order (and the draw, for Unfair2D), so d_k is
 random; the table gives its mean d̄ over K seeds with the 95% Student-t interval d̄ ± t_{0.975, K-1}·s_d/√K and
-the two-sided paired t-test p-value for "no change" (for the report's correction for multiple claims, e.g.
-Holm's). When every d_k is equal (s_d = 0) the interval is the point d̄ and the p-value is 1 if d̄ = 0, else 0.
+the two-sided paired t-test p-value for "no change". When every d_k is equal (s_d = 0) the interval is the point
+d̄ and the p-value is 1 if d̄ = 0, else 0. A table tests many claims at once (every switch × metric), so it also
+gives Holm's step-down adjustment over its m rows (:func:`holm`): with the p-values sorted,
+p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted p₍ᵢ₎ is max_{j ≤ i} min(1, (m - j + 1)·p₍ⱼ₎); a change is significant at level α
+for the whole family when its adjusted p-value is ≤ α (family-wise error rate ≤ α under any dependence).
 
 Seed spread (:func:`seed_spread`, :func:`seed_spread_summary`): the reference cell over many seeds, and where
 the single published value (the reference's seed, 42) lies in that distribution.
@@ -106,7 +109,8 @@ def ablation_table(runs: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS)
     """The change each switch makes, paired by seed (module docs): one row per (switch, metric).
 
     Columns: ``switch``, ``metric``, ``seeds`` (K), ``reference`` and ``switched`` (means over the seeds),
-    ``change`` (d̄), ``ci_low``, ``ci_high`` (95% t interval of d̄), ``p_value``, and ``change_at_42`` (the change
+    ``change`` (d̄), ``ci_low``, ``ci_high`` (95% t interval of d̄), ``p_value``, ``p_holm`` (Holm over the
+    table's rows), and ``change_at_42`` (the change
     at the reference's seed; only when seed 42 was run). Needs at least two seeds
     for an interval (FastfairError otherwise). Metrics that are NaN for a seed (an undefined gap) drop that
     seed's pair for that metric.
@@ -125,7 +129,25 @@ def ablation_table(runs: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS)
             if SEED in common:
                 row["change_at_42"] = float(sw.loc[SEED, metric] - ref.loc[SEED, metric])
             out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if "p_value" in table:
+        table["p_holm"] = holm(table["p_value"].to_numpy(float))
+    return table
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (module docs), in the input order; NaN entries stay NaN and do not
+    count in m."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out
 
 
 def seed_spread(
