@@ -337,3 +337,46 @@ def test_corrected_protocol_defaults_unchanged():
     assert (len(data.train), len(data.val), len(data.test)) == (400, 100, 100)
     assert load("adult").info["label"] == "y = 1 if income >50K"
     assert make_inner("pgd-paper").options()["batch_shared"] is False
+
+
+def test_reference_rows_compare_with_the_published_numbers(monkeypatch, tmp_path):
+    from fastfair.reference import reproduce
+
+    rows = reproduce.reference_rows([ReferenceCell("unfair2d")])
+    assert rows.loc[0, "protocol"] == "reference" and bool(rows.loc[0, "matches"])
+    assert rows.loc[0, "published_test"] == 78.0
+    wrong = dict(reproduce.PUBLISHED)
+    wrong[("unfair2d", "none", 0.0, 10)] = {"train": 79.4, "val": 79.3333, "test": 78.0}
+    monkeypatch.setattr(reproduce, "PUBLISHED", wrong)
+    assert not bool(reproduce.reference_rows([ReferenceCell("unfair2d")]).loc[0, "matches"])
+    other_seed = reproduce.reference_rows([ReferenceCell("unfair2d", seed=1)])
+    assert "matches" not in other_seed  # the published numbers are seed 42's
+    spread = pd.DataFrame(
+        {
+            "metric": ["test_accuracy"],
+            "seeds": [20],
+            "mean": [0.55],
+            "ci_low": [0.5],
+            "ci_high": [0.6],
+            "min": [0.5],
+            "max": [0.8],
+            "value_at_42": [0.73],
+            "share_below": [0.95],
+        }
+    )
+    ablation = pd.DataFrame(
+        {
+            "dataset": ["adult", "adult"],
+            "switch": ["records", "init"],
+            "metric": ["test_accuracy"] * 2,
+            "change": [-0.006, 0.001],
+            "ci_low": [-0.007, -0.001],
+            "ci_high": [-0.005, 0.003],
+            "p_value": [1e-6, 0.4],
+            "p_holm": [2e-6, 0.4],
+        }
+    )
+    text = reproduce.reference_section(rows, spread, ablation)
+    assert "| unfair2d | none | 0 | 10 | 79.50 | 79.3333 | 78.0000 | 0.152 | 79.5 / 79.3333 / 78 | yes |" in text
+    assert "above 95% of the other seeds" in text and "adult records changes test_accuracy by -0.006" in text
+    assert "init" not in text.split("Ablation")[1] and "LSAT cannot be reproduced" in text

@@ -13,7 +13,8 @@ from fastfair's protocol changes:
 * :mod:`~fastfair.reference.model` -- its affine layer, initialisation and loss;
 * :mod:`~fastfair.reference.protocol` -- one cell, step for step: :func:`run_reference_cell`;
 * :mod:`~fastfair.reference.ablation` -- one difference at a time, and the spread over seeds;
-* :mod:`~fastfair.reference.figure` -- the seed-spread figure, the published value marked.
+* :mod:`~fastfair.reference.figure` -- the seed-spread figure, the published value marked;
+* :mod:`~fastfair.reference.reproduce` -- the rows beside the published numbers, and the written outputs.
 
 The corrected protocol (:mod:`fastfair.experiments.paper_protocol`) stays the default everywhere; this one is
 chosen explicitly.
@@ -26,10 +27,12 @@ from .data import ReferenceData, draw_unfair2d, reference_adult, reference_unfai
 from .figure import seed_spread_figure
 from .model import ReferenceAffine, our_init, reference_init, reference_loss
 from .protocol import CELL_SOLVERS, ReferenceCell, evaluate_reference, run_reference_cell, train_reference
+from .reproduce import PUBLISHED, reference_rows, write_reference_outputs
 
 __all__ = [
     "ABLATIONS",
     "CELL_SOLVERS",
+    "PUBLISHED",
     "ReferenceAffine",
     "ReferenceCell",
     "ReferenceData",
@@ -42,10 +45,12 @@ __all__ = [
     "reference_adult",
     "reference_init",
     "reference_loss",
+    "reference_rows",
     "reference_unfair2d",
     "run_reference_cell",
     "seed_spread",
     "seed_spread_figure",
     "seed_spread_summary",
     "train_reference",
+    "write_reference_outputs",
 ]
