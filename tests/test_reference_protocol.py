@@ -265,6 +265,7 @@ def test_ablation_table_is_a_paired_t_summary():
             assert abs(row["p_value"] - stats.ttest_rel(sw, ref).pvalue) < 1e-9
         else:
             assert row["ci_low"] == row["ci_high"] == row["change"]
+            assert row["p_value"] == (1.0 if d.mean() == 0 else 0.25)  # sign test, 3 changes of one sign
 
 
 def test_holm_by_hand():
