@@ -17,11 +17,12 @@ seed k). The seed moves the initial weights and the batch order (and the draw, f
 random; the table gives its mean d̄ over K seeds with the 95% Student-t interval d̄ ± t_{0.975, K-1}·s_d/√K and
 the two-sided paired t-test p-value for "no change". When every d_k is equal (s_d = 0) the t statistic is
 undefined: the interval is the point d̄, and the p-value is 1 if d̄ = 0, else the two-sided sign test's
-min(1, 2·2⁻ᴷ) (all K changes share one sign), so that a few identical changes are not called certain. A table
-tests many claims at once (every switch × metric), so it also
-gives Holm's step-down adjustment over its m rows (:func:`holm`): with the p-values sorted,
-p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted p₍ᵢ₎ is max_{j ≤ i} min(1, (m - j + 1)·p₍ⱼ₎); a change is significant at level α
-for the whole family when its adjusted p-value is ≤ α (family-wise error rate ≤ α under any dependence).
+min(1, 2·2⁻ᴷ) (all K changes share one sign), so that a few identical changes are not called certain.
+
+A table tests many claims at once (every switch × metric), so it also gives Holm's step-down adjustment over its
+m rows (:func:`holm`): with the p-values sorted, p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted p₍ᵢ₎ is
+max_{j ≤ i} min(1, (m - j + 1)·p₍ⱼ₎); a change is significant at level α for the whole family when its adjusted
+p-value is ≤ α (family-wise error rate ≤ α under any dependence).
 
 Seed spread (:func:`seed_spread`, :func:`seed_spread_summary`): the reference cell over many seeds, and where
 the single published value (the reference's seed, 42) lies in that distribution.
