@@ -259,7 +259,7 @@ def test_make_inner_registry():
         inner = make_inner(name)
         assert isinstance(inner, InnerMaximizer) and inner.name == name
     assert solver_options("pgd")["steps"] == 10
-    paper = {"step": 0.1, "shrink": 1.5, "max_backtracks": 40, "tol": 1e-4, "max_iter": 5000}
+    paper = {"step": 0.1, "shrink": 1.5, "max_backtracks": 40, "tol": 1e-4, "max_iter": 5000, "batch_shared": False}
     assert solver_options("pgd-paper") == paper
     assert "steps=20" in repr(make_inner("pgd", steps=20))
 
