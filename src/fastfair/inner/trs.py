@@ -172,7 +172,7 @@ class TrustRegionAdversary(InnerMaximizer):
         neg = quad.neg()
         res = solve_trs_krylov(neg.g, neg.op, r, tol=self.tol, probe_iter=0)
         products = int(res.iterations.max()) if res.iterations.numel() else 0
-        return _LeanStep(x + res.step, res.iterations, {"products": products})
+        return _LeanStep(x + quad.lift(res.step), res.iterations, {"products": products})
 
     # ---- certified solves ----------------------------------------------------------------------------------
 
@@ -224,9 +224,14 @@ class TrustRegionAdversary(InnerMaximizer):
         tol = self.tol if self.tol is not None else min(eps ** (2 / 3), CERTIFIED_KRYLOV_TOL * eps)
         res = solve_trs_krylov(neg.g, neg.op, r, tol=tol)
         with torch.no_grad():
-            delta = project_to_ball(res.step, r)
+            delta = project_to_ball(quad.lift(res.step), r)
+        certificate = res.certificate()
+        if quad.basis is not None and quad.basis.shape[1] < x.shape[1]:  # the complement adds the eigenvalue λ
+            certificate = dataclasses.replace(
+                certificate, min_eigenvalue=torch.minimum(certificate.min_eigenvalue, res.multiplier)
+            )
         extras = {**_solve_extras(quad, res), "converged": res.converged}
-        return _result(model, x, x + delta, y, res.iterations, res.certificate(), extras)
+        return _result(model, x, x + delta, y, res.iterations, certificate, extras)
 
 
 @dataclasses.dataclass(frozen=True)
