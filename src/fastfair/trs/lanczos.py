@@ -181,12 +181,14 @@ def tridiagonal_trs(
     ``lo`` starts at ``max(0, -min α_j)`` (``θ₁ ≤ α_j``) and rises at every λ where ``T + λI`` is not positive
     definite or ``‖u‖ > r``; ``hi`` starts at ``γ/r + max(0, -G)`` with ``G ≤ θ₁`` the Gershgorin bound (there
     ``‖u‖ ≤ γ/(λ + θ₁) ≤ r``) and falls where ``‖u‖ < r``.
-    A row counts as solved with ``T + λI ≻ 0`` and ``|‖u‖ - r| ≤ (k + 8)·eps·r``, or once the Newton correction
-    is below 16 ulps of λ (the root to the precision the arithmetic resolves).
+    A row counts as solved with ``T + λI ≻ 0`` and ``|‖u‖ - r| ≤ (k + 8)·eps·r``, or ``≤ 1e4·(k + 8)·eps·r`` once the
+    Newton correction is below 16 ulps of λ (the root to the precision the arithmetic resolves; near ``-θ₁`` the
+    norm is ill-conditioned in λ, and rows that do not get there go to the caller's fallback).
     Because ``T`` is unreduced (β > 0), ``e₁`` has weight on every eigenvector: the subproblem has no exact hard
     case.
 
-    Returns ``(u (w, k), λ (w,), objective (w,), solved (w,) bool)``; rows not solved within ``max_iter``
+    Boundary solutions are scaled onto the sphere. Returns ``(u (w, k), λ (w,), objective (w,), solved (w,) bool)``;
+    rows not solved within ``max_iter``
     iterations (near-hard cases) are for the caller to solve otherwise (their values are meaningless).
     """
     w, k = alpha.shape
@@ -238,8 +240,9 @@ def tridiagonal_trs(
         pd, ut, ww = factor_solve(lam)
         un = torch.linalg.vector_norm(ut, dim=-1)
         newton = lam + (un * un / ww.clamp_min(1e-300)) * (un - r) / r
-        stalled = (newton - lam).abs() <= 16 * eps * lam.abs()  # λ is the root to rounding level
-        done = pd & ~solved & (((un - r).abs() <= tol * r) | stalled)
+        gap = (un - r).abs()
+        stalled = ((newton - lam).abs() <= 16 * eps * lam.abs()) & (gap <= 1e4 * tol * r)  # rounding level
+        done = pd & ~solved & ((gap <= tol * r) | stalled)
         u = torch.where(done.unsqueeze(-1), ut, u)
         solved = solved | done
         lo = torch.where(~solved & (~pd | (un > r)), torch.maximum(lo, lam), lo)
@@ -248,5 +251,7 @@ def tridiagonal_trs(
         lam = torch.where(solved, lam, nxt)
     lam = torch.where(interior, 0.0, lam)
     solved = solved & torch.isfinite(u).all(-1)
+    un = torch.linalg.vector_norm(u, dim=-1)
+    u = torch.where((solved & ~interior & (un > 0)).unsqueeze(-1), u * (r / un.clamp_min(1e-300)).unsqueeze(-1), u)
     obj = 0.5 * (gnorm * u[:, 0] - lam * (u * u).sum(-1))  # q(u) = γu₁ + ½uᵀTu with (T + λI)u = -γe₁
     return u, lam, obj, solved
