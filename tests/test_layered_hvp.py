@@ -141,3 +141,36 @@ def test_krylov_trs_with_closed_form_products_matches_the_dense_exact_trs(r, d, 
 
 def _refuse(*args, **kwargs):
     raise AssertionError("the autograd operator was built for a built-in MLP")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lean_krylov_stops_at_the_cube_root_of_eps_and_keeps_the_model_value(monkeypatch, dtype):
+    """The training path's Krylov solve stops at the relative residual eps^(1/3) (its model value is then within
+    about eps^(2/3) of the optimum); the value stays within 1e-9 (float64) / 1e-4 (float32) of the certified one."""
+    import fastfair.inner.trs as inner_trs
+
+    seen = []
+    original = inner_trs.solve_trs_krylov
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inner_trs, "solve_trs_krylov", spy)
+    m = deep(30, (12, 6), seed=5).to(dtype)
+    x, y = (t.to(dtype) for t in batch(64, 30, seed=6))
+    lean = make_inner("trs", certify=False).perturb(m, x, y, 0.5)
+    assert seen[-1]["tol"] == pytest.approx(torch.finfo(dtype).eps ** (1 / 3)) and seen[-1]["probe_iter"] == 0
+    certified = make_inner("trs").perturb(m, x, y, 0.5)
+    assert seen[-1].get("probe_iter") is None and seen[-1]["tol"] < 1e-4
+    quad = quadratic_model(m.double(), x.double(), y.double())
+    m.to(dtype)
+
+    def value(res):
+        delta = quad.basis.T @ (res.x_adv.double() - x.double()).T if quad.basis is not None else None
+        p = delta.T if delta is not None else res.x_adv.double() - x.double()
+        return (quad.g * p).sum(-1) + 0.5 * (p * quad.hvp(p)).sum(-1)
+
+    want = value(certified)
+    rel = 1e-9 if dtype == torch.float64 else 1e-4
+    assert bool(((value(lean) - want).abs() <= rel * want.abs().clamp_min(1e-6)).all())
