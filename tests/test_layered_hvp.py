@@ -47,12 +47,13 @@ def oracle(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
     "d, hidden",
     [(9, (4, 3)), (4, (7, 5)), (6, (5, 4, 3)), (3, (6,))],  # h₁ < d (row space), h₁ ≥ d, three layers, one layer
 )
-def test_gradient_and_products_equal_the_dense_input_hessian(activation, d, hidden):
+@pytest.mark.parametrize("basis", ["auto", "qr", "none"])
+def test_gradient_and_products_equal_the_dense_input_hessian(activation, d, hidden, basis):
     m = deep(d, hidden, activation)
     x, y = batch(7, d)
     G, H = oracle(m, x, y)
-    op = layered_input_hessian(m, x, y)
-    reduced = hidden[0] < d
+    op = layered_input_hessian(m, x, y, basis=basis)
+    reduced = {"auto": 2 * hidden[0] <= d, "qr": hidden[0] < d, "none": False}[basis]
     assert (op.basis is not None) == reduced
     U = op.basis if reduced else torch.eye(d, dtype=DT)
     torch.testing.assert_close(U.T @ U, torch.eye(U.shape[1], dtype=DT), rtol=0, atol=1e-12)
@@ -82,14 +83,14 @@ def test_neg_and_restrict_share_the_cache():
 
 def test_built_in_deep_mlps_take_the_closed_form_products_at_every_d(monkeypatch):
     """DeepMLP: krylov with closed-form products (never the autograd operator), in the first layer's row space
-    when it is narrower than the input; at d = 3 too (the dense torch.func path is slower there)."""
+    when it is at most half as wide as the input; at d = 3 too (the dense torch.func path is slower there)."""
     monkeypatch.setattr("fastfair.derivatives.quadratic.input_hessian", _refuse)
     for d, hidden in ((3, (8, 4)), (40, (16, 8))):
         m = deep(d, hidden)
         assert choose_path(m, d) == "krylov"
         quad = quadratic_model(m, *batch(5, d))
         assert quad.path == "krylov" and quad.method == "analytic"
-        assert (quad.basis is None) == (hidden[0] >= d)
+        assert (quad.basis is None) == (2 * hidden[0] > d)
         assert quad.g.shape == (5, min(d, hidden[0]))
 
 

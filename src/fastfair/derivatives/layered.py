@@ -27,17 +27,19 @@ k = min(d, h_1)) the gradient and the Hessian live in ``range(U)``: ``∇ₓL = 
 
     g̃ = R e_1,     H̃ ũ = R ė_1   (the forward pass starting from ż_1 = Rᵀ ũ).
 
-When ``h_1 < d`` the operator works in these k coordinates (``basis`` U): the trust-region subproblem in ``g̃``,
+When ``h_1 ≤ d/2`` the operator works in these k coordinates (``basis`` U): the trust-region subproblem in ``g̃``,
 ``H̃`` has the same optimal value as the full one (a step's part orthogonal to ``range(U)`` changes neither the
 model nor the true loss, which sees x only through ``W_1 x``, and only spends radius), a product costs
 ``O(n·k·h_1)`` instead of ``O(n·d·h_1)``, and ``lift(p̃) = U p̃`` maps the reduced step to the input space. For
-``h_1 ≥ d`` the operator works in the input space (``basis`` None).
+wider first layers it works in the input space (``basis`` None; ``basis="qr"`` forces the reduction whenever
+``h_1 < d``).
 
 Rows are independent by construction (every operation above is per row), so no row-independence check is needed.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -79,8 +81,8 @@ def mlp_layers(model: nn.Module) -> _Layers | None:
         if len(mods) < 3 or len(mods) % 2 == 0:
             return None
         linears = mods[0::2]
-        expected = repr(activation_module(act))
-        if any(type(m) is not type(activation_module(act)) or repr(m) != expected for m in mods[1::2]):
+        kind, expected = _activation_signature(act)
+        if any(type(m) is not kind or repr(m) != expected for m in mods[1::2]):
             return None
         if type(model.net).forward is not nn.Sequential.forward:
             return None
@@ -95,6 +97,13 @@ def mlp_layers(model: nn.Module) -> _Layers | None:
     out = linears[-1]
     c = out.bias.detach().reshape(()) if out.bias is not None else out.weight.new_zeros(())
     return _Layers(weights, biases, out.weight.detach().reshape(-1), c, act)
+
+
+@functools.cache
+def _activation_signature(activation: str) -> tuple[type, str]:
+    """The type and repr of the built-in activation module (its settings, e.g. softplus's threshold)."""
+    module = activation_module(activation)
+    return type(module), repr(module)
 
 
 def has_layered_derivatives(model: nn.Module) -> bool:
@@ -189,8 +198,10 @@ class LayeredInputHessian:
 @torch.no_grad()
 def layered_input_hessian(model: nn.Module, x: Tensor, y: Tensor, *, basis: str = "auto") -> LayeredInputHessian:
     """The quadratic model of the loss of a built-in MLP at the batch (module docs): one forward and one
-    backward pass, cached. ``basis``: ``"auto"`` works in the row space of W_1 when h_1 < d, ``"none"`` in the
-    input space. ``x`` (n, d) floating point, ``y`` (n,) in ``x``'s dtype (validated by the caller).
+    backward pass, cached. ``basis``: ``"auto"`` works in the row space of W_1 when ``h_1 ≤ d/2`` (there the
+    products' first and last matrix products at least halve, which pays for the QR factorisation and the lift
+    ``U p̃``; e.g. h_1 = 128, d = 784), ``"qr"`` whenever h_1 < d, ``"none"`` in the input space. ``x`` (n, d)
+    floating point, ``y`` (n,) in ``x``'s dtype (validated by the caller).
 
     Raises ValueError for a model that :func:`has_layered_derivatives` rejects (callers check first)."""
     layers = mlp_layers(model)
@@ -217,7 +228,8 @@ def layered_input_hessian(model: nn.Module, x: Tensor, y: Tensor, *, basis: str 
             s = e @ Ws[layer]
     W1 = Ws[0]
     U, M = None, W1
-    if basis == "auto" and W1.shape[0] < W1.shape[1]:
+    h1, d = W1.shape
+    if (basis == "auto" and 2 * h1 <= d) or (basis == "qr" and h1 < d):
         U, R = row_space_basis(W1)
         M = R.T
     cache = _Cache(M, Ws[1:], v, p1s, kappa, d2)

@@ -187,11 +187,18 @@ def tridiagonal_trs(
     Because ``T`` is unreduced (β > 0), ``e₁`` has weight on every eigenvector: the subproblem has no exact hard
     case.
 
-    Boundary solutions are scaled onto the sphere. Returns ``(u (w, k), λ (w,), objective (w,), solved (w,) bool)``;
+    ``k = 1`` is solved in closed form. Boundary solutions are scaled onto the sphere. Returns
+    ``(u (w, k), λ (w,), objective (w,), solved (w,) bool)``;
     rows not solved within ``max_iter``
     iterations (near-hard cases) are for the caller to solve otherwise (their values are meaningless).
     """
     w, k = alpha.shape
+    if k == 1:  # min γu + ½αu² on [-r, r] (γ > 0): the Newton step -γ/α if it is a minimum inside, else u = -r
+        a = alpha[:, 0]
+        inside = (a > 0) & (gnorm <= a * r)
+        u1 = torch.where(inside, -gnorm / torch.where(inside, a, 1.0), -r)
+        lam = torch.where(inside, 0.0, gnorm / r - a)
+        return u1.unsqueeze(-1), lam, gnorm * u1 + 0.5 * a * u1 * u1, torch.ones_like(inside)
     eps = torch.finfo(alpha.dtype).eps
     tol = (k + 8) * eps
     b2 = beta * beta
