@@ -25,6 +25,8 @@ How the package is built
   fallback, the row-space reduction.
 * :mod:`.factored` -- :class:`FactoredQuadratic`, the MLP's Hessian as rank one plus a congruence.
 * :mod:`.hvp` -- Hessian-vector products of a batch by double backward (which models qualify, and the check).
+* :mod:`.layered` -- the built-in MLPs' (any depth) gradient and Hessian-vector products in closed form
+  (R-operator over cached activations), in the row space of the first layer.
 * :mod:`.quadratic` -- the quadratic-model protocol, its four implementations and the one place the path is
   chosen.
 """
@@ -48,6 +50,7 @@ from .analytic import (
 )
 from .factored import FactoredQuadratic, dense_is_cheaper
 from .hvp import METHODS, InputHessian, check_row_independent, input_hessian
+from .layered import LayeredInputHessian, has_layered_derivatives, layered_input_hessian
 from .quadratic import (
     DENSE_MAX_DIM,
     PATHS,
@@ -74,6 +77,7 @@ __all__ = [
     "InputDerivatives",
     "InputHessian",
     "KrylovModel",
+    "LayeredInputHessian",
     "QuadraticModel",
     "RankOneModel",
     "SubspaceDerivatives",
@@ -84,7 +88,9 @@ __all__ = [
     "choose_path",
     "dense_is_cheaper",
     "has_analytic_derivatives",
+    "has_layered_derivatives",
     "input_hessian",
+    "layered_input_hessian",
     "loss_input_derivatives",
     "mlp_factored",
     "mlp_parameters",

@@ -38,6 +38,11 @@ and one product).
 
 The model is called with detached parameters and buffers (``torch.func.functional_call``): nothing reaches
 the parameters' ``.grad`` and no graph through the parameters is built.
+
+The built-in MLPs (:class:`~fastfair.models.MLP`, :class:`~fastfair.models.DeepMLP`) do not need autograd at all:
+:mod:`.layered` computes their gradient and products in closed form from activations cached once per batch (one
+forward and one backward pass of the tangent per product, in the row space of the first layer when it is
+narrower than the input). This module serves every other row-wise ``nn.Module``.
 """
 
 from __future__ import annotations

@@ -26,14 +26,18 @@ The four implementations (``path``):
     O(n·h·d) to build, O(n·h·k) per product.
 ``"dense"`` -- :class:`DenseModel`: the full (n, d, d) Hessian (closed forms, or ``torch.func`` for any
     module); O(n·d²) memory, meant for tiny d or as the reference.
-``"krylov"`` -- :class:`KrylovModel`: Hessian-vector products of any row-wise module (:mod:`.hvp`), one double
-    backward per product for the whole batch; O(n·d) memory. ``hessian()`` costs d products (for checks).
+``"krylov"`` -- :class:`KrylovModel`: Hessian-vector products; O(n·d) memory, ``hessian()`` costs d products (for
+    checks). For the built-in MLPs of any depth (``structured``) the products are closed-form R-operator passes
+    over activations cached once per batch, in the row space of the first layer when h_1 < d (:mod:`.layered`);
+    for any other row-wise module one double backward per product for the whole batch (:mod:`.hvp`).
 
 Which one (:func:`choose_path`, the only place the choice is made):
 
 1. ``structured`` and the model has closed forms (:func:`~.analytic.has_analytic_derivatives`): the affine
    model's rank-one form, the one-hidden-layer MLP's factored form;
-2. otherwise by ``backend``: ``"hvp"`` -> krylov; ``"analytic"`` / ``"func"``, or ``structured=False`` -> dense;
+2. ``structured``, backend ``"auto"`` or ``"hvp"``, and a built-in MLP of two or more hidden layers
+   (:func:`~.layered.has_layered_derivatives`): krylov at every d, with closed-form products;
+3. otherwise by ``backend``: ``"hvp"`` -> krylov; ``"analytic"`` / ``"func"``, or ``structured=False`` -> dense;
    ``"auto"`` -> dense for ``d ≤`` :data:`DENSE_MAX_DIM`, krylov above.
 
 Everything is computed without an autograd graph through the model's parameters; outputs follow ``x``'s dtype
@@ -62,6 +66,7 @@ from .analytic import (
 )
 from .factored import FactoredQuadratic
 from .hvp import InputHessian, input_hessian
+from .layered import LayeredInputHessian, has_layered_derivatives, layered_input_hessian
 
 __all__ = [
     "DENSE_MAX_DIM",
@@ -283,13 +288,20 @@ class DenseModel:
 
 class KrylovModel:
     """``path = "krylov"``: gradient and Hessian-vector products of any row-wise module (:class:`~.hvp.InputHessian`
-    ``op``, which :func:`fastfair.trs.solve_trs_krylov` takes as its operator)."""
+    ``op``, autograd) or of a built-in MLP (:class:`~.layered.LayeredInputHessian` ``op``, closed-form products
+    from cached activations, in the row space of the first layer when it is narrower than the input); ``op`` is
+    what :func:`fastfair.trs.solve_trs_krylov` takes as its operator."""
 
     path = "krylov"
-    basis = None
 
-    def __init__(self, op: InputHessian) -> None:
+    def __init__(self, op: InputHessian | LayeredInputHessian) -> None:
         self.op = op
+        self.basis: Tensor | None = getattr(op, "basis", None)
+
+    @property
+    def method(self) -> str:
+        """How the products are computed: ``"analytic"`` (built-in MLP), ``"double-backward"`` or ``"jvp"``."""
+        return self.op.method
 
     @property
     def g(self) -> Tensor:
@@ -310,7 +322,7 @@ class KrylovModel:
         return 0.5 * (H + H.mT)
 
     def lift(self, p: Tensor) -> Tensor:
-        return p
+        return p if self.basis is None else p @ self.basis.T
 
     def neg(self) -> KrylovModel:
         return KrylovModel(self.op.neg())
@@ -321,6 +333,8 @@ def choose_path(model: nn.Module, d: int, *, structured: bool = True, backend: s
     check_backend(backend, QUADRATIC_BACKENDS)
     if structured and has_analytic_derivatives(model):
         return "affine-closed-form" if isinstance(model, Affine) else "mlp-subspace"
+    if structured and backend in ("auto", "hvp") and has_layered_derivatives(model):
+        return "krylov"  # closed-form products at any d (cheaper than the dense torch.func Hessian even at d = 2)
     if backend == "hvp":
         return "krylov"
     if not structured or backend != "auto" or d <= DENSE_MAX_DIM:
@@ -352,6 +366,8 @@ def quadratic_model(
         U, quad, logits = mlp_factored(model, x, y)  # type: ignore[arg-type]
         return FactoredModel(U, quad, logits, y)
     if path == "krylov":
+        if structured and has_layered_derivatives(model):
+            return KrylovModel(layered_input_hessian(model, x, y))
         return KrylovModel(input_hessian(model, x, y))
     der = loss_input_derivatives(model, x, y, hessian=True, backend=backend)
     return DenseModel(der.grad, der.hessian, der.loss)  # type: ignore[arg-type]

@@ -128,6 +128,7 @@ time, through the trlib library).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -135,9 +136,19 @@ from torch import Tensor
 
 from ..errors import FastfairError
 from ._checks import radius_tensor
-from .certified import TRSCertificate
+from .certified import TRSCertificate, solve_trs
 from .gltr import GLTRIteration
-from .lanczos import HVP, checked_product, safe_norm
+from .lanczos import (
+    BREAKDOWN_ULPS,
+    HVP,
+    checked_product,
+    combine,
+    fast_norm,
+    orthogonalise,
+    pad_inert,
+    safe_norm,
+    tridiagonal_trs,
+)
 
 __all__ = ["DEFAULT_MAX_ITER", "DEFAULT_PROBE_ITER", "KrylovTRSResult", "solve_trs_krylov"]
 
@@ -160,8 +171,10 @@ class _CertificateData:
     grad: Tensor  # (n, d)
     hvp: HVP
     radius: Tensor  # (n,)
-    min_ritz: Tensor  # (n,) smallest Ritz value of H seen (upper bound on λ_min(H))
-    norm_estimate: Tensor  # (n,) largest |Ritz value| seen (lower bound on ‖H‖₂)
+    min_ritz: Tensor | None  # (n,) smallest Ritz value of H seen (upper bound on λ_min(H))
+    norm_estimate: Tensor | None  # (n,) largest |Ritz value| seen (lower bound on ‖H‖₂)
+    #: computes (min_ritz, norm_estimate) on demand where they are None (the plain path's final tridiagonals)
+    ritz: Callable[[], tuple[Tensor, Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,9 @@ class KrylovTRSResult:
         with torch.no_grad():
             p = self.step
             lam = self.multiplier
+            min_ritz, norm_estimate = data.min_ritz, data.norm_estimate
+            if min_ritz is None or norm_estimate is None:
+                min_ritz, norm_estimate = data.ritz()  # type: ignore[misc]
             if p.shape[0] == 0:
                 hp = torch.zeros_like(p)
             else:
@@ -222,8 +238,8 @@ class KrylovTRSResult:
                 hp,
                 data.grad,
                 data.radius,
-                lam_min=data.min_ritz,
-                hess_norm=data.norm_estimate,
+                lam_min=min_ritz,
+                hess_norm=norm_estimate,
                 vector_norm=safe_norm,
             )
 
@@ -290,11 +306,11 @@ def solve_trs_krylov(
         raise FastfairError(f"tol must be a finite number >= 0, got {tol!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise FastfairError(f"seed must be an integer, got {seed!r}")
+    if probe_iter == 0:
+        return _plain_gltr(grad, hvp, r, max_iter, float(tol), seed)
     it = GLTRIteration(grad, hvp, r, max_iter, probe_iter, float(tol), seed).run()
     dt = grad.dtype
-    data = _CertificateData(
-        grad=grad, hvp=hvp, radius=r, min_ritz=it.out_theta.to(dt), norm_estimate=it.out_nu.to(dt)
-    )
+    data = _CertificateData(grad=grad, hvp=hvp, radius=r, min_ritz=it.out_theta.to(dt), norm_estimate=it.out_nu.to(dt))
     return KrylovTRSResult(
         step=it.out_step,
         multiplier=it.out_lam.to(dt),
@@ -326,3 +342,160 @@ def _count(name: str, value: object, default: int, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise FastfairError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# probe_iter = 0: plain GLTR, with the least work per product
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _plain_gltr(grad: Tensor, hvp: HVP, r: Tensor, max_iter: int, tol: float, seed: int) -> KrylovTRSResult:
+    r"""GLTR without the probe (``probe_iter = 0``): the iteration of :class:`~.gltr.GLTRIteration` with one
+    leftover slot, written out as plain Lanczos so that a step costs one product, one reorthogonalisation and
+    one tridiagonal TRS and nothing else (the training path's solver).
+
+    Lanczos from ``q₁ = g/‖g‖``, fully reorthogonalised (:func:`~.lanczos.orthogonalise`); after the ``k``-th
+    product the tridiagonal TRS ``min ‖g‖e₁ᵀu + ½uᵀT_k u, ‖u‖ ≤ r`` is solved exactly in float64 -- by Newton
+    on the secular equation with ``O(k)`` tridiagonal factorisations (:func:`~.lanczos.tridiagonal_trs`, warm
+    started from the previous multiplier), and by the certified dense solver :func:`fastfair.trs.solve_trs` for
+    the rows Newton does not settle to ``(k + 8)`` ulps (near-hard subproblems) -- and a row stops when
+    ``|β_{k+1} u_k| ≤ tol·(‖g‖ + λr)``, at a breakdown (``β_{k+1}`` at rounding level: the Krylov space is
+    invariant) or at ``k = max_iter``; ``p = Q_k u``.
+    Stopped rows leave the batch; an operator with ``restrict(index)`` is restricted to the rows still iterating
+    once they are at most three quarters of the rows it covers. The certificate data (smallest and largest Ritz
+    values) come from one batched eigendecomposition of the final tridiagonals, on the first call of
+    :meth:`KrylovTRSResult.certificate`. Rows with ``g = 0`` (or ``‖g‖``
+    beyond the dtype's range) take :class:`~.gltr.GLTRIteration` (random start, scaled division).
+    """
+    n, d = grad.shape
+    f64 = torch.float64
+    dev, dt = grad.device, grad.dtype
+    eps = torch.finfo(dt).eps
+    out_step = torch.zeros_like(grad)
+    out = {name: torch.zeros(n, dtype=f64, device=dev) for name in ("lam", "obj", "res", "theta", "nu")}
+    out_conv = torch.zeros(n, dtype=torch.bool, device=dev)
+    out_hard = torch.zeros(n, dtype=torch.bool, device=dev)
+    out_iter = torch.zeros(n, dtype=torch.int64, device=dev)
+    gnorm_all = fast_norm(grad)
+    special = (gnorm_all == 0) | ~torch.isfinite(gnorm_all.to(dt))
+    if bool(special.any()):
+        zi = special.nonzero().squeeze(1)
+        it = GLTRIteration(grad[zi], _restricted(hvp, zi, n), r[zi], max_iter, 0, tol, seed).run()
+        out_step[zi] = it.out_step
+        for name in ("lam", "obj", "res", "theta", "nu"):
+            out[name][zi] = getattr(it, f"out_{name}")
+        out_conv[zi], out_hard[zi], out_iter[zi] = it.out_conv, it.out_hard, it.out_iter
+    rows = (~special).nonzero().squeeze(1)
+    a_final = torch.zeros(rows.numel(), max_iter, dtype=f64, device=dev)  # the final tridiagonals' diagonals
+    b_final = torch.zeros(rows.numel(), max_iter, dtype=f64, device=dev)  # and off-diagonals
+    k_final = torch.zeros(rows.numel(), dtype=torch.int64, device=dev)
+    slot = torch.arange(rows.numel(), device=dev)  # row -> its place in T_final
+    if rows.numel():
+        all_rows = rows.numel() == n
+        op: HVP = hvp if all_rows else _restricted(hvp, rows, n)
+        op_rows = None if all_rows else rows.clone()  # the original rows the operator covers (None: all n)
+        gnorm = gnorm_all[rows]
+        rr = r[rows].to(f64)
+        q = grad[rows] / gnorm.to(dt).unsqueeze(-1)
+        Q: list[Tensor] = []
+        alpha = torch.zeros(rows.numel(), max_iter, dtype=f64, device=dev)
+        beta = torch.zeros(rows.numel(), max_iter, dtype=f64, device=dev)  # β_{j+1} couples q_j and q_{j+1}
+        lam_prev = torch.zeros(rows.numel(), dtype=f64, device=dev)  # warm start of the subproblem's multiplier
+        for k in range(1, max_iter + 1):
+            w = rows.numel()
+            covered = n if op_rows is None else op_rows.numel()
+            if w == covered:
+                hq = checked_product(op, q, q.shape)
+            else:
+                pos = rows if op_rows is None else torch.searchsorted(op_rows, rows)
+                full = q.new_zeros(covered, d)
+                full[pos] = q
+                hq = checked_product(op, full, full.shape)[pos]
+            Q.append(q)
+            coef, f, nu = orthogonalise(hq, Q)
+            alpha[:, k - 1] = coef[:, k - 1]
+            hqn = torch.sqrt(nu * nu + (coef * coef).sum(-1))
+            grow = (nu > BREAKDOWN_ULPS * eps * hqn) & (nu > 0) & (k < d)
+            beta[:, k - 1] = torch.where(grow, nu, 0.0)
+            T = torch.diag_embed(alpha[:, :k])
+            if k > 1:
+                off = beta[:, : k - 1]
+                T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+            u, lam, obj, solved = tridiagonal_trs(alpha[:, :k], beta[:, : k - 1], gnorm, rr, lam_prev)
+            hard = torch.zeros_like(solved)
+            if not bool(solved.all()):  # near-hard subproblems: the certified dense solver
+                fi = (~solved).nonzero().squeeze(1)
+                c = torch.zeros(fi.numel(), k, dtype=f64, device=dev)
+                c[:, 0] = gnorm[fi]
+                sub = solve_trs(c, T[fi], rr[fi])
+                u[fi], lam[fi], obj[fi], hard[fi] = sub.step, sub.multiplier, sub.objective, sub.hard_case
+            lam_prev = lam
+            rho = beta[:, k - 1] * u[:, k - 1].abs()
+            ok = (rho <= tol * (gnorm + lam * rr)) | ~grow
+            stop = ok | (k >= max_iter)
+            if not bool(stop.any()):
+                q = f / nu.to(dt).unsqueeze(-1)
+                continue
+            si = stop.nonzero().squeeze(1)
+            orig = rows[si]
+            p = combine(u[si].to(dt), [col[si] for col in Q])
+            pnorm = fast_norm(p).to(dt)
+            rad = r[orig]
+            shrink = torch.where(pnorm > rad * (1 - 2 * eps), rad * (1 - 4 * eps) / pnorm.clamp_min(1e-300), 1.0)
+            out_step[orig] = p * shrink.unsqueeze(-1)
+            out["lam"][orig], out["obj"][orig], out["res"][orig] = lam[si], obj[si], rho[si]
+            out_conv[orig], out_hard[orig], out_iter[orig] = ok[si], hard[si], k
+            a_final[slot[si], :k] = alpha[si, :k]
+            b_final[slot[si], : k - 1] = beta[si, : k - 1]
+            k_final[slot[si]] = k
+            if bool(stop.all()):
+                break
+            keep = (~stop).nonzero().squeeze(1)
+            rows, gnorm, rr, slot, lam_prev = rows[keep], gnorm[keep], rr[keep], slot[keep], lam_prev[keep]
+            alpha, beta = alpha[keep], beta[keep]
+            Q = [col[keep] for col in Q]
+            q = f[keep] / nu[keep].to(dt).unsqueeze(-1)
+            restrict = getattr(hvp, "restrict", None)
+            if callable(restrict) and rows.numel() <= (3 * covered) // 4:
+                op, op_rows = restrict(rows.clone()), rows.clone()
+
+    def ritz() -> tuple[Tensor, Tensor]:
+        """θ_min (upper bound on λ_min(H)) and max |θ| (lower bound on ‖H‖₂) of the final tridiagonals."""
+        theta, nu = out["theta"].clone(), out["nu"].clone()
+        if k_final.numel():
+            done = (~special).nonzero().squeeze(1)
+            kmax = int(k_final.max())
+            off = b_final[:, : kmax - 1]
+            Tf = torch.diag_embed(a_final[:, :kmax]) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+            theta[done] = torch.linalg.eigvalsh(pad_inert(Tf, k_final))[:, 0]
+            nu[done] = torch.linalg.eigvalsh(Tf).abs().amax(-1)
+        return theta.to(dt), nu.to(dt)
+
+    data = _CertificateData(grad=grad, hvp=hvp, radius=r, min_ritz=None, norm_estimate=None, ritz=ritz)
+    return KrylovTRSResult(
+        step=out_step,
+        multiplier=out["lam"].to(dt),
+        objective=out["obj"].to(dt),
+        converged=out_conv,
+        hard_case=out_hard,
+        residual=out["res"].to(dt),
+        iterations=out_iter,
+        krylov_dim=out_iter.clone(),
+        probe_steps=torch.zeros_like(out_iter),
+        _data=data,
+    )
+
+
+def _restricted(hvp: HVP, index: Tensor, n: int) -> HVP:
+    """The operator of the rows ``index`` of an ``n``-row batch: ``hvp.restrict(index)`` where it exists, else
+    ``hvp`` applied to zero-padded vectors."""
+    restrict = getattr(hvp, "restrict", None)
+    if callable(restrict):
+        return restrict(index.clone())
+
+    def sub(V: Tensor) -> Tensor:
+        full = V.new_zeros(n, V.shape[1])
+        full[index] = V
+        return hvp(full)[index]
+
+    return sub

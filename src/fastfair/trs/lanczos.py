@@ -31,6 +31,7 @@ __all__ = [
     "safe_norm",
     "scatter",
     "take",
+    "tridiagonal_trs",
     "unit_positive",
 ]
 
@@ -163,3 +164,101 @@ def safe_norm(x: Tensor) -> Tensor:
     mx = x.abs().amax(-1)
     safe = torch.where((mx > 0) & torch.isfinite(mx), mx, torch.ones_like(mx))
     return torch.linalg.vector_norm(x / safe.unsqueeze(-1), dim=-1) * safe
+
+
+def tridiagonal_trs(
+    alpha: Tensor, beta: Tensor, gnorm: Tensor, r: Tensor, lam0: Tensor, *, max_iter: int = 12
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""The GLTR subproblem ``min γu₁ + ½uᵀTu, ‖u‖ ≤ r`` for tridiagonal ``T`` (diagonal ``alpha`` (w, k),
+    off-diagonal ``beta`` (w, k-1), all > 0), ``γ = gnorm`` > 0, by Moré-Sorensen Newton on the secular equation
+    with ``LDLᵀ`` factorisations of ``T + λI`` (O(k) per factorisation, no eigendecomposition). float64.
+
+    ``T + λI = LDLᵀ`` with ``d₁ = α₁ + λ``, ``d_j = α_j + λ - β_{j-1}²/d_{j-1}``: positive definite iff every
+    ``d_j > 0`` (Sylvester). ``u(λ) = -(T + λI)⁻¹γe₁`` by two triangular sweeps. The solution is ``λ = 0`` and
+    ``u(0)`` where ``T ≻ 0`` and ``‖u(0)‖ ≤ r`` (interior); otherwise the root ``λ > max(0, -θ₁)`` of
+    ``φ(λ) = 1/‖u(λ)‖ - 1/r``, by Newton ``λ ← λ + (‖u‖/‖w‖)²(‖u‖ - r)/r`` (``w = D^{-1/2}L⁻¹u``, so that
+    ``‖w‖² = uᵀ(T + λI)⁻¹u``) from the warm start ``lam0``, kept inside a bracket ``[lo, hi]`` by bisection:
+    ``lo`` starts at ``max(0, -min α_j)`` (``θ₁ ≤ α_j``) and rises at every λ where ``T + λI`` is not positive
+    definite or ``‖u‖ > r``; ``hi`` starts at ``γ/r + max(0, -G)`` with ``G ≤ θ₁`` the Gershgorin bound (there
+    ``‖u‖ ≤ γ/(λ + θ₁) ≤ r``) and falls where ``‖u‖ < r``.
+    A row counts as solved with ``T + λI ≻ 0`` and ``|‖u‖ - r| ≤ (k + 8)·eps·r``, or ``≤ 1e4·(k + 8)·eps·r`` once the
+    Newton correction is below 16 ulps of λ (the root to the precision the arithmetic resolves; near ``-θ₁`` the
+    norm is ill-conditioned in λ, and rows that do not get there go to the caller's fallback).
+    Because ``T`` is unreduced (β > 0), ``e₁`` has weight on every eigenvector: the subproblem has no exact hard
+    case.
+
+    ``k = 1`` is solved in closed form. Boundary solutions are scaled onto the sphere. Returns
+    ``(u (w, k), λ (w,), objective (w,), solved (w,) bool)``;
+    rows not solved within ``max_iter``
+    iterations (near-hard cases) are for the caller to solve otherwise (their values are meaningless).
+    """
+    w, k = alpha.shape
+    if k == 1:  # min γu + ½αu² on [-r, r] (γ > 0): the Newton step -γ/α if it is a minimum inside, else u = -r
+        a = alpha[:, 0]
+        inside = (a > 0) & (gnorm <= a * r)
+        u1 = torch.where(inside, -gnorm / torch.where(inside, a, 1.0), -r)
+        lam = torch.where(inside, 0.0, gnorm / r - a)
+        return u1.unsqueeze(-1), lam, gnorm * u1 + 0.5 * a * u1 * u1, torch.ones_like(inside)
+    eps = torch.finfo(alpha.dtype).eps
+    tol = (k + 8) * eps
+    b2 = beta * beta
+    absb = beta.abs()
+    radius = alpha.new_zeros(w, k)
+    if k > 1:
+        radius[:, 1:] += absb
+        radius[:, :-1] += absb
+    lo = (-alpha).amax(-1).clamp_min(0)  # θ₁ ≤ min α_j (a Rayleigh quotient): -θ₁ ≥ -min α_j
+    gersh = (radius - alpha).amax(-1).clamp_min(0)  # θ₁ ≥ min(α_j - |β_{j-1}| - |β_j|) (Gershgorin)
+    hi = (gnorm / r + gersh) * (1 + 4 * k * eps) + torch.finfo(alpha.dtype).tiny
+
+    def factor_solve(lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(pd, u, ‖w‖²) at λ (u, w meaningless where not pd)."""
+        d = [alpha[:, 0] + lam]
+        for j in range(1, k):
+            d.append(alpha[:, j] + lam - b2[:, j - 1] / d[j - 1])
+        D = torch.stack(d, -1)
+        pd = (D > 0).all(-1)
+        Ds = torch.where(D > 0, D, 1.0)
+        ell = beta / Ds[:, :-1]  # L's sub-diagonal
+        y = [-gnorm]
+        for j in range(1, k):
+            y.append(-ell[:, j - 1] * y[j - 1])
+        z = torch.stack(y, -1) / Ds
+        u = [z[:, k - 1]]
+        for j in range(k - 2, -1, -1):
+            u.append(z[:, j] - ell[:, j] * u[-1])
+        u = torch.stack(u[::-1], -1)
+        t = [u[:, 0]]
+        for j in range(1, k):
+            t.append(u[:, j] - ell[:, j - 1] * t[j - 1])
+        wv = torch.stack(t, -1)
+        return pd, u, (wv * wv / Ds).sum(-1)
+
+    pd0, u0, _ = factor_solve(torch.zeros_like(gnorm))
+    n0 = torch.linalg.vector_norm(u0, dim=-1)
+    interior = pd0 & (n0 <= r)
+    lam = torch.where(interior, 0.0, torch.maximum(lam0.clamp_min(0), lo))
+    lam = torch.where(lam >= hi, 0.5 * (lo + hi), lam)
+    solved = interior.clone()
+    u = torch.where(interior.unsqueeze(-1), u0, 0.0)
+    for _ in range(max_iter):
+        if bool(solved.all()):
+            break
+        pd, ut, ww = factor_solve(lam)
+        un = torch.linalg.vector_norm(ut, dim=-1)
+        newton = lam + (un * un / ww.clamp_min(1e-300)) * (un - r) / r
+        gap = (un - r).abs()
+        stalled = ((newton - lam).abs() <= 16 * eps * lam.abs()) & (gap <= 1e4 * tol * r)  # rounding level
+        done = pd & ~solved & ((gap <= tol * r) | stalled)
+        u = torch.where(done.unsqueeze(-1), ut, u)
+        solved = solved | done
+        lo = torch.where(~solved & (~pd | (un > r)), torch.maximum(lo, lam), lo)
+        hi = torch.where(~solved & pd & (un < r), torch.minimum(hi, lam), hi)
+        nxt = torch.where(pd & (newton > lo) & (newton <= hi), newton, 0.5 * (lo + hi))
+        lam = torch.where(solved, lam, nxt)
+    lam = torch.where(interior, 0.0, lam)
+    solved = solved & torch.isfinite(u).all(-1)
+    un = torch.linalg.vector_norm(u, dim=-1)
+    u = torch.where((solved & ~interior & (un > 0)).unsqueeze(-1), u * (r / un.clamp_min(1e-300)).unsqueeze(-1), u)
+    obj = 0.5 * (gnorm * u[:, 0] - lam * (u * u).sum(-1))  # q(u) = γu₁ + ½uᵀTu with (T + λI)u = -γe₁
+    return u, lam, obj, solved
