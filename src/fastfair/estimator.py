@@ -374,8 +374,8 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
             return metrics.intersectional_labels(s)
         if s.ndim != 1 or len(s) != n:
             raise FastfairError(
-                f"sensitive_features must hold one label per sample (or one row of labels per sample): expected "
-                f"shape ({n},) or ({n}, m), got {s.shape}"
+                f"sensitive_features must hold one label per sample: expected shape ({n},) (or ({n}, m) for m "
+                f"sensitive columns), got {s.shape}"
             )
         if pd.isna(s).any():
             raise FastfairError("sensitive_features contains missing values (NaN/None)")

@@ -22,8 +22,12 @@ Input derivatives of the loss (:mod:`fastfair.derivatives`) follow the model's s
 * Affine: closed form, ∇ₓL = ℓ′w and ∇²ₓL = ℓ″wwᵀ (path ``"affine-closed-form"``);
 * MLP: factored, ∇f = Wᵀ(v ⊙ φ′(z)) and ∇²f = Wᵀ diag(v ⊙ φ″(z)) W with z = Wx + b, all in the row space of W
   (path ``"mlp-subspace"``);
-* DeepMLP, and any other ``nn.Module`` mapping (n, d) to (n,) logits whose rows do not interact: Hessian-vector
-  products by automatic differentiation (path ``"krylov"``; a dense Hessian where d is tiny).
+* DeepMLP: Hessian-vector products in closed form (path ``"krylov"`` at every d): one forward pass caches φ′ and
+  φ″ of every layer, and each product pushes the tangent v forward (J v) and back (the R-operator), with the
+  φ″ ⊙ (W v) terms of each layer, in the first layer's row space when that layer is at most half as wide as d;
+* any other ``nn.Module`` mapping (n, d) to (n,) logits whose rows do not interact: Hessian-vector products by
+  automatic differentiation, one double backward of the summed loss per product (path ``"krylov"``; a dense
+  Hessian where d is tiny).
 """
 
 from __future__ import annotations
