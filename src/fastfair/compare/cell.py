@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..experiments.cell import METRICS, load_dataset, single_thread
 from ..experiments.grid import DataSpec
+from ..experiments.store import finished_rows
 from ..vocabulary import SPLITS
 from .methods import knob_text, method, penalty_of
 from .scoring import SCORING_RULE, expected_summary
@@ -317,12 +318,7 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
 
 def compare_frame(cells: list[CompareCell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """The comparison's results table: one row per finished cell x split, in the order of ``cells``."""
-    rows = []
-    for cell in cells:
-        record = records.get(cell.cell_id)
-        if record is not None:
-            rows.extend(record["rows"])
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(finished_rows(cells, records), columns=list(COLUMNS))
     for col in ("n", "seed", "epochs", "batch_size"):
         frame[col] = frame[col].astype("int64")
     for col in ("knob", *METRICS, "fit_seconds", "lr", *ROBUSTNESS, "radius", "fairness_weight"):

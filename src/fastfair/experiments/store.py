@@ -144,14 +144,20 @@ def _naming(path: Path) -> Iterator[None]:
         raise FastfairError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def results_frame(cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The tidy table of the finished ``records``: rows in the order of ``cells``, then split order."""
-    rows = []
+def finished_rows(cells: Sequence[Any], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The result rows of the cells that have a record, in the order of ``cells`` (any cell type with a
+    ``cell_id``), each record's rows in their stored (split) order."""
+    rows: list[dict[str, Any]] = []
     for cell in cells:
         record = records.get(cell.cell_id)
         if record is not None:
             rows.extend(record["rows"])
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return rows
+
+
+def results_frame(cells: Sequence[Cell], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The tidy table of the finished ``records``: rows in the order of ``cells``, then split order."""
+    frame = pd.DataFrame(finished_rows(cells, records), columns=list(COLUMNS))
     for col in ("n", "seed", "epochs", "batch_size"):
         frame[col] = frame[col].astype("int64")
     frame["train_size"] = frame["train_size"].astype("Int64")
