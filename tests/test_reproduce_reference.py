@@ -338,3 +338,44 @@ def test_help_describes_both_protocols(capsys):
 def test_the_cli_runs_the_engine_defaults():
     assert cli_reproduce.REFERENCE_SPREAD_SEEDS == ref_reproduce.SPREAD_SEEDS >= 20
     assert cli_reproduce.REFERENCE_ABLATION_SEEDS == ref_reproduce.ABLATION_SEEDS
+
+
+def test_conclusions_in_plain_words():
+    """Hand-made tables: one significant change, one switch that changes nothing, seeds at chance level."""
+    from fastfair.report.reference import conclusions
+
+    rows = pd.DataFrame(
+        {"dataset": ["adult"], "solver": ["none"], "radius": [0.0], "epochs": [10], "seed": [42], "matches": [True]}
+    )
+    ablation = pd.DataFrame(
+        {
+            "dataset": ["adult"] * 3,
+            "switch": ["records", "solver", "solver"],
+            "metric": ["test_sufficiency_ppv", "test_accuracy", "train_accuracy"],
+            "change": [0.007, 0.0, 0.0],
+            "ci_low": [0.005, 0.0, 0.0],
+            "ci_high": [0.008, 0.0, 0.0],
+            "p_value": [8e-5, 1.0, 1.0],
+            "p_holm": [2.4e-4, 1.0, 1.0],
+        }
+    )
+    spread = pd.DataFrame({"seed": [0, 1, 2, 42], "test_accuracy": [0.5, 0.51, 0.8, 0.73]})
+    summary = pd.DataFrame(
+        {
+            "metric": ["test_accuracy"],
+            "seeds": [3],
+            "mean": [0.603],
+            "ci_low": [0.2],
+            "ci_high": [1.0],
+            "min": [0.5],
+            "max": [0.8],
+            "value_at_42": [0.73],
+            "share_below": [2 / 3],
+        }
+    )
+    text = " ".join(conclusions(rows, summary, ablation, spread))
+    assert "1 of 1 rows reproduce" in text and "not from the implementation" in text
+    assert "1 change is significant, from adult `records` (test Sufficiency (PPV))" in text
+    assert "Identical results on every seed (every metric unchanged): adult `solver`" in text
+    assert "2 of 3 other seeds end at chance level" in text and "Seed 42 is a typical draw" in text
+    assert "LSAT cannot be reproduced exactly offline" in text

@@ -39,7 +39,7 @@ PROTOCOLS = ("corrected", "reference")
 REFERENCE_SPREAD_SEEDS = 20
 REFERENCE_ABLATION_SEEDS = 6
 #: Measured wall time of the full reference run on this project's 2-core machine, for --help.
-REFERENCE_FULL_MINUTES = "FULL_MINUTES"
+REFERENCE_FULL_MINUTES = 12
 
 
 def _cores() -> int:
@@ -264,6 +264,7 @@ def _run_reference(args: argparse.Namespace, out: Path, replace: bool) -> int:
                     figure="seed_spread_png" in written,
                     quick=quick,
                     files=files,
+                    spread=outputs.spread,
                 )
             )
     written = {name: out / path.relative_to(tmp) for name, path in written.items()}

@@ -38,6 +38,8 @@ from .tables import markdown_table
 TITLE = "fastfair: the authors' exact setup (reference protocol)"
 #: Family-wise level of the ablation's verdicts.
 ALPHA = 0.05
+#: Accuracy of predicting one class on Unfair2D's balanced test set (50 points per class).
+CHANCE = 0.5
 #: The seed-spread figure, relative to the report.
 SPREAD_FIGURE = "seed_spread.png"
 LSAT_NOTE = (
@@ -81,14 +83,16 @@ def build_reference_report(
     figure: bool = False,
     quick: bool = False,
     files: Sequence[tuple[str, str]] = (),
+    spread: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md`` and ``report.html`` of a reference run into ``out_dir`` (module docs for the inputs).
 
     ``figure``: the seed-spread figure is in ``out_dir`` as :data:`SPREAD_FIGURE`. ``files``: (relative path,
-    description) of the other files of the run, listed at the end. Returns ``{name: path}`` of the two files.
+    description) of the other files of the run, listed at the end. ``spread``: the seed spread's rows, one per
+    seed (for the count of seeds at chance level). Returns ``{name: path}`` of the two files.
     """
     blocks = reference_blocks(
-        rows, spread_summary=spread_summary, ablation=ablation, figure=figure, quick=quick, files=files
+        rows, spread_summary=spread_summary, ablation=ablation, figure=figure, quick=quick, files=files, spread=spread
     )
     out = Path(out_dir)
     return {
@@ -105,13 +109,14 @@ def reference_blocks(
     figure: bool = False,
     quick: bool = False,
     files: Sequence[tuple[str, str]] = (),
+    spread: pd.DataFrame | None = None,
 ) -> list[_Block]:
     """The document's content, section by section (rendered by :func:`render_markdown` and :func:`render_html`)."""
     blocks = [_Block("h1", TITLE)]
     if quick:
         blocks += [_Block("h2", "Notes"), _Block("ul", items=[QUICK_NOTE])]
     blocks += [_Block("h2", "What this run is"), _Block("p", SETUP)]
-    blocks += [_Block("h2", "Conclusions"), _Block("ul", items=conclusions(rows, spread_summary, ablation))]
+    blocks += [_Block("h2", "Conclusions"), _Block("ul", items=conclusions(rows, spread_summary, ablation, spread))]
     blocks += [
         _Block("h2", "The rows beside the published numbers"),
         _Block(
@@ -176,8 +181,15 @@ def reference_blocks(
     return blocks
 
 
-def conclusions(rows: pd.DataFrame, spread_summary: pd.DataFrame | None, ablation: pd.DataFrame | None) -> list[str]:
-    """The run's findings in plain words, one sentence (or two) each."""
+def conclusions(
+    rows: pd.DataFrame,
+    spread_summary: pd.DataFrame | None,
+    ablation: pd.DataFrame | None,
+    spread: pd.DataFrame | None = None,
+) -> list[str]:
+    """The run's findings in plain words, one sentence (or two) each. ``spread`` (the seed spread's rows) adds
+    how many seeds end at chance level: Unfair2D's test set holds 50 points of each class, so a test accuracy of
+    at most :data:`CHANCE` + 1 point is no better than predicting one class."""
     out = []
     if "matches" in rows:
         compared = rows[rows["matches"].notna()]
@@ -221,6 +233,7 @@ def conclusions(rows: pd.DataFrame, spread_summary: pd.DataFrame | None, ablatio
                 f"The paper's headline row (Unfair2D, TRS r = 0.18) is a single seed. Over {seeds} other seeds "
                 + "; ".join(parts)
                 + f". {_typicality(s)}"
+                + _at_chance(spread)
             )
     if ablation is not None:
         sig = ablation[ablation["p_holm"] <= ALPHA]
@@ -237,19 +250,35 @@ def conclusions(rows: pd.DataFrame, spread_summary: pd.DataFrame | None, ablatio
                 f"{dataset} `{switch}` ({', '.join(_metric_name(x) for x in metrics)})"
                 for (dataset, switch), metrics in by_switch.items()
             ]
+            n_sig = f"{len(sig)} change is" if len(sig) == 1 else f"{len(sig)} changes are"
             line = (
-                f"Ablation: after Holm's correction over {m} claims, {len(sig)} changes are significant, from "
+                f"Ablation: after Holm's correction over {m} claims, {n_sig} significant, from "
                 + "; ".join(described)
                 + "."
             )
-        quiet = _quiet_switches(ablation)
+        identical = _identical_switches(ablation)
+        quiet = [q for q in _quiet_switches(ablation) if q not in identical]
         if quiet:
             line += " No significant change from: " + ", ".join(quiet) + "."
-        if len(raw):
+        if identical:
             line += (
-                f" {len(raw)} further changes have p ≤ {ALPHA:g} on their own but not after the correction: "
-                "treat them as unconfirmed."
+                " Identical results on every seed (every metric unchanged): "
+                + ", ".join(identical)
+                + "."
+                + (
+                    " For the affine model the reference's TRS and fastfair's exact TRS take the same steps here."
+                    if any("`solver`" in x for x in identical)
+                    else ""
+                )
             )
+        if len(raw):
+            if len(raw) == 1:
+                line += f" 1 further change has p ≤ {ALPHA:g} on its own but not after the correction: unconfirmed."
+            else:
+                line += (
+                    f" {len(raw)} further changes have p ≤ {ALPHA:g} on their own but not after the correction: "
+                    "unconfirmed."
+                )
         out.append(line)
     out.append(LSAT_NOTE.split(":")[0] + ".")
     return out
@@ -428,11 +457,36 @@ def _typicality(s: pd.DataFrame) -> str:
     return "Seed 42 is a typical draw for this setup."
 
 
+def _at_chance(spread: pd.DataFrame | None) -> str:
+    """A sentence on the seeds (other than 42) whose Unfair2D test accuracy is at chance level, or ''."""
+    if spread is None or "test_accuracy" not in spread or "seed" not in spread:
+        return ""
+    others = spread[spread["seed"] != 42]["test_accuracy"].to_numpy(float)
+    k = int(np.sum(others <= CHANCE + 0.01))
+    if k == 0:
+        return ""
+    return (
+        f" {k} of {len(others)} other seeds end at chance level (test accuracy ≤ {100 * (CHANCE + 0.01):.0f}% on the "
+        "balanced test set): there the robust model hardly separates the classes, and its small gaps come from that."
+    )
+
+
 def _quiet_switches(ablation: pd.DataFrame) -> list[str]:
     """The (dataset, switch) pairs none of whose metrics changed significantly after the correction."""
     out = []
     for (dataset, switch), g in ablation.groupby(["dataset", "switch"], sort=False):
         if not (g["p_holm"] <= ALPHA).any():
+            out.append(f"{dataset} `{switch}`")
+    return out
+
+
+def _identical_switches(ablation: pd.DataFrame) -> list[str]:
+    """The (dataset, switch) pairs whose every paired change is exactly 0 (same numbers on every seed)."""
+    out = []
+    for (dataset, switch), g in ablation.groupby(["dataset", "switch"], sort=False):
+        cols = [c for c in ("change", "ci_low", "ci_high") if c in g]
+        values = g[cols].to_numpy(float)
+        if len(g) and np.isfinite(values).all() and (values == 0).all():
             out.append(f"{dataset} `{switch}`")
     return out
 
