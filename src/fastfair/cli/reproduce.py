@@ -65,14 +65,15 @@ DESCRIPTION = (
     "beside the numbers their code prints. Writes results.csv (protocol = reference),\n"
     "reference.md, report.md and report.html into --out as one set: all files or none."
 )
+_S, _A = REFERENCE_SPREAD_SEEDS, REFERENCE_ABLATION_SEEDS
 REFERENCE_EPILOG = f"""protocol reference:
   --quick: Unfair2D non-robust and trs-paper r = 0.18 (10 epochs, batch 5); Adult non-robust
-    (10 epochs) and trs-paper r = 0.1 after 1 epoch (batch 100); seed 42 only (about 20 s here)
+    (10 epochs) and trs-paper r = 0.1 after 1 epoch (batch 100); seed 42 only (about 20 s)
   full: those rows and the reference's pgd-paper rows (Unfair2D r = 0.18; Adult r = 0.1 and
-    0.2, 1 epoch); the Unfair2D trs-paper r = 0.18 row over seeds 0-{REFERENCE_SPREAD_SEEDS - 1} and 42 (the seed
-    spread); the ablation over {REFERENCE_ABLATION_SEEDS} seeds (42, 0-{REFERENCE_ABLATION_SEEDS - 2}), one difference
-    at a time, with Holm's correction. It takes about {REFERENCE_FULL_MINUTES} minutes on a 2-core machine (most
-    of it the reference's pgd-paper on Adult) and cannot be resumed: an interrupted run writes nothing.
+    0.2, 1 epoch); the Unfair2D trs-paper r = 0.18 row over seeds 0-{_S - 1} and 42 (the seed
+    spread); the ablation over {_A} seeds (42, 0-{_A - 2}), one difference at a time, with Holm's
+    correction. It takes about {REFERENCE_FULL_MINUTES} minutes on a 2-core machine (most of it the
+    reference's pgd-paper on Adult) and cannot be resumed: an interrupted run writes nothing.
   --seeds K sets the seed spread's seeds (0..K-1, besides 42); --jobs, --scheduler,
   --pgd-paper-seeds and --allow-large do not apply (one cell at a time, in the reference's order).
   An existing --out must be empty or an earlier reference run, which the new one replaces.
@@ -92,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a small version (few radii, 1 seed, few epochs, subsampled data) that runs in about a minute",
+        help="a small version (few radii, 1 seed, few epochs, subsampled data) that runs in about a minute; "
+        "--protocol reference: the four headline cells at seed 42 (about 20 s)",
     )
     p.add_argument(
         "--seeds",
@@ -107,7 +109,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="run the slow pgd-paper solver with the first K seeds only (default: all); the report says so",
     )
-    p.add_argument("--no-report", action="store_true", help="run the sweep only")
+    p.add_argument(
+        "--no-report", action="store_true", help="run the sweep only (--protocol reference: no report.md / .html)"
+    )
     add_run_arguments(p, jobs_default=_cores())
     p.set_defaults(run=run)
 
@@ -322,7 +326,7 @@ def reference_overview(rows: pd.DataFrame) -> pd.DataFrame:
                 "train %": f"{100 * r['train_accuracy']:.2f}",
                 "val %": f"{100 * r['val_accuracy']:.4f}",
                 "test %": f"{100 * r['test_accuracy']:.4f}",
-                "gap": f"{r['train_independence']:.3f}",
+                "train gap": f"{r['train_independence']:.3f}",
                 "published train / val / test %": (
                     " / ".join(f"{r[f'published_{k}']:g}" for k in ("train", "val", "test")) if has else "-"
                 ),
