@@ -1,4 +1,10 @@
-"""``fastfair reproduce``: the paper's experiments (a sweep of :mod:`fastfair.experiments.paper_protocol`) + report."""
+"""``fastfair reproduce``: the paper's experiments and their report, under one of two protocols.
+
+``--protocol corrected`` (the default): a sweep of :mod:`fastfair.experiments.paper_protocol`, fastfair's own
+data, splits and solvers over several seeds, resumable cell by cell. ``--protocol reference``: the authors'
+exact setup (:mod:`fastfair.reference`), one cell at a time in the reference's order of random draws, its rows
+beside the published numbers, and (full run) the seed spread and the ablation; its files are written as one set.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,32 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from ..errors import FastfairError, require
 from ..experiments import Grid, paper_protocol
 from ..io import dumps_json
-from ._grid_run import add_run_arguments, cell_limit, execute, large_grid_hint, print_sweep_summary, run_interruptibly
+from ._grid_run import (
+    INTERRUPTED_EXIT,
+    TERMINATED_EXIT,
+    Terminated,
+    add_run_arguments,
+    cell_limit,
+    execute,
+    large_grid_hint,
+    print_sweep_summary,
+    run_interruptibly,
+    sigterm_as_interrupt,
+)
 from .common import add_command, check_out_dir
+
+#: The protocols of ``--protocol``; the first is the default.
+PROTOCOLS = ("corrected", "reference")
+#: The full reference run: seeds of the seed spread (besides 42) and of the ablation (42 and 0, 1, ...).
+REFERENCE_SPREAD_SEEDS = 20
+REFERENCE_ABLATION_SEEDS = 6
+#: Measured wall time of the full reference run on this project's 2-core machine, for --help.
+REFERENCE_FULL_MINUTES = 12
 
 
 def _cores() -> int:
@@ -24,35 +51,74 @@ def _cores() -> int:
 
 HELP = "run the paper's experiments (or a quick version) and write a report with tables and figures"
 DESCRIPTION = (
-    "Reproduce Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012): datasets unfair2d, adult and\n"
-    "lsat; solvers none, trs, trs-paper, pgd-paper, pgd and random over the paper's radii; several\n"
+    "Reproduce Fast & Fair (Minch, Vu, Warren, arXiv:2401.02012) under one of two protocols.\n"
+    "\n"
+    "--protocol corrected (default): fastfair's own setup. Datasets unfair2d, adult and lsat;\n"
+    "solvers none, trs, trs-paper, pgd-paper, pgd and random over the paper's radii; several\n"
     "seeds; and trs-paper beside trs on an MLP, where the reference TRS's defect can bite.\n"
     "Writes results.csv (resumable: a re-run reuses finished cells), the timing table, figures,\n"
-    "report.md and report.html into --out."
+    "report.md and report.html into --out.\n"
+    "\n"
+    "--protocol reference: the authors' exact setup (their Unfair2D draw from torch's generator\n"
+    "with seed 42 and 200 training points, their Adult records and label, initialisation, batch\n"
+    "order, loss, trs-paper and pgd-paper), one cell at a time in their order of random draws,\n"
+    "beside the numbers their code prints. Writes results.csv (protocol = reference),\n"
+    "reference.md, report.md and report.html into --out as one set: all files or none."
 )
-EPILOG = paper_protocol.describe()
+_S, _A = REFERENCE_SPREAD_SEEDS, REFERENCE_ABLATION_SEEDS
+REFERENCE_EPILOG = f"""protocol reference:
+  --quick: Unfair2D non-robust and trs-paper r = 0.18 (10 epochs, batch 5); Adult non-robust
+    (10 epochs) and trs-paper r = 0.1 after 1 epoch (batch 100); seed 42 only (about 20 s)
+  full: those rows and the reference's pgd-paper rows (Unfair2D r = 0.18; Adult r = 0.1 and
+    0.2, 1 epoch); the Unfair2D trs-paper r = 0.18 row over seeds 0-{_S - 1} and 42 (the seed
+    spread); the ablation over {_A} seeds (42, 0-{_A - 2}), one difference at a time, with Holm's
+    correction. It takes about {REFERENCE_FULL_MINUTES} minutes on a 2-core machine (most of it the
+    reference's pgd-paper on Adult) and cannot be resumed: an interrupted run writes nothing.
+  --seeds K sets the seed spread's seeds (0..K-1, besides 42); --jobs, --scheduler,
+  --pgd-paper-seeds and --allow-large do not apply (one cell at a time, in the reference's order).
+  An existing --out must be empty or an earlier reference run, which the new one replaces.
+  LSAT is not part of it: the reference downloads its own preparation of the data at run time.
+  example: fastfair reproduce --protocol reference --quick --out results/reference"""
+EPILOG = paper_protocol.describe() + "\n\n" + REFERENCE_EPILOG
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "reproduce", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="corrected",
+        help="corrected: fastfair's own setup (default); reference: the authors' exact setup (see below)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
-        help="a small version (few radii, 1 seed, few epochs, subsampled data) that runs in about a minute",
+        help="a small version (few radii, 1 seed, few epochs, subsampled data) that runs in about a minute; "
+        "--protocol reference: the four headline cells at seed 42 (about 20 s)",
     )
-    p.add_argument("--seeds", type=int, metavar="K", help="seeds 0..K-1 (default: 5; 1 with --quick)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help=f"seeds 0..K-1 (default: 5; 1 with --quick); --protocol reference: the seed spread's seeds "
+        f"(default {REFERENCE_SPREAD_SEEDS})",
+    )
     p.add_argument(
         "--pgd-paper-seeds",
         type=int,
         metavar="K",
         help="run the slow pgd-paper solver with the first K seeds only (default: all); the report says so",
     )
-    p.add_argument("--no-report", action="store_true", help="run the sweep only")
+    p.add_argument(
+        "--no-report", action="store_true", help="run the sweep only (--protocol reference: no report.md / .html)"
+    )
     add_run_arguments(p, jobs_default=_cores())
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.protocol == "reference":
+        return run_reference(args)
     out = check_out_dir(args.out)
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be a positive integer, got {args.seeds}")
     require(
@@ -117,3 +183,155 @@ def _run(args: argparse.Namespace, grid: Grid, notes: list[str], out: Path) -> i
     else:
         print(f"report: {md} and {html} ({len(written)} files, {report_seconds:.1f} s); total {total:.1f} s")
     return 0
+
+
+#: Options of the corrected protocol that a reference run refuses, with why (one line each).
+_NOT_FOR_REFERENCE = {
+    "jobs": "--jobs does not apply to --protocol reference: its cells run one at a time, in the reference's order "
+    "of random draws",
+    "scheduler": "--scheduler does not apply to --protocol reference: its cells run one at a time in this process, "
+    "in the reference's order of random draws",
+    "pgd_paper_seeds": "--pgd-paper-seeds does not apply to --protocol reference: its pgd-paper rows are the "
+    "reference's, at seed 42",
+    "allow_large": "--allow-large does not apply to --protocol reference: its set of cells is fixed",
+}
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    """``fastfair reproduce --protocol reference``: check the options and ``--out`` before any work, run the
+    cells, write every file into a new directory beside ``--out`` and rename it into place (all files or none; an
+    earlier reference run there is replaced), then print the rows beside the published numbers."""
+    for name, message in _NOT_FOR_REFERENCE.items():
+        require(getattr(args, name) in (None, False), message)
+    if args.seeds is not None:
+        require(
+            not args.quick,
+            "--seeds does not apply to --protocol reference --quick, which runs the reference's seed 42 only; "
+            "it sets the seed spread of the full reference run",
+        )
+        require(
+            args.seeds >= 2, f"--seeds must be at least 2 for the reference protocol's seed spread, got {args.seeds}"
+        )
+    from ..reference.reproduce import check_reference_out
+
+    replace = check_reference_out(args.out) if args.out else False
+    out = check_out_dir(args.out, fresh=True, force=replace)
+    assert out is not None  # --out is required
+    try:
+        with sigterm_as_interrupt():
+            return _run_reference(args, out, replace)
+    except Terminated:
+        print(_reference_interrupted(out, replace, "terminated"), file=sys.stderr)
+        return TERMINATED_EXIT
+    except KeyboardInterrupt:
+        print(_reference_interrupted(out, replace, "interrupted"), file=sys.stderr)
+        return INTERRUPTED_EXIT
+
+
+def _reference_interrupted(out: Path, replace: bool, what: str) -> str:
+    kept = "the earlier reference run there is intact" if replace else "nothing was written there"
+    return f"fastfair: {what}; a reference run writes its files only once every cell has finished: {kept}"
+
+
+def _run_reference(args: argparse.Namespace, out: Path, replace: bool) -> int:
+    from ..io import atomic_directory
+    from ..reference.reproduce import run_reference_protocol, write_reference_files
+    from ..report.reference import build_reference_report
+
+    start = time.perf_counter()
+    quick = bool(args.quick)
+    if not args.json:
+        what = (
+            "4 headline cells at seed 42"
+            if quick
+            else f"7 published rows, the seed spread over {args.seeds or REFERENCE_SPREAD_SEEDS} seeds and 42, and "
+            f"the ablation over {REFERENCE_ABLATION_SEEDS} seeds (about {REFERENCE_FULL_MINUTES} minutes)"
+        )
+        print(f"reference protocol: {what}, one cell at a time...", file=sys.stderr, flush=True)
+    progress = not (args.json or args.no_progress) and sys.stderr.isatty()
+    outputs = run_reference_protocol(
+        quick=quick,
+        spread_seeds=args.seeds or REFERENCE_SPREAD_SEEDS,
+        ablation_seeds=REFERENCE_ABLATION_SEEDS,
+        progress=progress,
+    )
+    with atomic_directory(out, replace=replace) as tmp:
+        written = write_reference_files(outputs, tmp)
+        if not args.no_report:
+            files = [(p.name, _REFERENCE_FILES.get(name, "")) for name, p in written.items()]
+            written.update(
+                build_reference_report(
+                    tmp,
+                    outputs.rows,
+                    spread_summary=outputs.spread_summary,
+                    ablation=outputs.ablation,
+                    figure="seed_spread_png" in written,
+                    quick=quick,
+                    files=files,
+                    spread=outputs.spread,
+                )
+            )
+    written = {name: out / path.relative_to(tmp) for name, path in written.items()}
+    total = time.perf_counter() - start
+    if args.json:
+        print(
+            dumps_json(
+                {
+                    "protocol": "reference",
+                    "quick": quick,
+                    "rows": outputs.rows.to_dict(orient="records"),
+                    "files": {k: str(v) for k, v in written.items()},
+                    "total_seconds": total,
+                }
+            )
+        )
+        return 0
+    print("the authors' setup (reference protocol), ours beside the published numbers:")
+    print(reference_overview(outputs.rows).to_string(index=False))
+    print()
+    print(f"reference section: {written['reference_md']}")
+    if "report_md" in written:
+        print(f"report: {written['report_md']} and {written['report_html']}; total {total:.1f} s")
+    else:
+        print(f"total {total:.1f} s")
+    return 0
+
+
+#: What each file of a reference run holds (for the report's list of files).
+_REFERENCE_FILES = {
+    "results_csv": "one row per cell (protocol = reference): accuracy and the five gaps per split, timing, and "
+    "the published numbers beside them",
+    "reference_md": "the reference protocol's section in brief",
+    "seed_spread_csv": "the Unfair2D trs-paper r = 0.18 row, one row per seed",
+    "seed_spread_summary_csv": "its summary per metric",
+    "seed_spread_png": "the seed-spread figure",
+    "ablation_csv": "the ablation: change per switch and metric, 95% CI, p-value, Holm-adjusted p-value",
+    "ablation_runs_csv": "every run behind the ablation",
+}
+
+
+def reference_overview(rows: pd.DataFrame) -> pd.DataFrame:
+    """The printed table: per cell, our train / val / test accuracy (%) and training independence gap beside the
+    published ones, and whether they match at the printed precision."""
+    table = []
+    for _, r in rows.iterrows():
+        has = "published_train" in r and pd.notna(r["published_train"])
+        gap = r.get("published_train_independence", float("nan"))
+        table.append(
+            {
+                "dataset": r["dataset"],
+                "solver": r["solver"],
+                "r": f"{r['radius']:g}",
+                "epochs": int(r["epochs"]),
+                "train %": f"{100 * r['train_accuracy']:.2f}",
+                "val %": f"{100 * r['val_accuracy']:.4f}",
+                "test %": f"{100 * r['test_accuracy']:.4f}",
+                "train gap": f"{r['train_independence']:.3f}",
+                "published train / val / test %": (
+                    " / ".join(f"{r[f'published_{k}']:g}" for k in ("train", "val", "test")) if has else "-"
+                ),
+                "published gap": f"{gap:g}" if pd.notna(gap) else "-",
+                "match": ("yes" if bool(r["matches"]) else "NO") if has else "-",
+            }
+        )
+    return pd.DataFrame(table)

@@ -27,7 +27,16 @@ from .data import ReferenceData, draw_unfair2d, reference_adult, reference_unfai
 from .figure import seed_spread_figure
 from .model import ReferenceAffine, our_init, reference_init, reference_loss
 from .protocol import CELL_SOLVERS, ReferenceCell, evaluate_reference, run_reference_cell, train_reference
-from .reproduce import PUBLISHED, reference_rows, write_reference_outputs
+from .reproduce import (
+    PUBLISHED,
+    ReferenceOutputs,
+    check_reference_out,
+    is_reference_run,
+    reference_rows,
+    run_reference_protocol,
+    write_reference_files,
+    write_reference_outputs,
+)
 
 __all__ = [
     "ABLATIONS",
@@ -36,11 +45,14 @@ __all__ = [
     "ReferenceAffine",
     "ReferenceCell",
     "ReferenceData",
+    "ReferenceOutputs",
     "ablation_runs",
     "ablation_table",
+    "check_reference_out",
     "draw_unfair2d",
     "evaluate_reference",
     "holm",
+    "is_reference_run",
     "our_init",
     "reference_adult",
     "reference_init",
@@ -48,9 +60,11 @@ __all__ = [
     "reference_rows",
     "reference_unfair2d",
     "run_reference_cell",
+    "run_reference_protocol",
     "seed_spread",
     "seed_spread_figure",
     "seed_spread_summary",
     "train_reference",
+    "write_reference_files",
     "write_reference_outputs",
 ]

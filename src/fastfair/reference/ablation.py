@@ -103,7 +103,7 @@ def ablation_runs(
         cells.append(("reference", cell))
         cells.extend((name, switched(cell, name)) for name in switches)
     rows = []
-    for name, cell in _progress(cells, progress, f"ablation {dataset}"):
+    for name, cell in progress_items(cells, progress, f"ablation {dataset}"):
         rows.append({"switch": name, **run_reference_cell(cell)})
     return pd.DataFrame(rows)
 
@@ -173,7 +173,7 @@ def seed_spread(
     if epochs is not None:
         base = replace(base, epochs=epochs)
     base.validate()
-    rows = [run_reference_cell(replace(base, seed=s)) for s in _progress(seeds, progress, f"seeds {dataset}")]
+    rows = [run_reference_cell(replace(base, seed=s)) for s in progress_items(seeds, progress, f"seeds {dataset}")]
     frame = pd.DataFrame(rows)
     frame["reference_seed"] = frame["seed"] == SEED
     return frame
@@ -235,7 +235,8 @@ def _t_half_width(sd: float, k: int) -> float:
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, k - 1) * sd / math.sqrt(k))
 
 
-def _progress(items: Sequence[Any], show: bool, desc: str) -> Iterable[Any]:
+def progress_items(items: Sequence[Any], show: bool, desc: str) -> Iterable[Any]:
+    """``items``, behind a progress bar (tqdm, on stderr) when ``show``."""
     if not show:
         return items
     from tqdm.auto import tqdm
