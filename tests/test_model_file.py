@@ -20,7 +20,8 @@ from fastfair import cli
 from fastfair.datasets import load, load_csv
 from fastfair.datasets.user_csv import encode_features, read_csv_frame
 from fastfair.errors import FastfairError
-from fastfair.model_file import FORMAT_VERSION, estimator_from_model_file, load_model
+from fastfair.estimator import RobustFairClassifier
+from fastfair.model_file import FORMAT_VERSION, load_model
 from helpers import run_cli
 
 LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
@@ -375,7 +376,7 @@ def test_adult_all_features_score_from_a_csv_of_raw_rows(tmp_path):
 def test_estimator_from_model_file_predicts_as_the_saved_model(loans_run):
     saved = load_model(loans_run / "model.pt")
     X = saved.features(read_csv_frame(LOANS))
-    est = estimator_from_model_file(loans_run / "model.pt")
+    est = RobustFairClassifier.from_model_file(loans_run / "model.pt")
     assert est.classes_.tolist() == ["no", "yes"] and est.n_features_in_ == 13
     assert est.get_params()["model"] == "mlp" and est.get_params()["hidden"] == 8
     assert est.get_params()["solver"] == "trs" and len(est.history_) == 3

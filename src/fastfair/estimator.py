@@ -9,6 +9,7 @@ scikit-learn way, maps any two class labels to {0, 1}, and turns logits into the
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import metrics
-from .config import TrainConfig
+from .config import TrainConfig, check_hidden
 from .errors import FastfairError
 from .models import build_model
 from .training import check_sample_weight, predict_logits, train_arrays
@@ -236,14 +237,39 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
     def from_model_file(cls, path: str | os.PathLike[str]) -> RobustFairClassifier:
         """A fitted estimator holding the network saved by ``fastfair train --out`` (``model.pt``).
 
-        It takes the standardised, encoded features the saved model was trained on (what
-        :meth:`fastfair.model_file.SavedModel.features` returns for a data frame) and predicts exactly as the
-        saved model does; ``classes_[1]`` is the positive class. The file is read as data only (tensors and a
-        JSON header), never executed. See :func:`fastfair.model_file.estimator_from_model_file`.
+        The file is read as data only (tensors and a JSON header, :func:`fastfair.model_file.load_model`), never
+        executed. The hyperparameters are the recorded training configuration (on the CPU); ``model_`` is the
+        saved network, ``config_`` its configuration, ``history_`` its training history, ``classes_`` the label
+        values in code order (``classes_[1]`` is the positive class; the names when the negative class is "every
+        other value"). It takes the network's input, the **standardised encoded features** (what
+        :meth:`fastfair.model_file.SavedModel.features` returns for a data frame), and its ``decision_function``,
+        ``predict_proba`` and ``predict`` equal the saved model's on them. ``fit`` retrains from scratch.
         """
-        from .model_file import estimator_from_model_file
+        from .model_file import load_model
 
-        return estimator_from_model_file(path)
+        saved = load_model(path)
+        recorded = saved.training
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        params = {k: v for k, v in recorded.items() if k in accepted}
+        params["device"] = "cpu"
+        if "hidden" in params:
+            params["hidden"] = check_hidden(params["hidden"])
+        if "solver_options" in params and not params["solver_options"]:
+            params["solver_options"] = None
+        estimator = cls(**params)
+        fields = set(inspect.signature(TrainConfig).parameters)
+        config = TrainConfig(**{k: v for k, v in recorded.items() if k in fields})
+        config.device = "cpu"
+        config.hidden = check_hidden(config.hidden)
+        values = saved.label_values
+        estimator.classes_ = np.asarray(saved.label_names if values[0] is None else values)
+        estimator.n_features_in_ = len(saved.mean)
+        estimator.model_ = saved.model
+        estimator.config_ = config
+        estimator.history_ = list(saved.header.get("history", []))
+        estimator.fairness_ = None
+        estimator.group_metrics_ = None
+        return estimator
 
     def _train_config(self) -> TrainConfig:
         """The hyperparameters as a validated :class:`TrainConfig`: :meth:`TrainConfig.validate` checks every

@@ -47,7 +47,6 @@ this reproduces the training run's features bit for bit, so its predictions are 
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -57,7 +56,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,14 +75,10 @@ from .io import atomic_write_bytes, dumps_json
 from .models import build_model
 from .training import predict_logits
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .estimator import RobustFairClassifier
-
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "SavedModel",
-    "estimator_from_model_file",
     "load_model",
     "model_file_bytes",
     "save_model",
@@ -639,44 +634,3 @@ def _vector(value: Any, d: int, key: str, where: str) -> np.ndarray:
     out = value.numpy().copy()
     require(bool(np.isfinite(out).all()), f"{where}: {key!r} is not finite")
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The estimator
-# ----------------------------------------------------------------------------------------------------------
-def estimator_from_model_file(path: str | os.PathLike[str]) -> RobustFairClassifier:
-    """A fitted :class:`~fastfair.estimator.RobustFairClassifier` holding the network of a model file.
-
-    Its hyperparameters are the recorded training configuration (on the CPU); ``model_`` is the saved network,
-    ``config_`` its configuration, ``history_`` its training history, ``classes_`` the label values in code
-    order (``classes_[1]`` is the positive class, as for a fitted estimator; the names when the negative class
-    is "every other value"). It takes the network's input, the **standardised encoded features** (what
-    :meth:`SavedModel.features` returns for a frame), and its ``decision_function``, ``predict_proba`` and
-    ``predict`` equal the saved model's on them. ``fit`` retrains from scratch, like any estimator.
-    """
-    from .estimator import RobustFairClassifier
-
-    saved = load_model(path)
-    recorded = saved.training
-    accepted = set(inspect.signature(RobustFairClassifier.__init__).parameters) - {"self"}
-    params = {k: v for k, v in recorded.items() if k in accepted}
-    params["device"] = "cpu"
-    if "hidden" in params:
-        params["hidden"] = check_hidden(params["hidden"])
-    if "solver_options" in params and not params["solver_options"]:
-        params["solver_options"] = None
-    estimator = RobustFairClassifier(**params)
-    fields = set(inspect.signature(TrainConfig).parameters)
-    config = TrainConfig(**{k: v for k, v in recorded.items() if k in fields})
-    config.device = "cpu"
-    config.hidden = check_hidden(config.hidden)
-    values = saved.label_values
-    classes = np.asarray(saved.label_names if values[0] is None else values)
-    estimator.classes_ = classes
-    estimator.n_features_in_ = len(saved.mean)
-    estimator.model_ = saved.model
-    estimator.config_ = config
-    estimator.history_ = list(saved.header.get("history", []))
-    estimator.fairness_ = None
-    estimator.group_metrics_ = None
-    return estimator
