@@ -29,6 +29,7 @@ from ..errors import FastfairError, require
 from .cell import load_dataset, run_cell
 from .executors import Executor, SerialExecutor, _describe_error, make_executor
 from .grid import Cell, Grid
+from .manifest import write_manifest
 from .store import ResultsStore, results_frame
 
 #: Rough relative cost of a solver, used to start expensive cells first (better load balance).
@@ -175,6 +176,12 @@ def run_sweep(
     with store.lock():
         if isinstance(grid, Grid):
             store.write_grid(grid.to_dict())
+        write_manifest(
+            store.root,
+            _distinct_data(cells),
+            devices=_devices(cells),
+            extra={"command": desc, "executor": executor.describe(), "cells": len(cells), "to_run": len(todo)},
+        )
         store.write_results(cells, records, frame_of)
         bar = _progress_bar(len(cells), len(finished), desc, progress)
         last_flush = time.monotonic()
@@ -234,6 +241,22 @@ def run_sweep(
         results=frame,
         interrupted=interrupted,
     )
+
+
+def _distinct_data(cells: Sequence[Any]) -> list[Any]:
+    """Each distinct data source of ``cells`` once (its ``data``), in first-use order."""
+    seen: dict[str, Any] = {}
+    for cell in cells:
+        data = cell.data
+        key = repr(sorted(data.to_dict().items())) if hasattr(data, "to_dict") else repr(data)
+        seen.setdefault(key, data)
+    return list(seen.values())
+
+
+def _devices(cells: Sequence[Any]) -> list[str]:
+    """The torch devices ``cells`` train on (their ``config.device``; CPU for cells without one)."""
+    found = {str(getattr(getattr(cell, "config", None), "device", "cpu") or "cpu") for cell in cells}
+    return sorted(found)
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import FastfairError, require
+from ..experiments.manifest import write_manifest
 from ..io import atomic_directory, atomic_write_text
 from .ablation import ablation_runs, ablation_table, holm, progress_items, seed_spread, seed_spread_summary
 from .figure import seed_spread_figure
@@ -67,6 +68,7 @@ RUN_FILES = (
     "ablation_runs.csv",
     "report.md",
     "report.html",
+    "manifest.json",
 )
 
 
@@ -155,7 +157,8 @@ def write_reference_files(outputs: ReferenceOutputs, out: str | os.PathLike[str]
 
     Always ``results.csv`` (one row per cell, ``protocol`` = ``"reference"``) and ``reference.md``; from a full
     run also ``seed_spread.csv``, ``seed_spread_summary.csv``, ``seed_spread.png``, ``ablation.csv`` (the table)
-    and ``ablation_runs.csv`` (every run behind it).
+    and ``ablation_runs.csv`` (every run behind it); always ``manifest.json``
+    (:func:`fastfair.experiments.manifest.write_manifest`: versions, commit, machine, data checksums).
     """
     out = Path(out)
     written: dict[str, Path] = {}
@@ -171,7 +174,19 @@ def write_reference_files(outputs: ReferenceOutputs, out: str | os.PathLike[str]
         written["ablation_runs_csv"] = atomic_write_text(out / "ablation_runs.csv", runs)
     section = reference_section(outputs.rows, outputs.spread_summary, outputs.ablation)
     written["reference_md"] = atomic_write_text(out / "reference.md", section)
+    written["manifest_json"] = write_manifest(
+        out, reference_datasets(outputs), extra={"command": "reproduce --protocol reference", "quick": outputs.quick}
+    )
     return written
+
+
+def reference_datasets(outputs: ReferenceOutputs) -> list[str]:
+    """The bundled datasets a reference run used: those of its rows, seed spread and ablation, in that order."""
+    names: list[str] = []
+    for frame in (outputs.rows, outputs.spread, outputs.ablation_runs):
+        if frame is not None and "dataset" in frame.columns:
+            names.extend(str(d) for d in frame["dataset"].dropna().unique() if str(d) not in names)
+    return names
 
 
 def write_reference_outputs(
