@@ -36,6 +36,10 @@ from helpers import run_cli
 PRINTED = dict(ref_reproduce.PUBLISHED)
 
 
+#: What a reference run with its report writes.
+REPORTED_RUN_FILES = ["manifest.json", "reference.md", "report.html", "report.md", "results.csv"]
+
+
 def fake_cell(cell: ReferenceCell | None = None, /, **fields: Any) -> dict[str, Any]:
     cell = replace(cell, **fields) if cell is not None else ReferenceCell(**fields)
     cell.validate()
@@ -91,7 +95,7 @@ def test_quick_reference_run_prints_the_published_rows(capsys, tmp_path):
         assert not gap or row.split()[7] == gap
     results = pd.read_csv(out_dir / "results.csv")
     assert (results["protocol"] == "reference").all() and results["matches"].all()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["reference.md", "report.html", "report.md", "results.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == REPORTED_RUN_FILES
     assert (
         "| unfair2d | trs-paper | 0.18 | 10 | 42 | 73.50 / 75.0000 / 73.0000 |" in (out_dir / "report.md").read_text()
     )
@@ -220,12 +224,12 @@ def test_a_rerun_replaces_an_earlier_reference_run(capsys, tmp_path, fake_engine
     assert (out_dir / "ablation.csv").is_file()
     assert ref_reproduce.is_reference_run(out_dir)
     assert run(capsys, "--quick", "--out", str(out_dir))[0] == 0  # the quick set replaces the full one
-    assert sorted(p.name for p in out_dir.iterdir()) == ["reference.md", "report.html", "report.md", "results.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == REPORTED_RUN_FILES
 
 
 def test_the_library_writer_writes_one_set(tmp_path, fake_engine):
     written = ref_reproduce.write_reference_outputs(tmp_path / "ref", quick=True)
-    assert sorted(written) == ["reference_md", "results_csv"]
+    assert sorted(written) == ["manifest_json", "reference_md", "results_csv"]
     assert all(path.parent == tmp_path / "ref" and path.is_file() for path in written.values())
     assert [p.name for p in tmp_path.iterdir()] == ["ref"]
     (tmp_path / "other").mkdir()
@@ -238,7 +242,7 @@ def test_the_library_writer_writes_one_set(tmp_path, fake_engine):
 def test_no_report_writes_the_reference_files_only(capsys, tmp_path, fake_engine):
     code, out, err = run(capsys, "--quick", "--no-report", "--out", str(tmp_path / "ref"))
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == ["reference.md", "results.csv"]
+    assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == ["manifest.json", "reference.md", "results.csv"]
     assert "report:" not in out
 
 
