@@ -676,3 +676,16 @@ def test_figures_with_the_same_seeds_for_every_solver_are_unchanged(tmp_path, mo
     assert (tmp_path / "figures" / "gaps_toy_train.png").read_bytes() == direct
     md = written["report_md"].read_text()
     assert "common seed" not in md and "seeds per solver" not in md and "different seeds" not in md
+
+
+def test_compare_single_seed_against_several_uses_the_common_seed():
+    trs = pd.Series([0.10, 0.30, 0.50, 0.70, 0.90], index=[0, 1, 2, 3, 4])
+    # seed 0 alone against seeds 0-4: the difference is taken on seed 0 (0.10 - 0.10), not against the mean (0.50)
+    c = compare(pd.Series([0.10], index=[0]), trs)
+    assert c.method == "1 seed, no CI" and c.diff == pytest.approx(0.0) and c.direction == 0
+    assert (c.mean_a, c.mean_b) == pytest.approx((0.10, 0.10))
+    c = compare(trs, pd.Series([0.10 - 1.5 * GAP_TOLERANCE], index=[0]))
+    assert c.diff == pytest.approx(1.5 * GAP_TOLERANCE) and c.direction == 1
+    # no common seed: the difference of the means, as before
+    c = compare(pd.Series([0.10], index=[7]), trs)
+    assert c.diff == pytest.approx(0.10 - 0.50) and c.direction == -1
