@@ -651,7 +651,7 @@ def test_figures_compare_solvers_on_their_common_seeds(tmp_path, monkeypatch):
     md = written["report_md"].read_text()
     note = "Compared on the common seeds: 0 (seeds per solver: none: 0-4; trs: 0-4; pgd-paper: 0)."
     assert md.count(note) == 3  # the note, and the captions of the gap and the accuracy figure
-    assert "toy (affine): the solvers ran on different seeds." in md
+    assert "toy (affine): the solvers ran on different seeds." in md and "summary.csv keeps every seed" in md
     assert "toy (affine) at r=0.2, compared on the common seed 0" in md
     assert note in written["report_html"].read_text()
     # summary.csv still describes every seed each solver ran
@@ -689,3 +689,12 @@ def test_compare_single_seed_against_several_uses_the_common_seed():
     # no common seed: the difference of the means, as before
     c = compare(pd.Series([0.10], index=[7]), trs)
     assert c.diff == pytest.approx(0.10 - 0.50) and c.direction == -1
+
+
+def test_solvers_without_a_common_seed_keep_their_own_seeds_and_say_so(tmp_path):
+    full = make_results(_seeded, seeds=(0, 1, 2), radii=(0.1,), solvers=("none", "trs", "pgd-paper"))
+    df = full[(full["solver"] != "pgd-paper") | (full["seed"] == 0)].copy()
+    df.loc[df["solver"] == "pgd-paper", "seed"] = 7
+    md = build_report(df, tmp_path, paper=False, gap_splits=("train",))["report_md"].read_text()
+    assert "The solvers share no seed (seeds per solver: none: 0-2; trs: 0-2; pgd-paper: 7)" in md
+    assert "common seed" not in md

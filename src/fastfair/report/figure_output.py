@@ -61,7 +61,10 @@ def draw_figures(
         summary, suffix = view.summary, view.legend_suffix()
         seeds_note = f" {view.caption_note()}" if view.mixed else ""
         if view.mixed:
-            drawn.notes.append(f"{section}: the solvers ran on different seeds. {view.caption_note()}")
+            drawn.notes.append(
+                f"{section}: the solvers ran on different seeds. {view.caption_note()} "
+                "The figures and the key numbers are drawn so; summary.csv keeps every seed of each solver."
+            )
         present = set(summary.loc[summary["dataset"] == dataset, "split"])
         splits = [sp for sp in gap_splits if sp in present] or ordered_splits(present)[:1]
         drawn.shown_splits += [sp for sp in splits if sp not in drawn.shown_splits]
