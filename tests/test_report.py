@@ -591,3 +591,110 @@ def test_report_has_the_defect_section_only_where_trs_paper_ran(tmp_path):
     assert "defect_branches_csv" not in written
     without = build_report(make_results(lambda *a: {}, seeds=(0,)), tmp_path / "without", quick=True)
     assert "defect, measured" not in without["report_md"].read_text() and "defect_csv" not in without
+
+
+# ------------------------------------------------------------------------------------ seed sets in one figure
+
+
+def _seeded(dataset, solver, radius, seed, split):
+    """Values that differ by seed (and by solver), so that a mean over other seeds shows."""
+    k = {"none": 0, "trs": 1, "pgd-paper": 2, "pgd": 3, "random": 4}[solver]
+    return {"accuracy": 0.8 - 0.01 * seed - 0.1 * radius + 0.001 * k, "independence": 0.2 + 0.02 * seed + 0.003 * k}
+
+
+def _capture_figures(monkeypatch) -> dict[str, object]:
+    """Patch the report's PNG writer to keep every figure drawn, keyed by its suptitle."""
+    from fastfair.report import figure_output
+
+    figures: dict[str, object] = {}
+    real = figure_output.png_bytes
+
+    def keep(fig, dpi):
+        figures[fig._suptitle.get_text()] = fig
+        return real(fig, dpi)
+
+    monkeypatch.setattr(figure_output, "png_bytes", keep)
+    return figures
+
+
+def _legend(fig) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _line(fig, label: str):
+    """The (x, y) data of the first curve labelled ``label`` in the figure's first panel."""
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == label]
+    return np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+
+
+def test_figures_compare_solvers_on_their_common_seeds(tmp_path, monkeypatch):
+    full = make_results(_seeded, seeds=(0, 1, 2, 3, 4), radii=(0.1, 0.2), solvers=("none", "trs", "pgd-paper"))
+    df = full[(full["solver"] != "pgd-paper") | (full["seed"] == 0)].reset_index(drop=True)
+    figures = _capture_figures(monkeypatch)
+    written = build_report(df, tmp_path, paper=False, gap_splits=("train",))
+    # the gap figure: every curve is the seed-0 value (hand oracle), not the mean over seeds 0-4
+    (gaps,) = [f for t, f in figures.items() if "fairness gaps" in t]
+    assert _legend(gaps) == ["non-robust (seed 0)", "TRS (seed 0)", "PGD (paper config) (seed 0)"]
+    for solver, label in (("trs", "TRS (seed 0)"), ("pgd-paper", "PGD (paper config) (seed 0)")):
+        x, y = _line(gaps, label)  # first panel: independence on train
+        want = [_seeded("toy", solver, r, 0, "train")["independence"] for r in (0.1, 0.2)]
+        np.testing.assert_allclose(x, [0.1, 0.2])
+        np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+    baseline = next(ln for ln in gaps.axes[0].get_lines() if ln.get_label() == "non-robust (seed 0)")
+    np.testing.assert_allclose(baseline.get_ydata(), _seeded("toy", "none", 0.0, 0, "train")["independence"])
+    assert "1 seed)" in gaps._suptitle.get_text()
+    (accuracy,) = [f for t, f in figures.items() if "accuracy vs radius" in t]
+    assert "TRS (seed 0)" in _legend(accuracy)
+    _, y = _line(accuracy, "TRS (seed 0)")
+    np.testing.assert_allclose(y, [100 * _seeded("toy", "trs", r, 0, "train")["accuracy"] for r in (0.1, 0.2)])
+    # captions, the report's note and the key numbers say so
+    md = written["report_md"].read_text()
+    note = "Compared on the common seeds: 0 (seeds per solver: none: 0-4; trs: 0-4; pgd-paper: 0)."
+    assert md.count(note) == 3  # the note, and the captions of the gap and the accuracy figure
+    assert "toy (affine): the solvers ran on different seeds." in md and "summary.csv keeps every seed" in md
+    assert "toy (affine) at r=0.2, compared on the common seed 0" in md
+    assert note in written["report_html"].read_text()
+    # summary.csv still describes every seed each solver ran
+    summary = pd.read_csv(written["summary_csv"])
+    trs = summary[(summary.solver == "trs") & (summary.metric == "independence") & (summary.split == "train")]
+    assert set(trs["n_seeds"]) == {5}
+
+
+def test_figures_with_the_same_seeds_for_every_solver_are_unchanged(tmp_path, monkeypatch):
+    from fastfair.report.figures import DEFAULT_DPI, gap_figure, png_bytes
+
+    df = make_results(_seeded, seeds=(0, 1, 2), radii=(0.1, 0.2), solvers=("none", "trs", "pgd-paper"))
+    figures = _capture_figures(monkeypatch)
+    written = build_report(df, tmp_path, paper=False, gap_splits=("train",))
+    (gaps,) = [f for t, f in figures.items() if "fairness gaps" in t]
+    assert _legend(gaps) == ["non-robust", "TRS", "PGD (paper config)"]
+    _, y = _line(gaps, "TRS")
+    want = [np.mean([_seeded("toy", "trs", r, s, "train")["independence"] for s in (0, 1, 2)]) for r in (0.1, 0.2)]
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+    # the written figure is the one drawn from the full summary, byte for byte
+    direct = png_bytes(gap_figure(summarize(df), "toy", "affine", "train"), DEFAULT_DPI)
+    assert (tmp_path / "figures" / "gaps_toy_train.png").read_bytes() == direct
+    md = written["report_md"].read_text()
+    assert "common seed" not in md and "seeds per solver" not in md and "different seeds" not in md
+
+
+def test_compare_single_seed_against_several_uses_the_common_seed():
+    trs = pd.Series([0.10, 0.30, 0.50, 0.70, 0.90], index=[0, 1, 2, 3, 4])
+    # seed 0 alone against seeds 0-4: the difference is taken on seed 0 (0.10 - 0.10), not against the mean (0.50)
+    c = compare(pd.Series([0.10], index=[0]), trs)
+    assert c.method == "1 seed, no CI" and c.diff == pytest.approx(0.0) and c.direction == 0
+    assert (c.mean_a, c.mean_b) == pytest.approx((0.10, 0.10))
+    c = compare(trs, pd.Series([0.10 - 1.5 * GAP_TOLERANCE], index=[0]))
+    assert c.diff == pytest.approx(1.5 * GAP_TOLERANCE) and c.direction == 1
+    # no common seed: the difference of the means, as before
+    c = compare(pd.Series([0.10], index=[7]), trs)
+    assert c.diff == pytest.approx(0.10 - 0.50) and c.direction == -1
+
+
+def test_solvers_without_a_common_seed_keep_their_own_seeds_and_say_so(tmp_path):
+    full = make_results(_seeded, seeds=(0, 1, 2), radii=(0.1,), solvers=("none", "trs", "pgd-paper"))
+    df = full[(full["solver"] != "pgd-paper") | (full["seed"] == 0)].copy()
+    df.loc[df["solver"] == "pgd-paper", "seed"] = 7
+    md = build_report(df, tmp_path, paper=False, gap_splits=("train",))["report_md"].read_text()
+    assert "The solvers share no seed (seeds per solver: none: 0-2; trs: 0-2; pgd-paper: 7)" in md
+    assert "common seed" not in md

@@ -46,7 +46,7 @@ RULES: tuple[str, ...] = (
     "Beyond noise: paired t-interval (95%) of the per-seed difference when ≥ 2 seeds are common to both sides, "
     "else Welch t-interval when each side has ≥ 2 seeds; the difference is beyond noise when the interval excludes 0. "
     f"With 1 seed: |difference| > {GAP_TOLERANCE} (gaps, accuracy) or > {TIME_TOLERANCE:.0%} "
-    "(epoch-time ratio, compared on log seconds).",
+    "(epoch-time ratio, compared on log seconds), on the seed common to both sides when there is one.",
     "'TRS at r reduces gap X' / 'lowers accuracy': "
     "confirmed if the TRS mean is below the non-robust mean beyond noise, "
     "contradicted if above beyond noise, not confirmed otherwise.",

@@ -3,8 +3,9 @@
 :func:`compare` decides on per-seed values. With at least two seeds common to both sides, the difference of means
 is tested with a paired t-interval (seeds share the data split and the initial weights); with at least two seeds
 on each side but fewer common ones, with a Welch t-interval. A difference is beyond noise when the 95% interval
-excludes zero. With a single seed there is no interval: the difference must exceed a fixed tolerance
-(:data:`GAP_TOLERANCE` for gaps and accuracy).
+excludes zero. With a single seed on a side there is no interval: the difference must exceed a fixed tolerance
+(:data:`GAP_TOLERANCE` for gaps and accuracy). It is then the difference on the seed common to both sides when there
+is one (a single-seed side is not set against a mean over other seeds as well), else the difference of the means.
 
 :class:`SeedValues` indexes the per-seed values of the store once, so that the claims can look them up many times.
 """
@@ -83,6 +84,8 @@ def compare_arrays(
         mean_a, mean_b = float(a.mean()), float(b.mean())
         diff, method = mean_a - mean_b, f"Welch t, {len(a)}+{len(b)} seeds"
     else:
+        if len(common) == 1:  # compare on the common seed, not against a mean over other seeds too
+            a, b = a[ia], b[ib]
         mean_a, mean_b = float(a.mean()), float(b.mean())
         diff, noise, method = mean_a - mean_b, float(tol), "1 seed, no CI"
     direction = 0 if abs(diff) <= noise else int(np.sign(diff))

@@ -19,6 +19,7 @@ from .document import DIFFERENCES_FROM_PAPER, ReportContent, seeds_difference
 from .figure_output import DrawnFigures
 from .labels import METRIC_LABELS
 from .published import PAPER
+from .seedsets import seeds_text
 from .table_output import ReportTables, timing_sections
 from .tables import coinciding_solvers, ordered_solvers, ordered_splits
 
@@ -132,14 +133,20 @@ def compose_document(
     """The content of the report of the normalised store ``df`` (``notes`` first, the figures' notes after)."""
     key_tables = {}
     for dataset, model in tables.pairs:
-        radius, table = key_numbers(tables.summary, dataset, model)
+        view = tables.views[(dataset, model)]
+        radius, table = key_numbers(view.summary, dataset, model)
         if not table.empty:
             section = tables.section(dataset, model)
-            key_tables[f"{section} at r={radius:g}" if radius is not None else section] = table
+            label = f"{section} at r={radius:g}" if radius is not None else section
+            if view.common is not None:
+                label += f", compared on the common {seeds_text(view.common)}"
+            key_tables[label] = table
     differences: list[str] = []
     if paper:
         most_seeds = int(df.groupby(["dataset", "model", "solver", "radius"])["seed"].nunique().max())
         differences = [*DIFFERENCES_FROM_PAPER, seeds_difference(most_seeds)]
+    # the rows the figures draw (per dataset and model, on the seeds common to its solvers)
+    drawn_summary = pd.concat([v.summary for v in tables.views.values()], ignore_index=True)
     return ReportContent(
         title=PAPER_TITLE if paper else SWEEP_TITLE,
         notes=[*notes, *figures.notes],
@@ -154,6 +161,6 @@ def compose_document(
         generated=f"{df['cell_id'].nunique()} cells, {len(df)} result rows.",
         differences=differences,
         paper=paper,
-        figures_intro=figures_intro(tables.summary, figures.shown_splits, paper=paper),
+        figures_intro=figures_intro(drawn_summary, figures.shown_splits, paper=paper),
         defect=defect,
     )

@@ -55,9 +55,16 @@ def draw_figures(
     None when none were given.
     """
     drawn = DrawnFigures()
-    summary = tables.summary
     for dataset, model in tables.pairs:
         stem, section = tables.stem(dataset, model), tables.section(dataset, model)
+        view = tables.views[(dataset, model)]
+        summary, suffix = view.summary, view.legend_suffix()
+        seeds_note = f" {view.caption_note()}" if view.mixed else ""
+        if view.mixed:
+            drawn.notes.append(
+                f"{section}: the solvers ran on different seeds. {view.caption_note()} "
+                "The figures and the key numbers are drawn so; summary.csv keeps every seed of each solver."
+            )
         present = set(summary.loc[summary["dataset"] == dataset, "split"])
         splits = [sp for sp in gap_splits if sp in present] or ordered_splits(present)[:1]
         drawn.shown_splits += [sp for sp in splits if sp not in drawn.shown_splits]
@@ -66,19 +73,19 @@ def draw_figures(
                 out_dir,
                 dpi,
                 f"fig_gaps_{stem}_{split}",
-                gap_figure(summary, dataset, model, split),
+                gap_figure(summary, dataset, model, split, legend_suffix=suffix),
                 f"figures/gaps_{stem}_{split}.png",
                 f"{section}: the five fairness gaps and accuracy vs radius on the {split} split, "
-                "mean ± 95% CI over seeds; dashed black: non-robust baseline.",
+                f"mean ± 95% CI over seeds; dashed black: non-robust baseline.{seeds_note}",
                 section,
             )
         drawn.save(
             out_dir,
             dpi,
             f"fig_accuracy_{stem}",
-            accuracy_figure(summary, dataset, model),
+            accuracy_figure(summary, dataset, model, legend_suffix=suffix),
             f"figures/accuracy_{stem}.png",
-            f"{section}: accuracy vs radius (train and test), mean ± 95% CI over seeds.",
+            f"{section}: accuracy vs radius (train and test), mean ± 95% CI over seeds.{seeds_note}",
             section,
         )
     if paper:

@@ -80,8 +80,13 @@ def png_bytes(fig: Figure, dpi: int = DEFAULT_DPI) -> bytes:
     return buf.getvalue()
 
 
-def _metric_panel(ax, summary: pd.DataFrame, metric: str, split: str, scale: float = 1.0) -> list:
-    """Draw one metric vs radius on ``ax``: a line per robust solver, and the baseline. Returns handles."""
+def _metric_panel(
+    ax, summary: pd.DataFrame, metric: str, split: str, scale: float = 1.0, legend_suffix: str = ""
+) -> list:
+    """Draw one metric vs radius on ``ax``: a line per robust solver, and the baseline. Returns handles.
+
+    ``legend_suffix`` is appended to every legend label (e.g. `` (seed 0)`` when drawn on common seeds only).
+    """
     s = summary[(summary["metric"] == metric) & (summary["split"] == split)]
     handles = []
     robust = s[s["solver"] != BASELINE]
@@ -92,7 +97,8 @@ def _metric_panel(ax, summary: pd.DataFrame, metric: str, split: str, scale: flo
     base = s[s["solver"] == BASELINE]
     if not base.empty:
         b = base.iloc[0]
-        handles.append(ax.axhline(scale * b["mean"], color="black", lw=1.3, ls="--", label="non-robust"))
+        label = "non-robust" + legend_suffix
+        handles.append(ax.axhline(scale * b["mean"], color="black", lw=1.3, ls="--", label=label))
         if np.isfinite(b["ci_half_width"]):
             ax.axhspan(scale * b["ci_low"], scale * b["ci_high"], color="black", alpha=0.08, lw=0)
     for i, solver in enumerate(ordered_solvers(robust["solver"])):
@@ -107,7 +113,7 @@ def _metric_panel(ax, summary: pd.DataFrame, metric: str, split: str, scale: flo
             ls=st["ls"],
             alpha=st["alpha"],
             color=st["color"],
-            label=st["label"],
+            label=st["label"] + legend_suffix,
         )
         handles.append(line)
         ok = g["ci_half_width"].notna().to_numpy()
@@ -136,14 +142,26 @@ def _n_seeds_text(summary: pd.DataFrame) -> str:
     return f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}-{hi} seeds"
 
 
-def gap_figure(summary: pd.DataFrame, dataset: str, model: str, split: str, *, title: str | None = None) -> Figure:
-    """The five gaps (and accuracy) vs radius on one split: a 2 x 3 grid."""
+def gap_figure(
+    summary: pd.DataFrame,
+    dataset: str,
+    model: str,
+    split: str,
+    *,
+    title: str | None = None,
+    legend_suffix: str = "",
+) -> Figure:
+    """The five gaps (and accuracy) vs radius on one split: a 2 x 3 grid.
+
+    ``legend_suffix`` is appended to every legend label, e.g. `` (seed 0)`` when ``summary`` holds the seeds common
+    to the solvers only (:mod:`fastfair.report.seedsets`).
+    """
     s = summary[(summary["dataset"] == dataset) & (summary["model"] == model)]
     fig = new_figure(11.5, 6.6)
     axes = fig.subplots(2, 3).ravel()
     handles: list = []
     for ax, metric in zip(axes, [*GAP_KEYS, "accuracy"], strict=True):
-        h = _metric_panel(ax, s, metric, split)
+        h = _metric_panel(ax, s, metric, split, legend_suffix=legend_suffix)
         ax.set_title(METRIC_LABELS[metric] + (" (higher is better)" if metric == "accuracy" else " gap"), fontsize=10)
         if len(h) > len(handles):
             handles = h
@@ -163,15 +181,17 @@ def accuracy_figure(
     dataset: str,
     model: str,
     splits: Sequence[str] = ("train", "test"),
+    *,
+    legend_suffix: str = "",
 ) -> Figure:
-    """Accuracy (%) vs radius, one panel per split."""
+    """Accuracy (%) vs radius, one panel per split (``legend_suffix`` as in :func:`gap_figure`)."""
     s = summary[(summary["dataset"] == dataset) & (summary["model"] == model)]
     splits = [sp for sp in splits if sp in set(s["split"])] or sorted(set(s["split"]))
     fig = new_figure(4.6 * len(splits) + 0.4, 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True))
     handles: list = []
     for ax, split in zip(axes, splits, strict=True):
-        h = _metric_panel(ax, s, "accuracy", split, scale=100.0)
+        h = _metric_panel(ax, s, "accuracy", split, scale=100.0, legend_suffix=legend_suffix)
         ax.set_title(f"{split} split", fontsize=10)
         if len(h) > len(handles):
             handles = h

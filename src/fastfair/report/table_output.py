@@ -12,6 +12,7 @@ import pandas as pd
 from ..io import atomic_write_text
 from .claims import evaluate_claims
 from .document import TIMING_FORMATS, formatted
+from .seedsets import SeedView, seed_views
 from .tables import markdown_table, run_configuration, summarize, timing_long, timing_table
 
 
@@ -26,6 +27,8 @@ class ReportTables:
     configuration: pd.DataFrame  #: :func:`~fastfair.report.tables.run_configuration`
     pairs: tuple[tuple[str, str], ...]  #: (dataset, model), sorted
     models_per_dataset: Mapping[str, int]
+    #: (dataset, model) -> the summary its figures and key numbers draw, on the seeds common to its solvers
+    views: Mapping[tuple[str, str], SeedView]
 
     def section(self, dataset: str, model: str) -> str:
         """Heading of a (dataset, model) section, e.g. ``adult (affine)``."""
@@ -40,14 +43,16 @@ class ReportTables:
 def compute_tables(df: pd.DataFrame, *, paper: bool) -> ReportTables:
     """The tables of the normalised store ``df``; the claims only when ``paper`` (the paper's reproduction)."""
     pairs = sorted(df[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
+    summary = summarize(df)
     return ReportTables(
-        summary=summarize(df),
+        summary=summary,
         timing=timing_table(df),
         timing_long=timing_long(df),
         claims=evaluate_claims(df) if paper else None,
         configuration=run_configuration(df),
         pairs=tuple(pairs),
         models_per_dataset=df.groupby("dataset")["model"].nunique().to_dict(),
+        views=seed_views(df, summary),
     )
 
 
