@@ -3,11 +3,37 @@ has no ``__init__.py``, on ``sys.path`` when it imports a test module from it)."
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from fastfair import cli
+
+#: The example CSV of the quick tour, and the options that train on it.
+LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
+LOANS_ARGS = ("--data", str(LOANS), "--target", "approved", "--sensitive", "region", "--positive", "yes")
+
+
+def cli_output(*argv: str) -> tuple[int, str, str]:
+    """Run ``fastfair ARGV`` in this process, capturing its output without pytest's ``capsys`` (usable in
+    module-scoped fixtures); return its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(code: int, out: str, err: str) -> str:
+    """Assert the command failed the house way (exit 2, nothing on stdout, one ``fastfair: error:`` line on
+    stderr) and return that line."""
+    assert code == 2 and out == "", (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
+    return lines[0]
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -3,8 +3,6 @@ intervals held to a per-resample oracle, one-line errors, and --out as one set."
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -14,27 +12,17 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fastfair import cli
 from fastfair.metrics import FOUR_FIFTHS_KEY, SUMMARY_STATISTICS
-from helpers import run_cli
+from helpers import LOANS, LOANS_ARGS, cli_output, one_line_error, run_cli
 
-LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
-LOANS_ARGS = ("--data", str(LOANS), "--target", "approved", "--sensitive", "region", "--positive", "yes")
 #: Every entry of a summary: the statistics (ours and Fairlearn's names) and the four-fifths flag.
 SUMMARY_KEYS = (*SUMMARY_STATISTICS, FOUR_FIFTHS_KEY)
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def loans_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("loans") / "run"
-    code, _, err = _cli(
+    code, _, err = cli_output(
         "train", *LOANS_ARGS, "--solver", "trs", "--radius", "0.1", "--epochs", "5", "--batch-size", "16",
         "--out", str(out),
     )
@@ -45,7 +33,7 @@ def loans_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unfair2d_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("u2d") / "run"
-    code, _, err = _cli("train", "--dataset", "unfair2d", "--epochs", "2", "--batch-size", "5", "--out", str(out))
+    code, _, err = cli_output("train", "--dataset", "unfair2d", "--epochs", "2", "--batch-size", "5", "--out", str(out))
     assert code == 0, err
     return out
 
@@ -54,13 +42,6 @@ def _evaluate_json(capsys, *argv: str) -> dict:
     code, out, err = run_cli(capsys, "evaluate", *argv, "--json", "--bootstrap", "200")
     assert code == 0, err
     return json.loads(out)
-
-
-def _one_line_error(code: int, out: str, err: str) -> str:
-    assert code == 2 and out == "", (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -141,7 +122,7 @@ def test_text_output_and_out_directory(loans_run, capsys, tmp_path):
     assert summary.loc["independence", "ci_low"] == saved["ci"]["independence"]["low"]
     # an existing set is refused without --force, and left as it was
     again = run_cli(capsys, "evaluate", "--model", str(loans_run / "model.pt"), "--data", str(LOANS), "--out", str(out))
-    assert "exists and is not empty; pass --force" in _one_line_error(*again)
+    assert "exists and is not empty; pass --force" in one_line_error(*again)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -172,7 +153,7 @@ def test_bad_requests_are_one_line_errors(loans_run, unfair2d_run, capsys, tmp_p
         (["--model", str(tmp_path / "absent.pt"), "--data", str(LOANS)], "model file not found"),
     ]
     for argv, message in cases:
-        assert message in _one_line_error(*run_cli(capsys, "evaluate", *argv)), argv
+        assert message in one_line_error(*run_cli(capsys, "evaluate", *argv)), argv
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,7 +195,7 @@ def test_robustness_of_a_network_is_the_attack_of_group_robustness(capsys, tmp_p
     from fastfair.robustness import group_robustness
 
     run = tmp_path / "run"
-    code, _, err = _cli("train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "4", "--epochs", "1",
+    code, _, err = cli_output("train", "--dataset", "unfair2d", "--model", "mlp", "--hidden", "4", "--epochs", "1",
                         "--batch-size", "25", "--out", str(run))
     assert code == 0, err
     report = _evaluate_json(capsys, "--model", str(run / "model.pt"), "--dataset", "unfair2d", "--radii", "0.1",

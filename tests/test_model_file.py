@@ -3,8 +3,6 @@ loading never runs code from the file; every defect of the file or of the data i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import pickle
@@ -16,24 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fastfair import cli
 from fastfair.datasets import load, load_csv
 from fastfair.datasets.user_csv import encode_features, read_csv_frame
 from fastfair.errors import FastfairError
 from fastfair.estimator import RobustFairClassifier
 from fastfair.model_file import FORMAT_VERSION, load_model
-from helpers import run_cli
-
-LOANS = Path(__file__).resolve().parents[1] / "examples" / "loans.csv"
-LOANS_ARGS = ("--data", str(LOANS), "--target", "approved", "--sensitive", "region", "--positive", "yes")
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    """Run the command line in this process (for module-scoped fixtures, which cannot use capsys)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+from helpers import LOANS, LOANS_ARGS, cli_output, one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +27,7 @@ def loans_run(tmp_path_factory) -> Path:
     """`fastfair train --out` on examples/loans.csv (a robust MLP, so that nothing is special to the affine
     model)."""
     out = tmp_path_factory.mktemp("loans") / "run"
-    code, _, err = _cli(
+    code, _, err = cli_output(
         "train", *LOANS_ARGS, "--model", "mlp", "--hidden", "8", "--solver", "trs", "--radius", "0.1",
         "--epochs", "3", "--batch-size", "16", "--out", str(out), "--no-progress",
     )
@@ -52,16 +38,9 @@ def loans_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unfair2d_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("u2d") / "run"
-    code, _, err = _cli("train", "--dataset", "unfair2d", "--epochs", "2", "--batch-size", "5", "--out", str(out))
+    code, _, err = cli_output("train", "--dataset", "unfair2d", "--epochs", "2", "--batch-size", "5", "--out", str(out))
     assert code == 0, err
     return out
-
-
-def _one_line_error(code: int, out: str, err: str) -> str:
-    assert code == 2 and out == "", (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fastfair: error: "), err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,7 +153,7 @@ def test_one_vs_rest_and_boolean_targets_keep_their_label_values(tmp_path):
         out = tmp_path / f"run-{target}"
         argv = ["train", "--data", str(path), "--target", target, "--sensitive", "g", "--features", "x",
                 "--epochs", "1", "--out", str(out)]
-        code, _, err = _cli(*argv, *(["--positive", positive] if positive else []))
+        code, _, err = cli_output(*argv, *(["--positive", positive] if positive else []))
         assert code == 0, err
         saved = load_model(out / "model.pt")
         assert saved.label_values == values and saved.label_names == names
@@ -213,7 +192,7 @@ def test_bad_data_is_a_one_line_error_and_nothing_is_written(loans_run, tmp_path
     out = tmp_path / "preds.csv"
     code, stdout, err = run_cli(capsys, "predict", "--model", str(loans_run / "model.pt"), "--data", str(path),
                                 "--out", str(out))
-    line = _one_line_error(code, stdout, err)
+    line = one_line_error(code, stdout, err)
     assert message in line
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["new.csv"]
 
@@ -234,9 +213,9 @@ def test_predict_refuses_an_existing_output_and_a_directory(loans_run, tmp_path,
     out = tmp_path / "preds.csv"
     out.write_text("mine")
     argv = ["predict", "--model", str(loans_run / "model.pt"), "--data", str(LOANS), "--out"]
-    assert "exists; pass --force" in _one_line_error(*run_cli(capsys, *argv, str(out)))
+    assert "exists; pass --force" in one_line_error(*run_cli(capsys, *argv, str(out)))
     assert out.read_text() == "mine"
-    assert "is a directory" in _one_line_error(*run_cli(capsys, *argv, str(tmp_path)))
+    assert "is a directory" in one_line_error(*run_cli(capsys, *argv, str(tmp_path)))
     code, _, err = run_cli(capsys, *argv, str(out), "--force")
     assert code == 0, err and len(pd.read_csv(out)) == 500
 
@@ -270,7 +249,7 @@ def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, capsys, writer):
     assert "\n" not in str(info.value)
     code, out, err = run_cli(capsys, "predict", "--model", str(model), "--data", str(LOANS), "--out",
                              str(tmp_path / "p.csv"))
-    assert "refused to load" in _one_line_error(code, out, err)
+    assert "refused to load" in one_line_error(code, out, err)
     assert not marker.exists() and not (tmp_path / "p.csv").exists()
     # control: the same bytes through plain pickle do run the code, so the refusal above is what stopped it
     if writer == "pickle":
@@ -307,7 +286,7 @@ def test_a_newer_format_version_is_refused(loans_run, tmp_path):
     ],
     ids=["no-format", "version-text", "header", "missing-parameter", "wrong-shape", "mean", "outputs"],
 )
-def test_a_malformed_model_file_is_a_one_line_error(loans_run, tmp_path, tamper, message):
+def test_a_malformed_model_file_is_aone_line_error(loans_run, tmp_path, tamper, message):
     payload = _payload(loans_run)
     tamper(payload)
     torch.save(payload, tmp_path / "model.pt")
@@ -317,7 +296,7 @@ def test_a_malformed_model_file_is_a_one_line_error(loans_run, tmp_path, tamper,
 
 
 @pytest.mark.parametrize("content", [b"", b"age,income\n1,2\n", b"PK\x03\x04 not really a zip"])
-def test_a_file_that_is_not_a_model_is_a_one_line_error(tmp_path, content):
+def test_a_file_that_is_not_a_model_is_aone_line_error(tmp_path, content):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
     with pytest.raises(FastfairError) as info:
@@ -358,7 +337,7 @@ def test_adult_all_features_score_from_a_csv_of_raw_rows(tmp_path):
     from fastfair.datasets.adult import _adult_frames
 
     out = tmp_path / "run"
-    code, _, err = _cli("train", "--dataset", "adult", "--data-option", "features=all", "--epochs", "1",
+    code, _, err = cli_output("train", "--dataset", "adult", "--data-option", "features=all", "--epochs", "1",
                         "--batch-size", "512", "--out", str(out))
     assert code == 0, err
     saved = load_model(out / "model.pt")
@@ -442,7 +421,7 @@ def test_round_trip_with_two_sensitive_columns(tmp_path, capsys):
     # a CSV without one of the two group columns: a one-line error naming it
     path = tmp_path / "no_purpose.csv"
     frame.drop(columns=["purpose"]).to_csv(path, index=False)
-    line = _one_line_error(*run_cli(capsys, "evaluate", "--model", str(run / "model.pt"), "--data", str(path)))
+    line = one_line_error(*run_cli(capsys, "evaluate", "--model", str(run / "model.pt"), "--data", str(path)))
     assert "group column 'purpose' not found in no_purpose.csv" in line
 
 

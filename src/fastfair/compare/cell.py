@@ -14,14 +14,13 @@ import json
 import os
 import socket
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..experiments.cell import METRICS, load_dataset, single_thread
+from ..experiments.cell import METRICS, isolated_cell, load_dataset, warning_notes
 from ..experiments.grid import DataSpec
 from ..experiments.store import finished_rows
 from ..vocabulary import SPLITS
@@ -253,13 +252,9 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
     ``models`` what the fitted method predicts with (:class:`Fitted`), from which the robustness analysis
     rebuilds it without training.
     """
-    import torch
-
     m = method(cell.method)
     start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
-    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught:
-        torch.manual_seed(cell.seed)
-        warnings.simplefilter("always")
+    with isolated_cell(cell.seed) as caught:
         data = load_dataset(cell.data, cell.seed)
         train = data.train if cell.train_size is None else data.train.head(cell.train_size)
         t_fit = time.perf_counter()
@@ -270,7 +265,7 @@ def run_compare_cell(cell: CompareCell) -> dict[str, Any]:
             split = train if split_name == "train" else data.split(split_name)
             summary = expected_summary(split.y, fitted.pmf(split.X, split.s), split.s, fitted.scores(split.X, split.s))
             rows.append({"split": split_name, "n": len(split), **summary})
-    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    notes = warning_notes(caught)
     base = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,

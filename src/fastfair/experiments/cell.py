@@ -101,28 +101,41 @@ def single_thread() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def isolated_cell(seed: int) -> Iterator[list[warnings.WarningMessage]]:
+    """The environment every cell runs in: one torch thread (:func:`single_thread`), torch's global RNG forked
+    and seeded with ``seed`` (solvers and learners that draw without their own seed then do not depend on what
+    ran before in this process; the state is restored afterwards), and every warning recorded rather than
+    printed (undefined gaps and the like go into the cell file, not once per cell onto the terminal). Yields the
+    list the warnings are recorded in; :func:`warning_notes` turns it into the cell's notes."""
+    import torch  # here, not at the top: see single_thread
+
+    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught:
+        torch.manual_seed(seed)
+        warnings.simplefilter("always")
+        yield caught
+
+
+def warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The distinct recorded warnings as sorted ``"Category: message"`` lines."""
+    return sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+
+
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Train and evaluate one cell; return its record ``{"cell_id", "spec", "rows", "history", ...}``.
 
     ``rows`` holds one dict per split with the :data:`COLUMNS`. Raises
     :class:`~fastfair.errors.FastfairError` on bad input (e.g. a diverging run).
     """
-    import torch  # here, not at the top: see single_thread
-
     from ..training import evaluate, train
 
     start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
-    with single_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught:
-        # solvers that draw without their own seed use torch's global RNG: seed it from the cell, so that the
-        # draws do not depend on what ran before in this process (restored afterwards)
-        torch.manual_seed(cell.seed)
-        # undefined gaps (NaN) and the like are recorded in the cell file, not printed once per cell
-        warnings.simplefilter("always")
+    with isolated_cell(cell.seed) as caught:
         config = cell.train_config()
         data = load_dataset(cell.data, cell.seed)
         result = train(data, config)
         evaluation = evaluate(result, data)
-    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    notes = warning_notes(caught)
     base = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,
