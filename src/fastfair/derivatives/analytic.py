@@ -95,6 +95,8 @@ def has_analytic_derivatives(model: nn.Module) -> bool:
     """True for :class:`Affine` and :class:`MLP` (and subclasses that keep their ``forward``/``act``) whose
     activation has closed-form derivatives."""
     cls = type(model)
+    if getattr(model, "packed_kind", None) == "affine":  # a packed affine model: closed forms per row
+        return True
     if isinstance(model, Affine):
         return cls.forward is Affine.forward
     if isinstance(model, MLP):
@@ -148,7 +150,14 @@ def loss_input_derivatives(
 
 
 def affine_parameters(model: Affine, like: Tensor) -> tuple[Tensor, Tensor]:
-    """Detached (w (d,), b scalar tensor) of an :class:`Affine` model, cast to ``like``'s dtype and device."""
+    """Detached (w (d,), b scalar tensor) of an :class:`Affine` model, cast to ``like``'s dtype and device.
+
+    A packed affine model (several affine models trained as one batch, ``packed_kind == "affine"``) has one
+    model per row of the batch ``like`` (n, d): its weights come per row, w (n, d) and b (n,) (row i those of
+    the model that owns row i), from its ``row_affine(like)``."""
+    if getattr(model, "packed_kind", None) == "affine":
+        w, b = model.row_affine(like)  # type: ignore[attr-defined]
+        return w.detach().to(like), b.detach().to(like)
     lin = model.linear
     w = lin.weight.detach().to(device=like.device, dtype=like.dtype).reshape(-1)
     b = lin.bias.detach().to(like).reshape(()) if lin.bias is not None else like.new_zeros(())
@@ -166,12 +175,13 @@ def mlp_parameters(model: MLP, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
 
 
 def _affine_derivatives(model: Affine, x: Tensor, y: Tensor, hessian: bool) -> InputDerivatives:
-    """∇ₓL = ℓ′ w, ∇²ₓL = ℓ″ w wᵀ."""
+    """∇ₓL = ℓ′ w, ∇²ₓL = ℓ″ w wᵀ (w one vector (d,), or one per row (n, d) for a packed model)."""
     w, b = affine_parameters(model, x)
-    logits = x @ w + b
+    logits = x @ w + b if w.ndim == 1 else torch.linalg.vecdot(x, w) + b
     loss, d1, d2 = logistic_loss_derivatives(logits, y)
     grad = d1[:, None] * w
-    hess = d2[:, None, None] * torch.outer(w, w) if hessian else None
+    outer = torch.outer(w, w) if w.ndim == 1 else w[:, :, None] * w[:, None, :]
+    hess = d2[:, None, None] * outer if hessian else None
     return InputDerivatives(loss=loss, logits=logits, grad=grad, hessian=hess)
 
 

@@ -134,6 +134,8 @@ class RankOneModel:
     """``path = "affine-closed-form"``: g = ℓ′w, H = ℓ″wwᵀ for f(x) = wᵀx + b (``sign`` -1: the model of -L).
 
     Everything but ``w`` is computed on first use: ``logits`` z = xw + b, and ``(loss, d1, d2) = (ℓ, ℓ′, ℓ″)``.
+    ``w`` is one vector (d,) with ``b`` a scalar, or one vector per row (n, d) with ``b`` (n,): the rows of a
+    packed batch, each from its own affine model (row i: gᵢ = ℓ′ᵢwᵢ, Hᵢ = ℓ″ᵢwᵢwᵢᵀ).
     """
 
     path = "affine-closed-form"
@@ -142,8 +144,15 @@ class RankOneModel:
     def __init__(self, w: Tensor, b: Tensor, x: Tensor, y: Tensor, sign: float = 1.0) -> None:
         self.w, self.b, self.x, self.y, self.sign = w, b, x, y, sign
 
+    @property
+    def per_row(self) -> bool:
+        """True when ``w`` holds one vector per row (n, d)."""
+        return self.w.ndim == 2
+
     @cached_property
     def logits(self) -> Tensor:
+        if self.per_row:
+            return torch.linalg.vecdot(self.x, self.w) + self.b
         return self.x @ self.w + self.b
 
     @cached_property
@@ -169,10 +178,13 @@ class RankOneModel:
         return (self.sign * self.d1).unsqueeze(-1) * self.w
 
     def hvp(self, V: Tensor) -> Tensor:
-        return (self.sign * self.d2 * (V @ self.w)).unsqueeze(-1) * self.w
+        vw = torch.linalg.vecdot(V, self.w) if self.per_row else V @ self.w
+        return (self.sign * self.d2 * vw).unsqueeze(-1) * self.w
 
     def hessian(self) -> Tensor:
-        return (self.sign * self.d2)[:, None, None] * torch.outer(self.w, self.w)
+        w = self.w
+        outer = w[:, :, None] * w[:, None, :] if self.per_row else torch.outer(w, w)
+        return (self.sign * self.d2)[:, None, None] * outer
 
     def lift(self, p: Tensor) -> Tensor:
         return p
@@ -331,6 +343,8 @@ class KrylovModel:
 def choose_path(model: nn.Module, d: int, *, structured: bool = True, backend: str = "auto") -> str:
     """The path :func:`quadratic_model` takes for ``model`` at input dimension ``d`` (module docs, "Which one")."""
     check_backend(backend, QUADRATIC_BACKENDS)
+    if structured and getattr(model, "packed_kind", None) == "affine":  # a packed affine model: w per row
+        return "affine-closed-form"
     if structured and has_analytic_derivatives(model):
         return "affine-closed-form" if isinstance(model, Affine) else "mlp-subspace"
     if structured and backend in ("auto", "hvp") and has_layered_derivatives(model):

@@ -161,16 +161,33 @@ def sample_perturbation(
     d: int,
     r: Tensor,
     mode: str,
-    generator: torch.Generator | None,
+    generator: torch.Generator | list[torch.Generator] | tuple[torch.Generator, ...] | None,
     like: Tensor,
 ) -> Tensor:
     """Random δ (n, d): ``"sphere"`` ‖δ‖ = r along a Gaussian direction; ``"ball"`` uniform in the ball
-    (direction Gaussian, radius r·U^{1/d}). Drawn on the generator's device, returned on ``like``'s."""
-    device = generator.device if generator is not None else like.device
-    z = torch.randn(n, d, generator=generator, device=device, dtype=like.dtype)
-    if mode == "ball":
-        u = torch.rand(n, generator=generator, device=device, dtype=like.dtype)
-    z = z.to(like.device)
+    (direction Gaussian, radius r·U^{1/d}). Drawn on the generator's device, returned on ``like``'s.
+
+    ``generator`` may be a sequence of M generators, one per model of a pack whose batch holds M equal
+    contiguous blocks of n/M rows: block m is then drawn from generator m exactly as a batch of n/M rows alone
+    would draw it (its Gaussian directions, then its uniform lengths), so every model sees its own stream."""
+    if isinstance(generator, list | tuple):
+        if not generator or n % len(generator):
+            raise FastfairError(f"{n} rows do not split into {len(generator)} equal blocks, one per model")
+        k = n // len(generator)
+        zs, us = [], []
+        for gen in generator:  # one draw per model's generator: the only loop over the models of a pack
+            zs.append(torch.randn(k, d, generator=gen, device=gen.device, dtype=like.dtype))
+            if mode == "ball":
+                us.append(torch.rand(k, generator=gen, device=gen.device, dtype=like.dtype))
+        z = torch.cat(zs).to(like.device)
+        if mode == "ball":
+            u = torch.cat(us)
+    else:
+        device = generator.device if generator is not None else like.device
+        z = torch.randn(n, d, generator=generator, device=device, dtype=like.dtype)
+        if mode == "ball":
+            u = torch.rand(n, generator=generator, device=device, dtype=like.dtype)
+        z = z.to(like.device)
     norm = torch.linalg.vector_norm(z, dim=1)
     # a Gaussian draw of norm exactly 0 has probability 0; map it to the first axis rather than NaN
     if d > 0:
@@ -191,11 +208,23 @@ class SeededRandomness:
     generator per device is created on first use and then continues its stream, so two
     maximisers built with the same seed produce the same sequence of draws. With neither, torch's global RNG
     is used (so ``torch.manual_seed`` governs it).
+
+    A packed run (several models trained as one batch, model m owning the m-th of M equal contiguous blocks of
+    rows) passes a tuple of M seeds: :meth:`generator_for` then returns M generators, one per model, each seeded
+    as that model's run alone would seed its one (:func:`sample_perturbation` draws block m from generator m).
     """
 
-    def __init__(self, seed: int | None, generator: torch.Generator | None) -> None:
+    def __init__(self, seed: int | tuple[int, ...] | None, generator: torch.Generator | None) -> None:
         if seed is not None and generator is not None:
             raise FastfairError("give either seed or generator, not both")
+        if isinstance(seed, list | tuple):
+            if not seed:
+                raise FastfairError("seed: a packed run needs one seed per model, got none")
+            seeds = tuple(check_seed_value("seed", s) for s in seed)
+            self.seed = tuple(int(s) for s in seeds)
+            self._generator = None
+            self._per_device: dict = {}
+            return
         if seed is not None:
             seed = check_seed_value("seed", seed)
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -204,14 +233,17 @@ class SeededRandomness:
         self._generator = generator
         self._per_device: dict[torch.device, torch.Generator] = {}
 
-    def generator_for(self, device: torch.device) -> torch.Generator | None:
+    def generator_for(self, device: torch.device) -> torch.Generator | list[torch.Generator] | None:
         if self._generator is not None:
             return self._generator
         if self.seed is None:
             return None
         gen = self._per_device.get(device)
         if gen is None:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(self.seed)
+            if isinstance(self.seed, tuple):
+                gen = [torch.Generator(device=device).manual_seed(s) for s in self.seed]
+            else:
+                gen = torch.Generator(device=device)
+                gen.manual_seed(self.seed)
             self._per_device[device] = gen
         return gen

@@ -260,7 +260,9 @@ class PaperPGDAdversary(InnerMaximizer):
                 delta[pending, None, :] + t[:, :, None] * grad[pending, None, :], r[pending, None]
             )  # (m, block, d)
             flat = (x[pending, None, :] + cand).reshape(m * block, d)
-            cand_loss = loss_at(model, flat, y[pending].repeat_interleave(block)).reshape(m, block)
+            # a packed model's rows know their models: evaluate each candidate with its row's model
+            rows_model = model.rows(pending.repeat_interleave(block)) if hasattr(model, "pack_size") else model
+            cand_loss = loss_at(rows_model, flat, y[pending].repeat_interleave(block)).reshape(m, block)
             ok = cand_loss > loss[pending, None]
             found = ok.any(1)
             first = torch.where(found, ok.to(torch.int8).argmax(1), block - 1)  # first improving reduction

@@ -165,6 +165,10 @@ class TrustRegionAdversary(InnerMaximizer):
         if not bool(((y == 0) | (y == 1)).all()):  # soft labels: the end-point comparison is needed
             return _LeanStep(x + _rank_one_step(quad, y, r)[0])
         w = quad.w
+        if w.ndim == 2:  # one w per row (a packed batch): x + r(1 - 2y) wᵢ/‖wᵢ‖ row by row
+            wnorm = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+            u = w / torch.where(wnorm > 0, wnorm, torch.ones_like(wnorm))
+            return _LeanStep(x + ((1 - 2 * y) * r)[:, None] * u)
         wnorm = torch.linalg.vector_norm(w)
         u = w / wnorm if bool(wnorm > 0) else w
         return _LeanStep(torch.addr(x, (1 - 2 * y) * r, u))
@@ -192,7 +196,7 @@ class TrustRegionAdversary(InnerMaximizer):
             curv = d2 * wnorm**2  # ℓ″‖w‖² = ‖H‖₂
             along = s * d1 * wnorm / r  # eigenvalue of H + λI along w
             lam = along + curv
-            wp = delta @ w
+            wp = torch.linalg.vecdot(delta, w) if w.ndim == 2 else delta @ w
             extras = {
                 "path": quad.path,
                 "multiplier": lam,
@@ -263,9 +267,11 @@ def _solve_extras(quad: QuadraticModel, res: TRSResult | KrylovTRSResult) -> dic
 
 
 def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(δ, s, ‖w‖)``: the end point ``δ = s·r·w/‖w‖`` of the segment with the larger loss (module docs)."""
+    """``(δ, s, ‖w‖)``: the end point ``δ = s·r·w/‖w‖`` of the segment with the larger loss (module docs).
+
+    With one w per row (``quad.w`` (n, d), a packed batch) ‖w‖ is per row, (n,)."""
     w, z = quad.w, quad.logits
-    wnorm = torch.linalg.vector_norm(w)
+    wnorm = torch.linalg.vector_norm(w, dim=-1)
     reach = r * wnorm  # the logit moves by at most r‖w‖ on the ball
     logit_y = torch.log(y) - torch.log1p(-y)  # ±inf for hard labels: the sign below is exact
     s = torch.sign(z - logit_y)
@@ -273,7 +279,8 @@ def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Te
     s_loss = torch.sign(logistic_loss(z + reach, y) - logistic_loss(z - reach, y))
     s = torch.where(hard_label | (s_loss == 0), s, s_loss)
     s = torch.where((s == 0) | torch.isnan(s), torch.ones_like(s), s)
-    u = w / torch.where(wnorm > 0, wnorm, torch.ones_like(wnorm))  # w = 0 -> u = 0 -> δ = 0
+    safe = torch.where(wnorm > 0, wnorm, torch.ones_like(wnorm))
+    u = w / (safe[:, None] if w.ndim == 2 else safe)  # w = 0 -> u = 0 -> δ = 0
     return project_to_ball((s * r)[:, None] * u, r), s, wnorm
 
 

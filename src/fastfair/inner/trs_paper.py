@@ -335,7 +335,8 @@ class PaperTrustRegionAdversary(InnerMaximizer):
             g = neg.g.detach()
             H = neg.hessian().detach()
             H = 0.5 * (H + H.mT)
-            b = self.batch_size if self.batch_size is not None else max(n, 1)
+            # a packed batch holds M models' mini-batches of n/M rows each: b is one model's batch
+            b = self.batch_size if self.batch_size is not None else max(n // getattr(model, "pack_size", 1), 1)
             scale = 1.0 / b
             res = solve_trs_paper(
                 g * scale, H * scale, r, dim=d, max_iter=self.max_iter, tol=self.tol, eigensolver=self.eigensolver
