@@ -104,7 +104,8 @@ class PackedPaperPGD(PaperPGDAdversary):
                 reductions += failed
                 cand = torch.where(failed[owner, None], delta + step.to(x.dtype)[owner, None] * grad, cand)
             iterations += active
-            stop = active & (reductions == self.max_backtracks - 1) if self.max_backtracks > 0 else torch.zeros_like(active)
+            # the reference's off-by-one: an improving step found on the last-but-one try ends that model's search
+            stop = active & (reductions == self.max_backtracks - 1) if self.max_backtracks > 0 else active & ~active
             cand = _project_rows_as_reference(cand, r)
             moved = torch.linalg.vector_norm((cand - delta).reshape(M, k * d), dim=1)
             done = active & ~stop & (moved < self.tol)
