@@ -136,6 +136,30 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         result = train(data, config)
         evaluation = evaluate(result, data)
     notes = warning_notes(caught)
+    timing = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
+    record = cell_record(cell, data, result, evaluation, timing, notes)
+    record.update(
+        {
+            "wall_seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start,
+            "started_at": started_at,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+    )
+    return record
+
+
+def cell_record(
+    cell: Cell,
+    data: datasets.Dataset,
+    result: Any,
+    evaluation: dict[str, Any],
+    timing: dict[str, float],
+    notes: list[str],
+) -> dict[str, Any]:
+    """The record of a trained and evaluated cell (without its wall-time fields): ``rows`` (one per split, the
+    :data:`COLUMNS`, with ``timing`` as the timing columns), history, trained weights and warning notes."""
     base = {
         "cell_id": cell.cell_id,
         "dataset": cell.dataset,
@@ -154,7 +178,6 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         "clean_weight": cell.clean_weight if cell.solver != BASELINE else 0.0,
         "dtype": cell.dtype,
     }
-    timing = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
     rows = []
     for split in SPLITS:
         if split not in evaluation:
@@ -178,11 +201,6 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         # the trained weights (small for the built-in models): a cell's model can be rebuilt without training
         "model_state": {k: v.detach().cpu().double().tolist() for k, v in result.model.state_dict().items()},
         "warnings": notes,
-        "wall_seconds": time.perf_counter() - start,
-        "cpu_seconds": time.process_time() - cpu_start,
-        "started_at": started_at,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
     }
 
 

@@ -26,10 +26,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import FastfairError, require
+from . import cell as _cell
 from .cell import load_dataset, run_cell
 from .executors import Executor, SerialExecutor, _describe_error, make_executor
 from .grid import Cell, Grid
 from .manifest import write_manifest
+from .packs import CellPack, plan_packs, run_pack
 from .store import ResultsStore, results_frame
 
 #: Rough relative cost of a solver, used to start expensive cells first (better load balance).
@@ -98,11 +100,13 @@ def check_data(cells: Sequence[Cell]) -> None:
         load_dataset(cell.data, cell.seed)
 
 
-def _cost_order(cells: Sequence[Cell]) -> list[Cell]:
+def _cost_order(cells: Sequence[Any]) -> list[Any]:
     """Cells sorted by decreasing estimated cost (solver, epochs, 1/batch size; or the cell's own ``cost``
-    attribute where it has one), grid order within ties."""
+    attribute where it has one; a pack: the sum over its cells), grid order within ties."""
 
-    def cost(cell: Cell) -> float:
+    def cost(cell: Any) -> float:
+        if isinstance(cell, CellPack):
+            return sum(cost(c) for c in cell.cells)
         own = getattr(cell, "cost", None)
         if own is not None:
             return float(own)
@@ -128,6 +132,7 @@ def run_sweep(
     runner: Callable[[Any], dict[str, Any]] | None = None,
     table: Callable[[Sequence[Any], dict[str, dict[str, Any]]], pd.DataFrame] | None = None,
     preload: Sequence[str] = (),
+    pack: bool = True,
 ) -> SweepSummary:
     """Run every cell of ``grid`` not yet stored in ``out_dir``; return a :class:`SweepSummary`.
 
@@ -147,6 +152,12 @@ def run_sweep(
     ``runner(cell)`` returns its record (``{"cell_id", "spec", "rows", ...}``) and ``table(cells, records)``
     the results table, and ``preload`` names modules the local worker processes should start with. By default
     :func:`fastfair.experiments.cell.run_cell` and :func:`fastfair.experiments.store.results_frame`.
+
+    ``pack`` (the default, for the built-in runner; another ``runner`` runs cell by cell): the cells to run are grouped into packs that train as one
+    computation (:mod:`fastfair.experiments.packs`; cells without a packed form run alone), each finished cell
+    still stored on its own as it finishes (a killed run loses at most the packs in flight). ``pack=False``
+    runs one cell at a time. The timing columns of a packed cell are amortised (the pack's time over its size);
+    its record keeps the pack's own times under ``pack``.
     """
     run_one = runner if runner is not None else run_cell
     frame_of = table if table is not None else results_frame
@@ -173,6 +184,13 @@ def run_sweep(
     records = dict(finished)
     failed: list[dict[str, Any]] = []
     interrupted = False
+    packing = pack and run_one is _cell.run_cell  # packs stand in for the built-in runner only
+    if packing:
+        workers = max(jobs, getattr(executor, "workers", 1) or 1)
+        items: list[Any] = _cost_order(plan_packs(todo, jobs=workers))
+        run_item: Callable[[Any], Any] = run_pack
+    else:
+        items, run_item = _cost_order(todo), run_one
     with store.lock():
         if isinstance(grid, Grid):
             store.write_grid(grid.to_dict())
@@ -187,9 +205,22 @@ def run_sweep(
         last_flush = time.monotonic()
         try:
             with executor:
-                for outcome in executor.run(run_one, _cost_order(todo)):
+                for outcome in executor.run(run_item, items):
                     cell = outcome.item
-                    if outcome.error is None:
+                    if outcome.error is None and packing:
+                        for record in outcome.result["records"]:
+                            records[record["cell_id"]] = store.save(record)
+                            if bar is not None:
+                                bar.update(1)
+                        failure = outcome.result["failure"]
+                        if failure is not None:
+                            failed.append({"deterministic": True, "traceback": "", **failure})
+                            kept = len(records)
+                            raise CellFailed(
+                                f"cell {failure['cell']}: {failure['error']} (the sweep stopped; "
+                                f"{kept} finished cell{'s' if kept != 1 else ''} kept in {store.root})"
+                            )
+                    elif outcome.error is None:
                         records[cell.cell_id] = store.save(outcome.result)
                     else:
                         deterministic = isinstance(outcome.error, FastfairError)
@@ -214,7 +245,8 @@ def run_sweep(
                             )
                     if bar is not None:
                         bar.set_postfix_str(f"last: {cell.describe()}", refresh=False)
-                        bar.update(1)
+                        if not (packing and outcome.error is None):
+                            bar.update(1)
                     if time.monotonic() - last_flush >= flush_seconds:
                         store.write_results(cells, records, frame_of)
                         last_flush = time.monotonic()
