@@ -1,6 +1,7 @@
 """Running a grid from the command line, as ``fastfair sweep`` and ``fastfair reproduce`` both do.
 
-Their shared options (``--out``, ``--jobs``, ``--scheduler``, ``--json``, ``--no-progress``, ``--allow-large``),
+Their shared options (``--out``, ``--jobs``, ``--scheduler``, ``--json``, ``--no-progress``, ``--allow-large``,
+``--no-pack``),
 the size limit of a grid, the call of the executor, the handling of Ctrl-C and SIGTERM (finished cells are
 kept, the command says how to resume), and the printed summary of a finished sweep.
 """
@@ -34,7 +35,7 @@ MAX_OVERVIEW_ROWS = 60
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, jobs_default: int | None = None) -> None:
-    """--out, --jobs, --scheduler, --json, --no-progress, --allow-large."""
+    """--out, --jobs, --scheduler, --json, --no-progress, --allow-large, --no-pack."""
     run = p.add_argument_group("execution and output")
     run.add_argument("--out", metavar="DIR", required=True, help="sweep directory (results.csv, cells/)")
     run.add_argument("--jobs", type=int, metavar="N", help=f"local worker processes (default: {jobs_default or 1})")
@@ -44,6 +45,12 @@ def add_run_arguments(p: argparse.ArgumentParser, *, jobs_default: int | None = 
     run.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--allow-large", action="store_true", help=f"accept a grid of more than {LARGE_GRID:,} cells")
+    run.add_argument(
+        "--no-pack",
+        action="store_true",
+        help="train one cell at a time (default: cells that share data, model shape, solver and settings train "
+        "together as one packed computation, with the same per-cell results; use this for timing runs)",
+    )
 
 
 def cell_limit(args: argparse.Namespace) -> int | None:
@@ -76,7 +83,14 @@ def execute(grid: Grid, args: argparse.Namespace, *, default_jobs: int = 1, desc
     progress = not (args.json or args.no_progress) and sys.stderr.isatty()
     announce = None if args.json else _to_stderr
     return run_sweep(
-        grid, args.out, jobs=jobs, scheduler=args.scheduler, progress=progress, desc=desc, announce=announce
+        grid,
+        args.out,
+        jobs=jobs,
+        scheduler=args.scheduler,
+        progress=progress,
+        desc=desc,
+        announce=announce,
+        pack=not getattr(args, "no_pack", False),
     )
 
 

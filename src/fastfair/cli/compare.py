@@ -33,6 +33,8 @@ methods and knobs:
   penalty-dp/-eo       the fairness penalty on the predicted probabilities; knob: weight lambda
   robust-penalty-dp/-eo  robust training at a fixed radius plus the penalty; knob: lambda
   --quick: 2 seeds, shorter grids and training (a smoke test); the full run uses 5 seeds.
+  The comparison's cells (weighted, penalised and Fairlearn fits) always train one at a time: --no-pack is
+  accepted and changes nothing here.
 
 results in --out DIR:
   report.md, figures/     the trade-off figures, dominance tables, conclusion, per-group robustness

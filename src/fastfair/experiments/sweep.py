@@ -153,11 +153,11 @@ def run_sweep(
     the results table, and ``preload`` names modules the local worker processes should start with. By default
     :func:`fastfair.experiments.cell.run_cell` and :func:`fastfair.experiments.store.results_frame`.
 
-    ``pack`` (the default, for the built-in runner; another ``runner`` runs cell by cell): the cells to run are grouped into packs that train as one
-    computation (:mod:`fastfair.experiments.packs`; cells without a packed form run alone), each finished cell
-    still stored on its own as it finishes (a killed run loses at most the packs in flight). ``pack=False``
-    runs one cell at a time. The timing columns of a packed cell are amortised (the pack's time over its size);
-    its record keeps the pack's own times under ``pack``.
+    ``pack`` (the default, for the built-in runner; another ``runner`` runs cell by cell): the cells to run are
+    grouped into packs that train as one computation (:mod:`fastfair.experiments.packs`; cells without a packed
+    form run alone), each finished cell still stored on its own (a killed run loses at most the packs in flight).
+    ``pack=False`` runs one cell at a time. The timing columns of a packed cell are amortised (the pack's time
+    over its size); its record keeps the pack's own times under ``pack``.
     """
     run_one = runner if runner is not None else run_cell
     frame_of = table if table is not None else results_frame
