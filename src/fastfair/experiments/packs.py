@@ -2,10 +2,10 @@
 
 :func:`plan_packs` groups the cells still to run by what a pack shares -- data spec, model shape, solver and its
 options other than the seed, batch size, epochs, lr, clean weight, train size and dtype -- and cuts each group
-into packs of at most ``max_size`` cells, into at least as many packs as there are workers where the group is
-that large (so that ``--jobs`` and Dask have packs to distribute). A cell that cannot be packed (a model or
-solver without a packed form: the MLP with ``trs`` / ``trs-paper``, ``auto``, a deep MLP) is a pack of one and
-runs exactly as :func:`fastfair.experiments.cell.run_cell` runs it.
+into packs of at most ``max_size`` cells; while there are fewer packs than workers, the largest packs are halved
+(down to :data:`MIN_SPLIT` cells), so that ``--jobs`` and Dask have packs to distribute. A cell that cannot be
+packed (a model or solver without a packed form: the MLP with ``trs`` / ``trs-paper``, ``auto``, a deep MLP) is a
+pack of one and runs exactly as :func:`fastfair.experiments.cell.run_cell` runs it.
 
 :func:`run_pack` is the executors' task: it loads each seed's data once, splits the pack further by the sizes
 of the data (runs with different numbers of training or validation rows cannot share a batch), trains each
@@ -34,6 +34,8 @@ from .grid import Cell
 
 #: Most cells in one pack.
 MAX_PACK = 64
+#: Packs are split to give idle workers work only down to this many cells each.
+MIN_SPLIT = 4
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,20 @@ def plan_packs(cells: Sequence[Cell], *, jobs: int = 1, max_size: int = MAX_PACK
             singles.append(CellPack((cell,)))
         else:
             groups.setdefault(key, []).append(cell)
-    packs: list[CellPack] = []
+    chunks: list[list[Cell]] = []
     for members in groups.values():
-        parts = max(math.ceil(len(members) / max_size), min(max(jobs, 1), len(members)))
+        parts = math.ceil(len(members) / max_size)
         size = math.ceil(len(members) / parts)
-        packs.extend(CellPack(tuple(members[i : i + size])) for i in range(0, len(members), size))
-    return packs + singles
+        chunks.extend(members[i : i + size] for i in range(0, len(members), size))
+    # fewer packs than workers: halve the largest packs (none below MIN_SPLIT cells) until every worker has one
+    while len(chunks) + len(singles) < jobs:
+        largest = max(range(len(chunks)), key=lambda i: len(chunks[i]), default=None)
+        if largest is None or len(chunks[largest]) < 2 * MIN_SPLIT:
+            break
+        members = chunks.pop(largest)
+        half = math.ceil(len(members) / 2)
+        chunks[largest:largest] = [members[:half], members[half:]]
+    return [CellPack(tuple(c)) for c in chunks] + singles
 
 
 def run_pack(pack: CellPack) -> dict[str, Any]:
