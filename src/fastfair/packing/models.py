@@ -90,7 +90,9 @@ class PackedAffine(PackedModel):
         return out.reshape(n)
 
     def forward_rows(self, x: Tensor, owner: Tensor) -> Tensor:
-        return torch.linalg.vecdot(x, self.weight[owner]) + self.bias[owner]
+        # every model on every row (n × M products, one matrix product like the model's own), then each row's
+        # own: the same kernel as a plain model's, so the same rounding (a solver's branches do not move)
+        return torch.addmm(self.bias, x, self.weight.T).gather(1, owner[:, None]).squeeze(1)
 
     def row_affine(self, like: Tensor, owner: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(w (n, d), b (n,)): row i the weights of the model owning row i of the batch ``like`` (n, d)."""
@@ -132,8 +134,11 @@ class PackedMLP(PackedModel):
         return out.reshape(n)
 
     def forward_rows(self, x: Tensor, owner: Tensor) -> Tensor:
-        z = torch.einsum("nd,nhd->nh", x, self.W[owner]) + self.b[owner]
-        return torch.linalg.vecdot(activate(self.activation, z), self.v[owner]) + self.c[owner]
+        # as PackedAffine.forward_rows: all models' products, then each row's own
+        M, h, d = self.W.shape
+        z = torch.addmm(self.b.reshape(M * h), x, self.W.reshape(M * h, d).T).reshape(-1, M, h)
+        z = z.gather(1, owner[:, None, None].expand(-1, 1, h)).squeeze(1)  # (n, h)
+        return torch.addmm(self.c, activate(self.activation, z), self.v.T).gather(1, owner[:, None]).squeeze(1)
 
     def unpack(self, models: Sequence[nn.Module]) -> list[nn.Module]:
         """Copy model m's trained weights into ``models[m]`` (plain one-hidden-layer :class:`~fastfair.models.MLP`)."""

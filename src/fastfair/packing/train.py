@@ -135,8 +135,7 @@ def train_pack(
         yv_t = torch.stack([torch.as_tensor(np.asarray(y), dtype=dtype) for y in y_vals])
 
     plain = [
-        build_model(c.model, d, hidden=c.hidden, activation=c.activation, seed=c.seed).to(dtype=dtype)
-        for c in configs
+        build_model(c.model, d, hidden=c.hidden, activation=c.activation, seed=c.seed).to(dtype=dtype) for c in configs
     ]
     require(all(packable_model(m) for m in plain), "only affine and one-hidden-layer MLP models can be packed")
     packed = pack_models(plain)
