@@ -1,0 +1,110 @@
+"""The sweep planner's packs: grouping, results equal to a cell-by-cell sweep, resume, timing and --no-pack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastfair.experiments import grid_from_dict, run_sweep
+from fastfair.experiments.packs import MIN_SPLIT, plan_packs
+from fastfair.vocabulary import GAP_KEYS
+from helpers import run_cli
+
+TINY = {"datasets": ["unfair2d"], "epochs": 2, "batch_size": 20, "train_size": 200}
+
+
+def _grid(**extra):
+    return grid_from_dict({**TINY, "solvers": ["none", "trs", "random"], "radii": [0.1, 0.2], "seeds": [0, 1], **extra})
+
+
+def test_the_planner_groups_by_shared_settings_and_leaves_unpackable_cells_alone():
+    grid = grid_from_dict(
+        {**TINY, "models": ["affine", "mlp"], "solvers": ["none", "trs"], "radii": [0.1, 0.2], "seeds": [0, 1, 2]}
+    )
+    cells = grid.cells()
+    packs = plan_packs(cells)
+    assert sorted(c.cell_id for p in packs for c in p.cells) == sorted(c.cell_id for c in cells)
+    for pack in packs:
+        first = pack.cells[0]
+        assert {(c.model, c.solver, c.epochs, c.batch_size, c.lr) for c in pack.cells} == {
+            (first.model, first.solver, first.epochs, first.batch_size, first.lr)
+        }
+    alone = [p.cells[0] for p in packs if p.size == 1]
+    assert {(c.model, c.solver) for c in alone} == {("mlp", "trs")}  # no packed form: one at a time
+    sizes = sorted(p.size for p in packs if p.size > 1)
+    assert sizes == [3, 3, 6]  # affine none (3 seeds), mlp none (3 seeds), affine trs (2 radii x 3 seeds)
+    assert max(p.size for p in plan_packs(cells, max_size=4)) <= 4
+
+
+def test_the_planner_splits_packs_for_idle_workers_but_not_below_the_minimum():
+    cells = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1, 0.2], "seeds": list(range(8))}).cells()
+    assert [p.size for p in plan_packs(cells, jobs=1)] == [16]
+    assert sorted(p.size for p in plan_packs(cells, jobs=4)) == [4, 4, 4, 4]
+    assert min(p.size for p in plan_packs(cells, jobs=16)) >= MIN_SPLIT
+
+
+def test_a_packed_sweep_stores_the_same_results_as_a_cell_by_cell_sweep(tmp_path):
+    grid = _grid()
+    packed = run_sweep(grid, tmp_path / "packed", progress=False)
+    alone = run_sweep(grid, tmp_path / "alone", progress=False, pack=False)
+    assert packed.ok and alone.ok and packed.ran == alone.ran == len(grid.cells())
+    a = pd.read_csv(tmp_path / "packed" / "results.csv")
+    b = pd.read_csv(tmp_path / "alone" / "results.csv")
+    assert list(a.columns) == list(b.columns)
+    assert a["cell_id"].tolist() == b["cell_id"].tolist() and a["split"].tolist() == b["split"].tolist()
+    for column in ("accuracy", "auc", *GAP_KEYS):
+        np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-6, err_msg=column)
+    # the stored weights agree too (float32: within 1e-5)
+    for cell in grid.cells():
+        wa = json.loads((tmp_path / "packed" / "cells" / f"{cell.cell_id}.json").read_text())["model_state"]
+        wb = json.loads((tmp_path / "alone" / "cells" / f"{cell.cell_id}.json").read_text())["model_state"]
+        for key in wb:
+            np.testing.assert_allclose(np.asarray(wa[key]), np.asarray(wb[key]), atol=1e-5)
+
+
+def test_a_packed_cell_records_its_pack_and_amortised_timing(tmp_path):
+    grid = _grid()
+    run_sweep(grid, tmp_path / "out", progress=False)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "cells").glob("*.json")]
+    packed = [r for r in records if "pack" in r]
+    assert packed, "the grid's cells were packed"
+    for record in packed:
+        pack = record["pack"]
+        assert pack["size"] >= 2 and pack["id"].startswith("pack-")
+        for row in record["rows"]:
+            assert row["epoch_seconds"] == pytest.approx(pack["epoch_seconds"] / pack["size"])
+            assert row["inner_seconds"] == pytest.approx(pack["inner_seconds"] / pack["size"])
+    sizes = {r["pack"]["id"]: r["pack"]["size"] for r in packed}
+    counts = pd.Series([r["pack"]["id"] for r in packed]).value_counts()
+    assert all(counts[k] == v for k, v in sizes.items())  # every member of a pack is stored
+
+
+def test_a_resumed_packed_sweep_runs_only_the_missing_cells_of_a_pack(tmp_path):
+    grid = _grid()
+    out = tmp_path / "out"
+    run_sweep(grid, out, progress=False)
+    files = sorted((out / "cells").glob("*.json"))
+    kept = {p.name: p.read_text() for p in files}
+    lost = files[:3]
+    for path in lost:
+        path.unlink()
+        del kept[path.name]
+    summary = run_sweep(grid, out, progress=False)
+    assert (summary.ran, summary.reused) == (3, len(files) - 3)
+    assert all((out / "cells" / name).read_text() == text for name, text in kept.items())  # finished: not redone
+    assert sorted(p.name for p in (out / "cells").glob("*.json")) == sorted(p.name for p in files)
+
+
+def test_no_pack_runs_cell_by_cell_from_the_command_line(capsys, tmp_path):
+    args = ["--dataset", "unfair2d", "--solvers", "none", "trs", "--radii", "0.1,0.2", "--seeds", "0:2"]
+    args += ["--epochs", "1", "--batch-size", "20", "--train-size", "100", "--no-progress"]
+    code, _, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "a"), "--no-pack", "--jobs", "1")
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "a" / "cells").glob("*.json")]
+    assert len(records) == 6 and not any("pack" in r for r in records)
+    code, _, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "b"), "--jobs", "1")
+    assert code == 0, err
+    assert any("pack" in json.loads(p.read_text()) for p in (tmp_path / "b" / "cells").glob("*.json"))
