@@ -13,13 +13,13 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
 
 from ..errors import FastfairError, require
-from ..experiments import Grid, GridTooLarge, SweepSummary, run_sweep
+from ..experiments import Cell, Grid, GridTooLarge, SweepSummary, run_sweep
 from ..io import dumps_json
 from ..vocabulary import GAP_KEYS
 from .common import format_table
@@ -70,7 +70,9 @@ def large_grid_hint() -> Iterator[None]:
         ) from None
 
 
-def execute(grid: Grid, args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep") -> SweepSummary:
+def execute(
+    grid: Grid | Sequence[Cell], args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep"
+) -> SweepSummary:
     """Run a grid with the execution options of ``args``; Ctrl-C or SIGTERM keeps finished cells (see
     :func:`run_interruptibly`). The cell counts go to stderr once the run has passed its checks (not with
     --json)."""

@@ -54,7 +54,7 @@ class PackedPaperPGD(PaperPGDAdversary):
                 break
             view = full.rows(idx)
             xa, ya, ra, da = x[idx], y[idx], r[idx], delta[idx]
-            la, ga = loss_and_grad(detached_forward(view), xa + da, ya)
+            la, ga = loss_and_grad(view, xa + da, ya)
             new, new_loss, sa = self._backtrack(view, xa, ya, ra, da, la, ga, step[idx])
             moved = torch.linalg.vector_norm(new - da, dim=1)
             delta[idx] = new

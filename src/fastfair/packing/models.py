@@ -12,8 +12,8 @@ gradients of Σ_m (mean loss of block m) with respect to model m's weights are t
 
 A solver that drops rows as they converge evaluates the model on a subset of the batch: :meth:`PackedModel.view`
 returns
-a view of the same weights that evaluates rows whose owners are given explicitly (gathered weights per row);
-:meth:`view` gives it for a batch, its ``rows(index)`` for a subset of that batch's rows.
+a view of the same (detached) weights that evaluates rows whose owners are given explicitly; :meth:`view` gives it
+for a batch, its ``rows(index)`` for a subset of that batch's rows.
 :func:`pack_models` stacks plain models (:func:`fastfair.models.build_model`'s) into a packed one and
 :meth:`unpack` builds plain models back with the trained weights.
 """
@@ -40,33 +40,31 @@ class PackedModel(nn.Module):
             raise FastfairError(f"a packed batch of {n} rows does not split into {self.pack_size} models")
         return torch.arange(self.pack_size, device=device).repeat_interleave(n // self.pack_size)
 
-    def view(self, owner: Tensor) -> _RowView:
-        """The same models on rows owned by ``owner`` (n,) (any order, any subset of a packed batch)."""
-        return _RowView(self, owner)
+    def view(self, owner: Tensor) -> RowsOf:
+        """The same models on rows owned by ``owner`` (n,) (any order, any subset of a packed batch), as a plain
+        callable on the detached weights (no autograd through them; gradients with respect to x flow)."""
+        return RowsOf(self, owner, {k: p.detach() for k, p in self.named_parameters()})
 
-    def forward_rows(self, x: Tensor, owner: Tensor) -> Tensor:  # pragma: no cover - overridden
+    @staticmethod
+    def forward_rows(params: dict[str, Tensor], x: Tensor, owner: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
-class _RowView(nn.Module):
-    """A packed model evaluated on rows of given owners (a view: the weights are the packed model's)."""
+class RowsOf:
+    """A packed model evaluated on rows of given owners: ``rows(x)`` -> (n,) logits, row i by model ``owner[i]``.
 
-    def __init__(self, packed: PackedModel, owner: Tensor) -> None:
-        super().__init__()
-        self.packed = packed
-        self.owner = owner
+    Cheap to make (no ``nn.Module``): a solver that drops converged rows makes one per iteration."""
+
+    def __init__(self, packed: PackedModel, owner: Tensor, params: dict[str, Tensor]) -> None:
+        self.packed, self.owner, self.params = packed, owner, params
         self.pack_size = packed.pack_size
-        self.packed_kind = packed.packed_kind
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.packed.forward_rows(x, self.owner)
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.packed.forward_rows(self.params, x, self.owner)
 
-    def rows(self, index: Tensor) -> _RowView:
-        """The view of the rows ``index`` of this view's rows."""
-        return _RowView(self.packed, self.owner[index])
-
-    def row_affine(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        return self.packed.row_affine(like, self.owner)  # type: ignore[operator]
+    def rows(self, index: Tensor) -> RowsOf:
+        """The rows ``index`` of this view's rows."""
+        return RowsOf(self.packed, self.owner[index], self.params)
 
 
 class PackedAffine(PackedModel):
@@ -89,10 +87,11 @@ class PackedAffine(PackedModel):
         out = torch.baddbmm(self.bias[:, None, None], x.reshape(self.pack_size, k, d), self.weight[:, :, None])
         return out.reshape(n)
 
-    def forward_rows(self, x: Tensor, owner: Tensor) -> Tensor:
+    @staticmethod
+    def forward_rows(params: dict[str, Tensor], x: Tensor, owner: Tensor) -> Tensor:
         # every model on every row (n × M products, one matrix product like the model's own), then each row's
         # own: the same kernel as a plain model's, so the same rounding (a solver's branches do not move)
-        return torch.addmm(self.bias, x, self.weight.T).gather(1, owner[:, None]).squeeze(1)
+        return torch.addmm(params["bias"], x, params["weight"].T).gather(1, owner[:, None]).squeeze(1)
 
     def row_affine(self, like: Tensor, owner: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(w (n, d), b (n,)): row i the weights of the model owning row i of the batch ``like`` (n, d)."""
@@ -133,12 +132,18 @@ class PackedMLP(PackedModel):
         out = torch.baddbmm(self.c[:, None, None], activate(self.activation, z), self.v[:, :, None])
         return out.reshape(n)
 
-    def forward_rows(self, x: Tensor, owner: Tensor) -> Tensor:
+    @staticmethod
+    def forward_rows(params: dict[str, Tensor], x: Tensor, owner: Tensor, activation: str = "tanh") -> Tensor:
         # as PackedAffine.forward_rows: all models' products, then each row's own
-        M, h, d = self.W.shape
-        z = torch.addmm(self.b.reshape(M * h), x, self.W.reshape(M * h, d).T).reshape(-1, M, h)
+        W, b, v, c = params["W"], params["b"], params["v"], params["c"]
+        M, h, d = W.shape
+        z = torch.addmm(b.reshape(M * h), x, W.reshape(M * h, d).T).reshape(-1, M, h)
         z = z.gather(1, owner[:, None, None].expand(-1, 1, h)).squeeze(1)  # (n, h)
-        return torch.addmm(self.c, activate(self.activation, z), self.v.T).gather(1, owner[:, None]).squeeze(1)
+        return torch.addmm(c, activate(activation, z), v.T).gather(1, owner[:, None]).squeeze(1)
+
+    def view(self, owner: Tensor) -> RowsOf:
+        params = {k: p.detach() for k, p in self.named_parameters()}
+        return _MLPRows(self, owner, params)
 
     def unpack(self, models: Sequence[nn.Module]) -> list[nn.Module]:
         """Copy model m's trained weights into ``models[m]`` (plain one-hidden-layer :class:`~fastfair.models.MLP`)."""
@@ -183,3 +188,13 @@ def pack_models(models: Sequence[nn.Module]) -> PackedAffine | PackedMLP:
         torch.cat([m.out.bias.detach() for m in models]),  # type: ignore[union-attr]
         first.activation,  # type: ignore[arg-type]
     )
+
+
+class _MLPRows(RowsOf):
+    """:class:`RowsOf` of a :class:`PackedMLP` (its activation)."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return PackedMLP.forward_rows(self.params, x, self.owner, self.packed.activation)  # type: ignore[attr-defined]
+
+    def rows(self, index: Tensor) -> RowsOf:
+        return _MLPRows(self.packed, self.owner[index], self.params)

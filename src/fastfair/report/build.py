@@ -54,6 +54,7 @@ def build_report(
     dpi: int | None = None,
     paper: bool = True,
     defect: pd.DataFrame | str | None = None,
+    timing: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the report of ``results`` (the tidy store, one row per cell x split) into ``out_dir``.
 
@@ -67,6 +68,9 @@ def build_report(
     why there are none; the section "The reference TRS's defect, measured" is there whenever trs and trs-paper ran
     on the same cells. ``paper=False`` makes it the
     report of any sweep: no claims table (and no claims.csv), no decision-boundary figure, a neutral title.
+    ``timing``: the results of dedicated timing runs (one model at a time, :func:`~fastfair.experiments.
+    paper_protocol.timing_cells`); the timing section (Table 1) and the timing claims are then drawn from them,
+    not from ``results`` (a packed sweep's cells carry amortised times).
     Returns ``{name: path}`` of every file written.
     """
     df = normalise(results)
@@ -75,7 +79,7 @@ def build_report(
     if quick:
         all_notes.append(QUICK_NOTE)
     all_notes += inconsistent_settings(df)
-    tables = compute_tables(df, paper=paper)
+    tables = compute_tables(df, paper=paper, timing=None if timing is None else normalise(timing))
     written = write_tables(tables, out_dir)
     figures = draw_figures(
         tables,

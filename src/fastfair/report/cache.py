@@ -44,6 +44,7 @@ def report_fingerprint(
     paper: bool,
     boundaries: BoundaryInputs | str | None,
     defect: pd.DataFrame | str | None = None,
+    timing: pd.DataFrame | None = None,
 ) -> str:
     """sha256 of everything :func:`build_report` draws the report from, and of the code that draws it.
 
@@ -60,6 +61,7 @@ def report_fingerprint(
         "paper": paper,
         "boundaries": drawn_from if paper else None,
         "defect": defect if isinstance(defect, str) or defect is None else defect.to_csv(index=False),
+        "timing": None if timing is None else sorted(timing.to_csv(index=False).splitlines()),
     }
     code = {"version": __version__, "renderer": renderer_digest()}
     return hashlib.sha256(json.dumps({**inputs, **code}).encode()).hexdigest()
@@ -74,6 +76,7 @@ def build_report_cached(
     paper: bool = True,
     boundaries: BoundaryInputs | str | None = None,
     defect: pd.DataFrame | str | None = None,
+    timing: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """:func:`build_report`, unless ``out_dir`` already holds a complete report built from the very same inputs.
 
@@ -83,7 +86,7 @@ def build_report_cached(
     """
     out_dir = Path(out_dir)
     fingerprint = report_fingerprint(
-        results, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect
+        results, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect, timing=timing
     )
     try:
         state = json.loads((out_dir / REPORT_STATE).read_text())
@@ -92,7 +95,9 @@ def build_report_cached(
             return files
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    files = build_report(results, out_dir, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect)
+    files = build_report(
+        results, out_dir, quick=quick, notes=notes, paper=paper, boundaries=boundaries, defect=defect, timing=timing
+    )
     state = {"fingerprint": fingerprint, "files": {k: str(v) for k, v in files.items()}}
     atomic_write_json(out_dir / REPORT_STATE, state)
     return files

@@ -40,15 +40,19 @@ class ReportTables:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "x"
 
 
-def compute_tables(df: pd.DataFrame, *, paper: bool) -> ReportTables:
-    """The tables of the normalised store ``df``; the claims only when ``paper`` (the paper's reproduction)."""
+def compute_tables(df: pd.DataFrame, *, paper: bool, timing: pd.DataFrame | None = None) -> ReportTables:
+    """The tables of the normalised store ``df``; the claims only when ``paper`` (the paper's reproduction).
+
+    ``timing``: the normalised store of dedicated timing runs (one model at a time); the timing tables and the
+    timing claims then come from it instead of ``df`` (whose packed cells carry amortised times)."""
     pairs = sorted(df[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
     summary = summarize(df)
+    times = df if timing is None else timing
     return ReportTables(
         summary=summary,
-        timing=timing_table(df),
-        timing_long=timing_long(df),
-        claims=evaluate_claims(df) if paper else None,
+        timing=timing_table(times),
+        timing_long=timing_long(times),
+        claims=evaluate_claims(df, timing=timing) if paper else None,
         configuration=run_configuration(df),
         pairs=tuple(pairs),
         models_per_dataset=df.groupby("dataset")["model"].nunique().to_dict(),
