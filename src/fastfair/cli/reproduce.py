@@ -163,8 +163,8 @@ def _run(args: argparse.Namespace, grid: Grid, notes: list[str], out: Path) -> i
         notes.append(
             f"Timing (Table 1 and the timing claims) comes from dedicated timing runs in {TIMING_DIR}/: one model "
             "at a time (not packed), with one torch thread, for each dataset, model and solver the cell of its "
-            f"first seed at the radii of the paper's timing claims, trained for its first "
-            f"{paper_protocol.TIMING_EPOCHS} epochs (the same data, seed and batches as the protocol's cell); runs "
+            "first seed at the radii of the paper's timing claims, trained for its first "
+            f"{_epochs(paper_protocol.TIMING_EPOCHS)} (the same data, seed and batches as the protocol's cell); runs "
             "side by side (--jobs, Dask) shared the machine. Everything else comes from the packed sweep, whose "
             "cells trained together in packs: their epoch_seconds and inner_seconds in results.csv (and the defect "
             "section's epoch ratios for the packed affine cells) are amortised -- the pack's time divided by its size "
@@ -206,6 +206,10 @@ def _run(args: argparse.Namespace, grid: Grid, notes: list[str], out: Path) -> i
     else:
         print(f"report: {md} and {html} ({len(written)} files, {report_seconds:.1f} s); total {total:.1f} s")
     return 0
+
+
+def _epochs(n: int) -> str:
+    return "epoch" if n == 1 else f"{n} epochs"
 
 
 #: Sub-directory of ``--out`` holding the dedicated timing runs (a store of its own).

@@ -199,7 +199,7 @@ def paper_grid(
 TIMING_RADII = {"unfair2d": (0.10, 0.20), "adult": (0.10, 0.20), "lsat": (0.10, 0.16, 0.20)}
 #: The timing runs train their cells for at most this many epochs (the same data, seed and batches as the
 #: protocol's cell, its first epochs): an epoch's time, not the trained model, is what they are for.
-TIMING_EPOCHS = 2
+TIMING_EPOCHS = 1
 
 
 def timing_cells(cells: Sequence[Cell], epochs: int = TIMING_EPOCHS) -> list[Cell]:
