@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -108,3 +109,54 @@ def test_no_pack_runs_cell_by_cell_from_the_command_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "b"), "--jobs", "1")
     assert code == 0, err
     assert any("pack" in json.loads(p.read_text()) for p in (tmp_path / "b" / "cells").glob("*.json"))
+
+
+def test_the_timing_runs_are_the_first_seeds_cells_at_the_claim_radii_for_one_epoch():
+    from fastfair.experiments.paper_protocol import TIMING_RADII, paper_grid, timing_cells
+
+    grid, _ = paper_grid(seeds=3, pgd_paper_seeds=1)
+    cells = grid.cells()
+    timing = timing_cells(cells)
+    by_id = {c.cell_id for c in cells}
+    assert all(c.seed == 0 and c.epochs == 1 for c in timing)
+    for cell in timing:  # the protocol's cell but for its epochs
+        assert replace(cell, epochs=next(c.epochs for c in cells if c.dataset == cell.dataset)).cell_id in by_id
+    groups = {(c.dataset, c.model, c.solver) for c in cells}
+    assert {(c.dataset, c.model, c.solver) for c in timing} == groups  # every solver is timed
+    for dataset, radii in TIMING_RADII.items():
+        got = {c.radius for c in timing if (c.dataset, c.model, c.solver) == (dataset, "affine", "pgd-paper")}
+        assert got == set(radii)
+    assert len(timing) < len(cells) / 5
+
+
+@pytest.mark.slow
+def test_reproduce_draws_table_1_from_dedicated_unpacked_timing_runs(capsys, tmp_path, monkeypatch):
+    from fastfair import cli
+    from fastfair.experiments import paper_protocol as paper
+    from fastfair.experiments import read_results
+    from fastfair.report import timing_table
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "reproduce", "reproduce")
+    tiny = (
+        paper.DatasetProtocol("unfair2d", (0.1, 0.2), batch_size=20, epochs=2),
+        paper.DatasetProtocol("lsat", (0.1,), batch_size=50, epochs=2, train_size=300),
+    )
+    monkeypatch.setattr(paper, "QUICK", tiny)
+    out = tmp_path / "demo"
+    code, _, err = run_cli(capsys, "reproduce", "--quick", "--out", str(out), "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    timing = read_results(out / "timing")
+    assert set(timing["solver"]) == set(read_results(out)["solver"])
+    records = [json.loads(p.read_text()) for p in (out / "timing" / "cells").glob("*.json")]
+    assert records and not any("pack" in r for r in records)  # one model at a time
+    assert any("pack" in json.loads(p.read_text()) for p in (out / "cells").glob("*.json"))
+    table = pd.read_csv(out / "timing.csv")
+    want = timing_table(timing)
+    np.testing.assert_allclose(table["trs"].to_numpy(float), want["trs"].to_numpy(float))
+    assert "dedicated timing runs" in (out / "report.md").read_text()
+    code, _, err = run_cli(
+        capsys, "reproduce", "--quick", "--out", str(tmp_path / "alone"), "--jobs", "1", "--no-progress", "--no-pack"
+    )
+    assert code == 0, err
+    assert not (tmp_path / "alone" / "timing").exists()
+    assert "--no-pack: every cell trained alone" in (tmp_path / "alone" / "report.md").read_text()
