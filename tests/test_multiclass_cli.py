@@ -168,11 +168,16 @@ def test_unseen_class_or_category_is_a_one_line_error(grades, grades_run, tmp_pa
     assert not out.exists()
 
 
-def test_positive_with_a_multiclass_target_is_a_one_line_error(grades, tmp_path):
-    line = one_line_error(
-        *cli_output("train", "--data", str(grades), "--target", "grade", "--sensitive", "region", "--positive", "high")
+def test_positive_with_three_values_is_one_class_against_the_rest(grades, capsys):
+    """--positive keeps the binary one-vs-rest run: one logit, two labels, no per-class table."""
+    code, out, err = run_cli(
+        capsys, "train", "--data", str(grades), "--target", "grade", "--sensitive", "region", "--positive", "high",
+        "--epochs", "1", "--solver", "none", "--json",
     )
-    assert "positive" in line
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["labels"]["positive"] == "high" and "n_classes" not in report
+    assert "classes" not in report["test"] and "worst_class" not in report["test"]
 
 
 def test_compare_refuses_a_multiclass_target(grades, tmp_path):

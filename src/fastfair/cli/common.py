@@ -80,7 +80,9 @@ def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument("--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)")
     group.add_argument(
-        "--positive", metavar="VALUE", help="the positive label value of a two-valued --target (not for multiclass)"
+        "--positive",
+        metavar="VALUE",
+        help="the positive label value of --target (with three or more values: that value against the rest, binary)",
     )
     group.add_argument(
         "--data-option",
