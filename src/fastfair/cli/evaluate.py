@@ -18,7 +18,6 @@ Fairlearn's names (``demographic_parity_difference``, ``demographic_parity_ratio
 from __future__ import annotations
 
 import argparse
-import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,7 @@ def evaluate_rows(
         summary = metrics.classification_summary(y, y_pred, names, scores=scores, n_classes=C)
         table = metrics.group_table(y, y_pred, s, scores=scores, group_names=dict(enumerate(groups)), n_classes=C)
         per_class = metrics.per_class_table(y, y_pred, names, C)
-        ci = _multiclass_intervals(y, y_pred, scores, codes, C, resamples=resamples, seed=seed)
+        ci = metrics.bootstrap_intervals(y, y_pred, scores, codes, resamples=resamples, seed=seed, n_classes=C)
         labels: dict[str, Any] = {"classes": saved.label_names}
     else:
         summary = metrics.classification_summary(y, y_pred, names, scores=scores)
@@ -232,44 +231,6 @@ def evaluate_rows(
         report["robustness"] = frame.to_dict(orient="records")
         tables["robustness"] = frame
     return report, tables
-
-
-def _multiclass_intervals(
-    y: np.ndarray,
-    y_pred: np.ndarray,
-    scores: np.ndarray,
-    codes: np.ndarray,
-    n_classes: int,
-    *,
-    resamples: int,
-    seed: int,
-) -> dict[str, dict[str, float | int]]:
-    """Percentile bootstrap intervals of the multiclass summary statistics (accuracy, macro AUC, the worst
-    class's gaps and Fairlearn's values): :func:`fastfair.metrics.bootstrap_intervals` where it takes
-    ``n_classes``; otherwise each resample (:func:`fastfair.metrics.bootstrap_resamples`, within groups, from
-    ``numpy.random.default_rng(seed)``) is summarised by :func:`fastfair.metrics.classification_summary`."""
-    if "n_classes" in inspect.signature(metrics.bootstrap_intervals).parameters:
-        return metrics.bootstrap_intervals(
-            y, y_pred, scores, codes, resamples=resamples, seed=seed, n_classes=n_classes
-        )
-    picks = metrics.bootstrap_resamples(codes, resamples, np.random.default_rng(seed))
-    values: dict[str, list[float]] = {stat: [] for stat in STATISTICS}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a resample may leave a rate undefined: that statistic is skipped there
-        for pick in picks:
-            summary = metrics.classification_summary(
-                y[pick], y_pred[pick], codes[pick], scores=scores[pick], n_classes=n_classes
-            )
-            for stat in STATISTICS:
-                values[stat].append(float(summary.get(stat, np.nan)))
-    tail = (1.0 - LEVEL) / 2.0
-    out: dict[str, dict[str, float | int]] = {}
-    for stat in STATISTICS:
-        v = np.asarray(values[stat])
-        v = v[np.isfinite(v)]
-        low, high = np.quantile(v, [tail, 1.0 - tail]) if len(v) else (np.nan, np.nan)
-        out[stat] = {"low": float(low), "high": float(high), "defined": len(v)}
-    return out
 
 
 def _robustness(
@@ -319,8 +280,9 @@ def render_text(report: dict[str, Any], tables: dict[str, Any]) -> str:
         format_table(tables["groups"]),
     ]
     if tables.get("classes") is not None:
-        table = named_classes(tables["classes"], labels["classes"])
-        lines += ["", "per-class gaps (one-vs-rest, max - min over groups):", format_table(table)]
+        table = named_classes(tables["classes"], labels["classes"])[list(GAP_KEYS)]
+        title = "per-class gaps (one-vs-rest, max - min over groups; Fairlearn's values too in --json):"
+        lines += ["", title, format_table(table)]
     if tables["robustness"] is not None:
         lines += ["", "robustness per group:", format_table(tables["robustness"].set_index(["radius", "group"]))]
     return "\n".join(lines)

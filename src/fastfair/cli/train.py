@@ -154,7 +154,7 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
         lines += ["", f"per-group rates, {names[split]}:", format_table(ev["groups"])]
     for split, ev in evaluation.items():
         if "classes" in ev:
-            table = named_classes(ev["classes"], labels["classes"])
+            table = named_classes(ev["classes"], labels["classes"])[list(GAP_KEYS)]
             lines += ["", f"per-class gaps (one-vs-rest, max - min over groups), {names[split]}:", format_table(table)]
     t = report["timing"]
     lines += ["", f"timing: {t['epoch_seconds']:.4f} s/epoch, of which inner solver {t['inner_seconds']:.4f} s"]
