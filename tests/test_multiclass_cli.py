@@ -208,3 +208,24 @@ def test_a_multiclass_header_must_have_a_label_per_output(grades_run, tmp_path):
     saved = load_model(grades_run / "model.pt")
     assert saved.n_classes == 3 and saved.header["model"]["n_outputs"] == 3
     assert saved.header["target"]["positive"] is None and saved.label_names == CLASSES
+
+
+def test_colored_digits_train_then_evaluate_the_test_split(tmp_path, capsys):
+    """The bundled multiclass benchmark: the model file rebuilds its split, and evaluate gives train's numbers."""
+    out = tmp_path / "digits"
+    code, _, err = cli_output(
+        "train", "--dataset", "colored_digits", "--solver", "trs", "--radius", "0.5", "--epochs", "2",
+        "--out", str(out), "--no-progress",
+    )
+    assert code == 0, err
+    trained = json.loads((out / "metrics.json").read_text())
+    assert trained["n_classes"] == 3 and trained["labels"] == {"classes": ["1", "8", "9"]}
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert [c for c in predictions.columns if c.startswith("probability")] == [
+        "probability[1]", "probability[8]", "probability[9]"
+    ]
+    report = _evaluate_json(capsys, "--model", str(out / "model.pt"), "--dataset", "colored_digits", "--radii", "0.5")
+    assert report["split"] == "test"
+    assert report["summary"] == {k: trained["test"][k] for k in report["summary"]}
+    assert report["classes"] == trained["test"]["classes"]
+    assert {r["method"] for r in report["robustness"]} == {"exact"}
