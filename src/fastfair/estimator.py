@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import metrics
-from .config import TrainConfig, check_hidden, resolve_device
+from .config import TrainConfig, check_hidden
 from .errors import FastfairError
 from .models import build_model
 from .training import check_sample_weight, predict_logits, train_arrays
@@ -438,9 +438,7 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         return s
 
     def _logits(self, X: np.ndarray) -> np.ndarray:
-        if len(self.classes_) == 2:
-            return predict_logits(self.model_, self._writable(X), self.config_)
-        return _class_logits(self.model_, self._writable(X), self.config_)
+        return predict_logits(self.model_, self._writable(X), self.config_)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Logit :math:`f_\\theta(x)` of the positive class ``classes_[1]``, shape (n_samples,); with C >= 3
@@ -464,13 +462,3 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         codes = np.argmax(logits, axis=1) if logits.ndim == 2 else (logits > 0).astype(np.intp)
         return self.classes_[codes]
 
-
-def _class_logits(model: nn.Module, X: np.ndarray, config: TrainConfig, chunk: int = 65536) -> np.ndarray:
-    """The (n, C) logits of a multiclass network, in float64, in chunks and without a graph."""
-    device, dtype = resolve_device(config.device), getattr(torch, config.dtype)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), chunk):
-            xb = torch.as_tensor(np.asarray(X[start : start + chunk]), dtype=dtype, device=device)
-            out.append(model(xb).reshape(len(xb), -1).double().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))

@@ -85,7 +85,6 @@ __all__ = [
     "class_probabilities",
     "load_model",
     "model_file_bytes",
-    "network_logits",
     "predicted_codes",
     "probability_columns",
     "save_model",
@@ -381,10 +380,8 @@ class SavedModel:
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits of standardised features ``X`` (n, d), float64, computed in the network's dtype: f(z) (n,) for
         a binary model, (n, C) for C classes."""
-        if not self.multiclass:
-            config = TrainConfig(dtype=self.dtype, device="cpu")
-            return predict_logits(self.model, np.asarray(X, dtype=np.float64), config)
-        return network_logits(self.model, np.asarray(X, dtype=np.float64), self.dtype)
+        config = TrainConfig(dtype=self.dtype, device="cpu")
+        return predict_logits(self.model, np.asarray(X, dtype=np.float64), config)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Binary: P(positive | x) = σ(f(z)), (n,); multiclass: the softmax of the logits, (n, C), rows summing
@@ -490,20 +487,6 @@ class SavedModel:
     def split(self, name: str, csv: str | os.PathLike[str] | None = None) -> Split:
         """One split (``train``, ``val`` or ``test``) of :meth:`training_dataset`."""
         return self.training_dataset(csv).split(name)
-
-
-def network_logits(model: nn.Module, X: np.ndarray, dtype: str, chunk: int = 65536) -> np.ndarray:
-    """The network's logits of ``X`` (n, d) in float64, computed on the CPU in ``dtype`` in chunks of ``chunk``
-    rows without a graph: (n,) for one logit per row, (n, C) for C."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), chunk):
-            xb = torch.as_tensor(np.asarray(X[start : start + chunk]), dtype=getattr(torch, dtype))
-            f = model(xb)
-            out.append((f.reshape(len(xb), -1) if f.ndim > 1 and f.shape[-1] > 1 else f.reshape(-1)).double().numpy())
-    if not out:
-        return np.zeros(0)
-    return np.concatenate(out)
 
 
 def class_probabilities(logits: np.ndarray) -> np.ndarray:
