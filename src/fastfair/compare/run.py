@@ -54,7 +54,8 @@ def check_binary_target(plan: ComparePlan) -> None:
     n_classes = len(data.label_names)
     require(
         n_classes == 2,
-        f"compare needs a binary target (Fairlearn's reductions are binary); {data.name} has {n_classes} classes",
+        f"compare needs a binary target (Fairlearn's reductions are binary); the target of {data.name} has "
+        f"{n_classes} distinct values",
     )
 
 
