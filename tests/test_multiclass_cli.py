@@ -229,3 +229,29 @@ def test_colored_digits_train_then_evaluate_the_test_split(tmp_path, capsys):
     assert report["summary"] == {k: trained["test"][k] for k in report["summary"]}
     assert report["classes"] == trained["test"]["classes"]
     assert {r["method"] for r in report["robustness"]} == {"exact"}
+
+
+def test_integer_classes_round_trip_and_an_unseen_one_is_refused(tmp_path, capsys):
+    """Integer label values 3, 5, 7: the model file keeps them in code order, evaluate reads them back (sklearn's
+    accuracy as the oracle), and a 9 is a one-line error."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=150)
+    frame = pd.DataFrame({"x": x, "z": rng.normal(size=150), "g": rng.choice(["a", "b"], size=150),
+                          "t": np.where(x > 0.5, 7, np.where(x < -0.5, 3, 5))})
+    path = tmp_path / "ints.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "run"
+    code, _, err = cli_output("train", "--data", str(path), "--target", "t", "--sensitive", "g", "--epochs", "3",
+                              "--out", str(out), "--no-progress")
+    assert code == 0, err
+    saved = load_model(out / "model.pt")
+    assert saved.label_names == ["3", "5", "7"] and saved.n_classes == 3
+    np.testing.assert_array_equal(saved.labels(frame["t"], column="t"), np.searchsorted([3, 5, 7], frame["t"]))
+    report = _evaluate_json(capsys, "--model", str(out / "model.pt"), "--data", str(path))
+    predicted = pd.read_csv(out / "predictions.csv").sort_values("row")["prediction"].to_numpy()
+    assert report["summary"]["accuracy"] == pytest.approx(accuracy_score(frame["t"], predicted), abs=1e-12)
+    frame.loc[4, "t"] = 9
+    frame.to_csv(tmp_path / "nine.csv", index=False)
+    nine = str(tmp_path / "nine.csv")
+    line = one_line_error(*cli_output("evaluate", "--model", str(out / "model.pt"), "--data", nine))
+    assert "value '9' (data row 5), which is not one of the model's 3 classes ('3', '5', '7')" in line
