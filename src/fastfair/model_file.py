@@ -87,6 +87,7 @@ __all__ = [
     "model_file_bytes",
     "predicted_codes",
     "probability_columns",
+    "probability_frame",
     "save_model",
 ]
 
