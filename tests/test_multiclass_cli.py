@@ -146,6 +146,16 @@ def test_evaluate_all_rows_with_robustness_and_out(grades, grades_run, capsys, t
     assert (out / "classes.csv").is_file() and (out / "robustness.csv").is_file()
 
 
+def test_evaluate_text_output_names_the_classes(grades, grades_run, capsys):
+    code, out, err = run_cli(
+        capsys, "evaluate", "--model", str(grades_run / "model.pt"), "--data", str(grades), "--split", "test",
+        "--bootstrap", "20",
+    )
+    assert code == 0, err
+    assert "3 classes 'high', 'low', 'mid'" in out and "macro one-vs-rest AUC" in out
+    assert "per-class gaps (one-vs-rest" in out and "selection_rate[0]" in out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # One-line errors
 # ----------------------------------------------------------------------------------------------------------
