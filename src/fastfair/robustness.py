@@ -115,7 +115,8 @@ COLUMNS: tuple[str, ...] = (
 )
 #: The name of the row pooling every point.
 ALL_GROUP = "all"
-#: ``method`` values: ``"auto"`` is exact for :class:`~fastfair.models.Affine`, the attack otherwise.
+#: ``method`` values: ``"auto"`` is exact for :class:`~fastfair.models.Affine` (one logit or C >= 3), the attack
+#: otherwise.
 METHODS: tuple[str, ...] = ("auto", "exact", "attack")
 #: Default number of attack restarts (restart 0 from the full normalised-gradient step, the rest random).
 DEFAULT_RESTARTS = 8
@@ -164,8 +165,8 @@ def group_robustness(
     restarts, steps
         The attack's number of restarts (≥ 1) and of steps per restart (≥ 1).
     method
-        ``"auto"`` (exact for :class:`~fastfair.models.Affine`, the attack otherwise), ``"exact"`` (affine models
-        only) or ``"attack"`` (any model, the affine one included).
+        ``"auto"`` (exact for :class:`~fastfair.models.Affine`, binary or softmax regression, the attack
+        otherwise), ``"exact"`` (affine models only) or ``"attack"`` (any model, the affine one included).
 
     Returns
     -------
