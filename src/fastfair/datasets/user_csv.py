@@ -134,9 +134,10 @@ def load_csv(
         Missing or unreadable file, malformed or empty CSV (ragged rows, data rows longer than the header, a
         column name given twice in the header), missing columns, target or sensitive listed among the
         features, missing values in any used column, a target with a single value, a multiclass target with more
-        than ``MAX_CLASSES`` values or a class missing from a split, a sensitive column with a single group, too many groups or a group too small for the rule above, an unusable feature column (all
-        missing, non-finite numbers, values beyond float32's range after standardisation, or text values that
-        are all distinct, like an identifier), too few rows to split.
+        than ``MAX_CLASSES`` values or a class missing from a split, a sensitive column with a single group, too
+        many groups or a group too small for the rule above, an unusable feature column (all missing, non-finite
+        numbers, values beyond float32's range after standardisation, or text values that are all distinct, like
+        an identifier), too few rows to split.
 
     Warns
     -----
