@@ -93,7 +93,7 @@ def test_dataset_accessors():
 def test_unknown_dataset_lists_choices():
     with pytest.raises(FastfairError, match=r"unknown dataset 'mnist'; choose one of unfair2d, adult, lsat"):
         load("mnist")
-    assert datasets.DATASETS == ("unfair2d", "adult", "lsat")
+    assert datasets.DATASETS == ("unfair2d", "adult", "lsat", "colored_digits")
 
 
 @pytest.mark.parametrize("name", ["unfair2d", "adult", "lsat"])
