@@ -180,6 +180,6 @@ def test_a_class_too_small_to_reach_every_split_is_named(tmp_path):
 def test_group_minimum_grows_with_the_classes(tmp_path):
     frame = _grades(96)
     frame.loc[:5, "g"] = "c"  # 6 rows: enough for two classes (5), not for three (7)
-    match = r"group 'c' of sensitive column 'g' has 6 rows; every group needs at least 7"
+    match = r"group 'c' of sensitive column 'g' has 6 rows; every group needs at least 7 .* and 3 classes of the target"
     with pytest.raises(FastfairError, match=match):
         load_csv(_write(tmp_path, frame), target="grade", sensitive="g")

@@ -102,7 +102,8 @@ class Split:
 
     @property
     def positive_rate(self) -> float:
-        """Fraction of rows with ``y == 1`` (NaN for an empty split)."""
+        """Fraction of rows with ``y == 1``, the positive rate of binary data (NaN for an empty split); see
+        :meth:`class_counts` for ``C >= 3`` classes."""
         return float(self.y.mean()) if len(self) else float("nan")
 
     def class_counts(self, n_classes: int | None = None) -> np.ndarray:
@@ -152,7 +153,7 @@ class Dataset:
     Attributes
     ----------
     name : str
-        Dataset name (``"adult"``, ``"lsat"``, ``"unfair2d"`` or ``"csv:<file>"``).
+        Dataset name (``"adult"``, ``"lsat"``, ``"unfair2d"``, ``"colored_digits"`` or ``"csv:<file>"``).
     train, val, test : Split
         The three splits. They share feature and group names.
     mean, scale : np.ndarray

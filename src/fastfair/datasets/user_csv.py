@@ -477,11 +477,13 @@ def _check_group_sizes(
     hint = ""
     if len(small) > 1:
         hint = f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: {advice})"
+    classes = f" and {n_classes} classes of the target" if n_classes > 2 else ""
+    fewer = " (or merge classes of the target: fewer classes need fewer rows)" if n_classes > 2 else ""
     raise FastfairError(
         f"group {group_names[worst]!r} of {_describe_sensitive(columns)} has {int(counts[worst])} row"
         f"{'s' if counts[worst] != 1 else ''}; every group needs at least {need} rows so that it appears in "
-        f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}); merge or "
-        f"drop it{hint}"
+        f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}{classes}); merge or "
+        f"drop it{hint}{fewer}"
     )
 
 
