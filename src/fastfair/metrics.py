@@ -8,8 +8,9 @@ Inputs
 group label per sample (integer codes, strings, any mutually sortable hashable values); ``scores`` are real
 scores for the positive class (probabilities or logits) used only for AUC. Anything ``np.asarray`` accepts
 works: numpy arrays, lists, pandas Series, and torch tensors (detached and moved to the CPU first). A column
-vector of shape ``(n, 1)`` is accepted as ``(n,)``. The groups are the **sorted** unique values of
-``sensitive``; every table and every signed difference follows that order.
+vector of shape ``(n, 1)`` is accepted as ``(n,)``, and binary ``(n, 2)`` scores (one column per class) as their
+column 1. The groups are the **sorted** unique values of ``sensitive``; every table and every signed difference
+follows that order.
 
 Definitions
 -----------
@@ -708,9 +709,11 @@ def per_class_table(y_true: Any, y_pred: Any, sensitive: Any, n_classes: int | N
 # ----------------------------------------------------------------------------------------------------------
 def _binary_scores(scores: Any) -> Any:
     """Binary scores: a 2-D ``(n, 2)`` array of per-class scores gives its positive-class column."""
-    if scores is None or hasattr(scores, "detach"):
-        return scores
-    a = np.asarray(scores) if not isinstance(scores, np.ndarray) else scores
+    if scores is None:
+        return None
+    if hasattr(scores, "detach"):  # a torch tensor
+        scores = scores.detach().cpu()
+    a = np.asarray(scores)
     return a[:, 1] if a.ndim == 2 and a.shape[1] == 2 else scores
 
 

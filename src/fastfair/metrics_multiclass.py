@@ -141,9 +141,9 @@ def _as_codes(x: Any, name: str, n_classes: int) -> np.ndarray:
             raise FastfairError(f"{what}, got non-numeric values") from None
     if a.dtype.kind not in "iuf":
         raise FastfairError(f"{what}, got values of dtype {a.dtype}")
-    ok = np.isfinite(a) & (a == np.round(a)) & (a >= 0) & (a < n_classes) if a.dtype.kind == "f" else (
-        (a >= 0) & (a < n_classes)
-    )
+    ok = (a >= 0) & (a < n_classes)
+    if a.dtype.kind == "f":
+        ok &= a == np.round(a)  # NaN fails every comparison
     if not ok.all():
         bad = a[~ok][0]
         hint = " (take the argmax of the scores first)" if name == "y_pred" else ""
