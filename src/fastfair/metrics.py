@@ -221,11 +221,10 @@ def _as_binary(x: Any, name: str) -> np.ndarray:
     ok = (a == 0) | (a == 1)
     if not ok.all():
         bad = a[~ok][0]
-        hint = ""
-        if name == "y_pred" and not (bad > 1 and bad == np.round(bad)):
-            hint = " (threshold scores into labels first)"
-        elif bad > 1 and bad == np.round(bad):
+        if bad > 1 and bad == np.round(bad):
             hint = " (class codes of C >= 3 classes: use classification_summary, group_table or per_class_table)"
+        else:
+            hint = " (threshold scores into labels first)" if name == "y_pred" else ""
         raise FastfairError(f"{name} must contain only 0 and 1, found {bad.item()!r}{hint}")
     return a.astype(np.intp)
 
