@@ -16,7 +16,7 @@ Hp``, ``curvature_bound()``, ``rows(index)``), so :func:`fastfair.trs.solve_trs_
 their ``neg()``) directly; the Krylov model is known through products only and is solved by
 :func:`fastfair.trs.solve_trs_krylov`.
 
-The four implementations (``path``):
+The implementations (``path``):
 
 ``"affine-closed-form"`` -- :class:`RankOneModel`, f(x) = wᵀx + b: ``g = ℓ′w``, ``H = ℓ″wwᵀ`` (rank one). O(n·d),
     computed lazily (the lean TRS step of a hard label needs only w).
@@ -24,6 +24,9 @@ The four implementations (``path``):
     ``H = ℓ″aaᵀ + Mᵀdiag(ℓ′v⊙φ″)M`` kept factored (:class:`~.factored.FactoredQuadratic`), in the row space of W
     (``basis`` U from the thin QR Wᵀ = UR, M = Rᵀ) when h < d, in the input space (M = W) when h ≥ d.
     O(n·h·d) to build, O(n·h·k) per product.
+``"softmax-subspace"`` -- :class:`~.softmax.SoftmaxModel`, softmax regression f(x) = Wx + b with C ≥ 3 classes:
+    ``g = Wᵀ(p - e_y)``, ``H = Wᵀ(diag(p) - ppᵀ)W`` (PSD, rank ≤ C - 1), kept as k×k (k ≤ min(C, d)) in the row
+    space of W (``basis`` U from the thin QR Wᵀ = UR) (:mod:`.softmax`).
 ``"dense"`` -- :class:`DenseModel`: the full (n, d, d) Hessian (closed forms, or ``torch.func`` for any
     module); O(n·d²) memory, meant for tiny d or as the reference.
 ``"krylov"`` -- :class:`KrylovModel`: Hessian-vector products; O(n·d) memory, ``hessian()`` costs d products (for
@@ -34,11 +37,17 @@ The four implementations (``path``):
 Which one (:func:`choose_path`, the only place the choice is made):
 
 1. ``structured`` and the model has closed forms (:func:`~.analytic.has_analytic_derivatives`): the affine
-   model's rank-one form, the one-hidden-layer MLP's factored form;
+   model's rank-one form, the one-hidden-layer MLP's factored form; softmax regression (an affine model with C ≥ 3
+   outputs, :func:`~.softmax.has_softmax_derivatives`): its row-space form;
 2. ``structured``, backend ``"auto"`` or ``"hvp"``, and a built-in MLP of two or more hidden layers
    (:func:`~.layered.has_layered_derivatives`): krylov at every d, with closed-form products;
 3. otherwise by ``backend``: ``"hvp"`` -> krylov; ``"analytic"`` / ``"func"``, or ``structured=False`` -> dense;
    ``"auto"`` -> dense for ``d ≤`` :data:`DENSE_MAX_DIM`, krylov above.
+
+With C ≥ 3 classes the loss is the softmax cross-entropy (:func:`fastfair.losses.classification_loss`); the
+one-logit closed forms (rank one, factored, layered) do not apply, so multiclass MLPs of any depth take rule 3
+(dense for tiny d, krylov with products by automatic differentiation above). :func:`models_multiclass` says
+whether a quadratic model is that of the softmax cross-entropy of C logits.
 
 Everything is computed without an autograd graph through the model's parameters; outputs follow ``x``'s dtype
 and device.
@@ -52,7 +61,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ..losses import logistic_loss, logistic_loss_derivatives
+from ..losses import classification_loss, logistic_loss_derivatives
 from ..models import Affine
 from ..trs import DenseQuadratic, QuadraticBatch
 from .analytic import (
@@ -67,6 +76,7 @@ from .analytic import (
 from .factored import FactoredQuadratic
 from .hvp import InputHessian, input_hessian
 from .layered import LayeredInputHessian, has_layered_derivatives, layered_input_hessian
+from .softmax import SOFTMAX_PATH, SoftmaxModel, has_softmax_derivatives, softmax_quadratic
 
 __all__ = [
     "DENSE_MAX_DIM",
@@ -77,12 +87,14 @@ __all__ = [
     "KrylovModel",
     "QuadraticModel",
     "RankOneModel",
+    "SoftmaxModel",
     "choose_path",
+    "models_multiclass",
     "quadratic_model",
 ]
 
 #: The paths of :func:`quadratic_model`, i.e. the implementations of :class:`QuadraticModel`.
-PATHS = ("affine-closed-form", "mlp-subspace", "dense", "krylov")
+PATHS = ("affine-closed-form", "mlp-subspace", SOFTMAX_PATH, "dense", "krylov")
 #: Backends of :func:`quadratic_model`: the dense ones of :func:`~.analytic.loss_input_derivatives` and ``"hvp"``
 #: (Hessian-vector products only: the krylov path).
 QUADRATIC_BACKENDS = (*BACKENDS, "hvp")
@@ -198,13 +210,14 @@ class FactoredModel:
     ``quad``), in the row space of W (``basis`` U) or in the input space (``basis`` None)."""
 
     path = "mlp-subspace"
+    multiclass = False
 
     def __init__(self, basis: Tensor | None, quad: FactoredQuadratic, logits: Tensor, y: Tensor) -> None:
         self.basis, self.quad, self.logits, self.y = basis, quad, logits, y
 
     @cached_property
     def loss(self) -> Tensor:
-        return logistic_loss(self.logits, self.y)
+        return classification_loss(self.logits, self.y)
 
     @property
     def g(self) -> Tensor:
@@ -243,13 +256,13 @@ class FactoredModel:
 
 
 class DenseModel:
-    """``path = "dense"``: explicit ``g`` (n, d) and ``H`` (n, d, d)."""
+    """``path = "dense"``: explicit ``g`` (n, d) and ``H`` (n, d, d); ``multiclass`` as for every model."""
 
     path = "dense"
     basis = None
 
-    def __init__(self, g: Tensor, H: Tensor, loss: Tensor) -> None:
-        self._g, self.H, self._loss = g, H, loss
+    def __init__(self, g: Tensor, H: Tensor, loss: Tensor, multiclass: bool = False) -> None:
+        self._g, self.H, self._loss, self.multiclass = g, H, loss, multiclass
 
     @property
     def g(self) -> Tensor:
@@ -269,7 +282,7 @@ class DenseModel:
         return p
 
     def neg(self) -> DenseModel:
-        return DenseModel(self._g.neg(), self.H.neg(), self._loss)
+        return DenseModel(self._g.neg(), self.H.neg(), self._loss, self.multiclass)
 
     def operator(self) -> QuadraticBatch:
         """The model for :func:`fastfair.trs.solve_trs_operator` (:class:`~fastfair.trs.DenseQuadratic`)."""
@@ -297,6 +310,7 @@ class KrylovModel:
     def __init__(self, op: InputHessian | LayeredInputHessian) -> None:
         self.op = op
         self.basis: Tensor | None = getattr(op, "basis", None)
+        self.multiclass = op.logits.ndim == 2
 
     @property
     def method(self) -> str:
@@ -328,9 +342,17 @@ class KrylovModel:
         return KrylovModel(self.op.neg())
 
 
+def models_multiclass(quad: QuadraticModel) -> bool:
+    """True when ``quad`` is the quadratic model of the softmax cross-entropy of C logits per row (a multiclass
+    model), False for one logit per row."""
+    return bool(getattr(quad, "multiclass", False))
+
+
 def choose_path(model: nn.Module, d: int, *, structured: bool = True, backend: str = "auto") -> str:
     """The path :func:`quadratic_model` takes for ``model`` at input dimension ``d`` (module docs, "Which one")."""
     check_backend(backend, QUADRATIC_BACKENDS)
+    if structured and has_softmax_derivatives(model):
+        return SOFTMAX_PATH
     if structured and has_analytic_derivatives(model):
         return "affine-closed-form" if isinstance(model, Affine) else "mlp-subspace"
     if structured and backend in ("auto", "hvp") and has_layered_derivatives(model):
@@ -348,8 +370,8 @@ def quadratic_model(
     """The quadratic model of the loss of ``model`` in the input at the batch ``(x, y)`` (module docs).
 
     Args:
-        model: an ``nn.Module`` mapping ``(n, d)`` inputs to ``n`` logits, rows independent.
-        x: ``(n, d)`` floating-point inputs; ``y``: ``(n,)`` labels in [0, 1].
+        model: an ``nn.Module`` mapping ``(n, d)`` inputs to ``n`` logits, or to ``(n, C)`` logits, rows independent.
+        x: ``(n, d)`` floating-point inputs; ``y``: ``(n,)`` labels in [0, 1] (one logit), or class codes 0..C-1.
         structured: use the affine / one-hidden-layer closed forms where the model has them.
         backend: ``"auto"``, ``"analytic"``, ``"func"`` (dense derivatives) or ``"hvp"`` (products: krylov).
 
@@ -365,9 +387,11 @@ def quadratic_model(
     if path == "mlp-subspace":
         U, quad, logits = mlp_factored(model, x, y)  # type: ignore[arg-type]
         return FactoredModel(U, quad, logits, y)
+    if path == SOFTMAX_PATH:
+        return softmax_quadratic(model, x, y)  # type: ignore[arg-type]
     if path == "krylov":
         if structured and has_layered_derivatives(model):
             return KrylovModel(layered_input_hessian(model, x, y))
         return KrylovModel(input_hessian(model, x, y))
     der = loss_input_derivatives(model, x, y, hessian=True, backend=backend)
-    return DenseModel(der.grad, der.hessian, der.loss)  # type: ignore[arg-type]
+    return DenseModel(der.grad, der.hessian, der.loss, der.logits.ndim == 2)  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+r"""Softmax regression's quadratic model of the cross-entropy in the input, in the row space of W.
+
+For f(x) = Wx + b with W of shape (C, d) (:class:`~fastfair.models.Affine` built with C ≥ 3 classes), p =
+softmax(f(x)) and the loss L(x) = ℓ(f(x), y) = logsumexp(f(x)) - f(x)_y (:func:`fastfair.losses.softmax_cross_entropy`),
+the chain rule with ∇ₓf = W and ∇²ₓf = 0 gives
+
+    ∇ₓL = Wᵀ(p - e_y),          ∇²ₓL = Wᵀ(diag(p) - ppᵀ)W.
+
+S = diag(p) - ppᵀ is positive semi-definite (vᵀSv is the variance of v under p) of rank ≤ C - 1 (S·1 = 0), so
+∇²ₓL is PSD of rank ≤ C - 1, and both derivatives lie in the row space of W, of dimension k ≤ min(C, d). With one
+thin QR factorisation per batch, Wᵀ = U R (U: d×k with orthonormal columns, R: k×C),
+
+    ∇ₓL = U g̃,   g̃ = R(p - e_y);        ∇²ₓL = U H̃ Uᵀ,   H̃ = R S Rᵀ        (k×k per row),
+
+so the n×d×d Hessian is never formed: O(n·C·d + n·C²·k) to build.
+
+The TRS in the row space. Write a step δ = U p̃ + p⊥ with p⊥ ⟂ range(U). Then ∇ₓLᵀp⊥ = 0 and ∇²ₓL p⊥ = 0, so the
+model m(δ) = ∇ₓLᵀδ + ½δᵀ∇²ₓLδ = g̃ᵀp̃ + ½p̃ᵀH̃p̃ depends on p̃ only, while ‖δ‖² = ‖p̃‖² + ‖p⊥‖²: p⊥ only spends
+radius. The k-dimensional problem max_{‖p̃‖≤r} g̃ᵀp̃ + ½p̃ᵀH̃p̃ thus has the optimal value of the d-dimensional one,
+and δ* = U p̃* is a global maximiser of the full model (the true loss is unchanged by p⊥ too: softmax regression
+sees x only through Wx). H̃ ⪰ 0, so the model is convex and its maximum over the ball is attained on the sphere
+‖p̃‖ = r (a convex function on a compact convex set peaks at an extreme point): the minimisation the solver does,
+min -g̃ᵀp̃ - ½p̃ᵀH̃p̃, has Hessian -H̃ ⪯ 0, and its multiplier λ ≥ λ_max(H̃) ≥ 0 puts the step on the boundary
+(λ = 0 only where H̃ = 0 and g̃ = 0, when every feasible step is optimal).
+
+Certificate in both coordinate systems: stationarity ‖(-H̃ + λI)p̃ - g̃‖ is the same number as ‖(-∇²ₓL + λI)δ -
+∇ₓL‖ (U has orthonormal columns), as are complementarity λ(r - ‖p̃‖) = λ(r - ‖δ‖) and feasibility; the full
+matrix -∇²ₓL + λI has the reduced spectrum shifted by λ on range(U) and the eigenvalue λ on its complement, so its
+smallest eigenvalue is min(λ_min(-H̃ + λI), λ) when k < d (what :meth:`fastfair.inner.TrustRegionAdversary`
+reports).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import softmax_logit_derivatives
+from ..models import Affine
+from ..trs import DenseQuadratic, QuadraticBatch
+
+__all__ = ["SOFTMAX_PATH", "SoftmaxModel", "has_softmax_derivatives", "softmax_parameters", "softmax_quadratic"]
+
+#: The path name of this quadratic model.
+SOFTMAX_PATH = "softmax-subspace"
+
+
+def has_softmax_derivatives(model: nn.Module) -> bool:
+    """True for an :class:`Affine` model with C ≥ 3 outputs that keeps :meth:`Affine.forward` (softmax regression)."""
+    return (
+        isinstance(model, Affine)
+        and type(model).forward is Affine.forward
+        and getattr(model, "n_classes", 2) > 2
+        and type(model.linear) is nn.Linear
+    )
+
+
+def softmax_parameters(model: Affine, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Detached (W (C, d), b (C,)) of a softmax-regression :class:`Affine`, cast to ``like``'s dtype and device."""
+    lin = model.linear
+    W = lin.weight.detach().to(device=like.device, dtype=like.dtype)
+    b = lin.bias.detach().to(like) if lin.bias is not None else like.new_zeros(W.shape[0])
+    return W, b
+
+
+class SoftmaxModel:
+    """``path = "softmax-subspace"``: g̃ (n, k) and H̃ (n, k, k) in the row-space basis U (d, k) (module docs).
+
+    ``sign`` -1 is the model of -L. Implements :class:`fastfair.derivatives.QuadraticModel` and
+    :class:`fastfair.trs.QuadraticBatch` (through its dense k×k form).
+    """
+
+    path = SOFTMAX_PATH
+    multiclass = True
+
+    def __init__(self, basis: Tensor, g: Tensor, H: Tensor, loss: Tensor, logits: Tensor) -> None:
+        self.basis, self._g, self.H, self._loss, self.logits = basis, g, H, loss, logits
+
+    @property
+    def g(self) -> Tensor:
+        return self._g
+
+    @property
+    def loss(self) -> Tensor:
+        return self._loss
+
+    def hvp(self, V: Tensor) -> Tensor:
+        return torch.bmm(self.H, V.unsqueeze(-1)).squeeze(-1)
+
+    def hessian(self) -> Tensor:
+        return self.H
+
+    def lift(self, p: Tensor) -> Tensor:
+        return p @ self.basis.T
+
+    def neg(self) -> SoftmaxModel:
+        return SoftmaxModel(self.basis, self._g.neg(), self.H.neg(), self._loss, self.logits)
+
+    def operator(self) -> QuadraticBatch:
+        """The k×k model for :func:`fastfair.trs.solve_trs_operator` (:class:`~fastfair.trs.DenseQuadratic`)."""
+        return DenseQuadratic(self._g, self.H)
+
+    # QuadraticBatch
+    def gradient(self, p: Tensor) -> Tensor:
+        return self.operator().gradient(p)
+
+    def curvature_bound(self) -> Tensor:
+        return self.operator().curvature_bound()
+
+    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.operator().rows(index)
+
+
+@torch.no_grad()
+def softmax_quadratic(model: Affine, x: Tensor, y: Tensor) -> SoftmaxModel:
+    """The quadratic model of softmax regression's cross-entropy at the batch (module docs): one thin QR of Wᵀ,
+    then g̃ = R(p - e_y) and H̃ = R(diag(p) - ppᵀ)Rᵀ per row. ``x`` detached (n, d); ``y`` (n,) class codes."""
+    W, b = softmax_parameters(model, x)
+    U, R = torch.linalg.qr(W.T, mode="reduced")  # W^T = U R: U (d, k), R (k, C), k = min(d, C)
+    logits = torch.addmm(b, x, W.T)
+    loss, dz, S = softmax_logit_derivatives(logits, y)
+    g = dz @ R.T
+    H = torch.einsum("kc,ncj,lj->nkl", R, S, R)
+    H = 0.5 * (H + H.mT)
+    return SoftmaxModel(U, g, H, loss, logits)
