@@ -211,7 +211,16 @@ def check_labels(y: np.ndarray, n_classes: int | None, what: str = "y") -> int:
         return 2 if n_classes is None else int(n_classes)
     binary = bool(((labels >= 0) & (labels <= 1)).all())
     if n_classes is None:
-        n_classes = 2 if binary else int(labels.max()) + 1
+        if binary:
+            return 2
+        wrong = (labels < 0) | (labels != np.round(labels))
+        if wrong.any():
+            row = int(np.argmax(wrong))
+            raise FastfairError(
+                f"{what} labels must be numbers in [0, 1] (binary) or integer codes 0, 1, 2, ... (multiclass), "
+                f"got {labels[row]:g} at row {row}"
+            )
+        n_classes = int(labels.max()) + 1
     if n_classes == 2:
         row = int(np.argmax((labels < 0) | (labels > 1)))
         require(binary, f"{what} labels of a binary target must lie in [0, 1], got {labels[row]:g} at row {row}")
