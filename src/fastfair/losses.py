@@ -28,7 +28,7 @@ For logits z ∈ ℝᶜ and a class code y, with p = softmax(z), pᶜ = e^{z_c} 
 
     ℓ(z, y) = logsumexp(z) - z_y = log Σⱼ e^{z_j - z_y}.
 
-With m = z_a the largest logit (a its first arg-max) this is, exactly,
+With m = z_a the largest logit (a = y where z_y is largest, else the first arg-max) this is, exactly,
 
     ℓ(z, y) = (m - z_y) + log1p(Σ_{j≠a} e^{z_j - m}),
 
@@ -158,17 +158,25 @@ def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     ``(m - z_y) + log1p(Σ_{j≠a} e^{z_j - m})`` with m = z_a the largest logit (module docs): cancellation-free.
 
     Differentiable by autograd, with derivative softmax(z) - e_y in z: the form is an identity in z for the
-    fixed index a, and the gradient reaches m through the one entry z_a.
+    fixed index a, and the gradient reaches m through the one entry z_a. Where y = a the first term is held at
+    the constant 0, so the y-th derivative -Σ_{j≠y} p_j keeps full relative accuracy too.
     """
     index = _class_index(logits, y)
     return _cross_entropy(logits, index)
 
 
 def _cross_entropy(logits: Tensor, index: Tensor) -> Tensor:
+    """``(m - z_y) + log1p(Σ_{j≠a} e^{z_j - m})`` with a = y where z_y is a largest logit (then the first term is
+    the constant 0, so autograd's derivative in z_y is -Σ_{j≠y} p_j from the one term, not 1 - 1 - Σ_{j≠y} p_j,
+    which rounds to 0 on a confident row), else the first arg-max."""
+    z_y = logits.gather(-1, index)
     top = logits.argmax(dim=-1, keepdim=True)
-    m = logits.gather(-1, top)
-    others = torch.exp(logits - m).scatter(-1, top, 0.0).sum(-1)  # Σ_{j≠a} e^{z_j - m}, the e^0 term left out
-    return (m - logits.gather(-1, index)).squeeze(-1) + torch.log1p(others)
+    y_on_top = z_y >= logits.gather(-1, top)
+    a = torch.where(y_on_top, index, top)
+    m = logits.gather(-1, a)
+    others = torch.exp(logits - m).scatter(-1, a, 0.0).sum(-1)  # Σ_{j≠a} e^{z_j - m}, the e^0 term left out
+    lead = torch.where(y_on_top, torch.zeros_like(m), m - z_y).squeeze(-1)
+    return lead + torch.log1p(others)
 
 
 def softmax_logit_derivatives(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
