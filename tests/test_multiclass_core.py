@@ -228,3 +228,38 @@ def test_a_user_module_with_c_outputs_trains() -> None:
     result = train_arrays(X, y, TrainConfig(solver="pgd", epochs=10, lr=0.05), model=model)
     assert result.decision_function(X).shape == (60, 3)
     assert (result.predict(X) == y).mean() >= 0.9
+
+
+def test_evaluate_split_passes_c_class_probabilities_and_n_classes_to_the_metrics(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from fastfair import metrics, training
+
+    X, y = blobs(60)
+    result = train_arrays(X, y, TrainConfig(solver="none", epochs=3, lr=0.1))
+    calls: dict[str, tuple] = {}
+
+    def summary(y_true, y_pred, sensitive, scores=None, *, n_classes=None):
+        calls["summary"] = (y_true, y_pred, sensitive, scores, n_classes)
+        return {"accuracy": float(np.mean(y_true == y_pred))}
+
+    def table(y_true, y_pred, sensitive, scores=None, group_names=None, *, overall=False, n_classes=None):
+        calls["table"] = (y_true, y_pred, sensitive, scores, group_names, n_classes)
+        return "table"
+
+    monkeypatch.setattr(metrics, "classification_summary", summary)
+    monkeypatch.setattr(metrics, "group_table", table)
+    s = np.arange(60) % 2
+    split = SimpleNamespace(X=X, y=y, s=s, group_names=("a", "b"))
+    out = training.evaluate_split(result, split)
+    assert out["groups"] == "table"
+    logits = result.decision_function(X)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    y_true, y_pred, names, scores, n_classes = calls["summary"]
+    np.testing.assert_array_equal(y_true, y)
+    assert n_classes == 3 and calls["table"][5] == 3
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    np.testing.assert_array_equal(y_pred, logits.argmax(1))
+    assert list(names[:2]) == ["a", "b"]
+    assert calls["table"][4] == {0: "a", 1: "b"}
