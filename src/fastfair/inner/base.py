@@ -7,6 +7,10 @@ An inner maximiser approximately solves, for every sample of a batch independent
 and returns x + δ (detached) with the loss attained there. Solvers never loop over samples in Python, never
 build an autograd graph through the model's parameters (they use detached parameters), never touch ``.grad``,
 and follow the device and dtype of ``x``.
+
+ℓ is :func:`fastfair.losses.classification_loss`: the logistic loss of one logit per row (labels in [0, 1]), or
+the softmax cross-entropy of (n, C) logits (labels the class codes 0..C-1, carried in ``x``'s floating dtype like
+binary labels).
 """
 
 from __future__ import annotations

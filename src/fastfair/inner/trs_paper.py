@@ -53,8 +53,9 @@ Which models: the Hessian comes from :func:`fastfair.derivatives.quadratic_model
 one-hidden-layer MLP's factored form in the row space of its first layer (k = min(h, d) columns; the dropped
 eigenvalues of the full d×d Hessian are the exact zeros on the complement, so this is the same algorithm, with
 the bracket still using the input dimension d), and any other row-wise module through a dense Hessian.
-A model whose k exceeds :data:`MAX_DENSE_DIM` is refused (one-line error): the reference's algorithm needs the
-full eigendecomposition, O(n·k²) memory and O(n·k³) time.
+A multiclass model (C ≥ 3 logits, softmax cross-entropy) is refused (one-line error): the reference's step is
+that of the binary logistic loss. A model whose k exceeds :data:`MAX_DENSE_DIM` is refused (one-line error): the
+reference's algorithm needs the full eigendecomposition, O(n·k²) memory and O(n·k³) time.
 
 What the result certifies: ``InnerResult.certificate`` is the KKT certificate of the returned step for the
 (unscaled) quadratic model of -ℓ, min -∇ℓᵀp - ½pᵀ∇²ℓp, with the multiplier λ·b. Boundary rows carry a multiplier
