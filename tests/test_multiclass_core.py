@@ -169,7 +169,7 @@ def test_auto_picks_trs_for_softmax_regression_and_pgd_for_a_relu_network() -> N
         ("random", "affine"),
         ("auto", "affine"),
         ("none", "mlp"),
-        pytest.param("trs", "mlp", marks=pytest.mark.slow),  # the dense torch.func path: seconds
+        pytest.param("trs", "mlp", marks=pytest.mark.slow),  # a few seconds
     ],
 )
 def test_three_class_training_reaches_high_accuracy(solver: str, model: str) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import grad, hessian
 from torch.nn import functional as F
 
-from fastfair.derivatives import SOFTMAX_PATH, choose_path, quadratic_model
+from fastfair.derivatives import SOFTMAX_MLP_PATH, SOFTMAX_PATH, choose_path, quadratic_model
 from fastfair.errors import FastfairError
 from fastfair.inner import make_inner
 from fastfair.models import build_model
@@ -171,24 +171,36 @@ def test_structured_and_dense_paths_take_the_same_step() -> None:
     torch.testing.assert_close(fast.loss, dense.loss, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize(("hidden", "d"), [(8, 5), ((8, 6), 20)])
-def test_multiclass_mlps_take_the_general_paths_and_match_the_oracle(hidden, d: int) -> None:
+@pytest.mark.parametrize(
+    ("hidden", "d", "activation", "path"),
+    [
+        (8, 5, "tanh", SOFTMAX_MLP_PATH),  # h ≥ d: the input space itself
+        (6, 20, "softplus", SOFTMAX_MLP_PATH),  # h < d: the row space of W
+        (6, 20, "relu", SOFTMAX_MLP_PATH),  # φ″ = 0 almost everywhere
+        ((8, 6), 5, "tanh", "dense"),
+        ((8, 6), 20, "gelu", "krylov"),
+    ],
+)
+def test_multiclass_mlps_match_the_dense_exact_oracle(hidden, d: int, activation: str, path: str) -> None:
     C, r = 3, 0.4
-    model = build_model("mlp", d, hidden=hidden, n_classes=C, seed=1, dtype=DT)
+    model = build_model("mlp", d, hidden=hidden, activation=activation, n_classes=C, seed=1, dtype=DT)
     x, y = batch(d, C, 7, n=6)
-    path = make_inner("trs").path_for(model, d)
-    assert path == ("dense" if d <= 16 else "krylov")
+    assert make_inner("trs").path_for(model, d) == path
+    g_full, H_full = dense_derivatives(model, x, y)
+    quad = quadratic_model(model, x, y)
+    assert quad.path == path
+    if path == SOFTMAX_MLP_PATH:
+        torch.testing.assert_close(quad.lift(quad.g), g_full, rtol=1e-10, atol=1e-13)
+        Hq = quad.hessian() if quad.basis is None else quad.basis @ quad.hessian() @ quad.basis.T
+        torch.testing.assert_close(Hq, H_full, rtol=1e-10, atol=1e-13)
     res = make_inner("trs").perturb(model, x, y, r)
     assert res.extras["path"] == path and bool(res.certificate.ok().all())
-    g_full, H_full = dense_derivatives(model, x, y)
-    delta = res.x_adv - x
-    for i in range(len(x)):
-        g, H = g_full[i].numpy(), H_full[i].numpy()
-        p = delta[i].numpy()
-        value = float(g @ p + 0.5 * p @ H @ p)
-        # the exact maximiser of an indefinite model: the oracle's value via the certified dense solve
-        best = -float(solve_trs(-g_full[i : i + 1], -H_full[i : i + 1], torch.tensor([r], dtype=DT)).objective[0])
-        assert abs(value - best) <= 1e-8 * (abs(best) + 1e-3)
+    lean = make_inner("trs", certify=False).attack(model, x, y, torch.full((len(x),), r, dtype=DT))
+    # the exact maximiser of an indefinite model: the value of the certified dense solve in the full space
+    best = -solve_trs(-g_full, -H_full, torch.full((len(x),), r, dtype=DT)).objective
+    for step in (res.x_adv - x, lean - x):
+        value = (g_full * step).sum(-1) + 0.5 * (step * (H_full @ step.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        torch.testing.assert_close(value, best, rtol=1e-8, atol=1e-12)
 
 
 def test_a_user_module_with_c_outputs_is_solved_on_the_general_path() -> None:

@@ -28,7 +28,8 @@ How the package is built
 * :mod:`.layered` -- the built-in MLPs' (any depth) gradient and Hessian-vector products in closed form
   (R-operator over cached activations), in the row space of the first layer.
 * :mod:`.softmax` -- softmax regression (C ≥ 3 classes): the cross-entropy's gradient Wᵀ(p - e_y) and Hessian
-  Wᵀ(diag(p) - ppᵀ)W in the row space of W, and why the TRS there is exact in k ≤ C dimensions.
+  Wᵀ(diag(p) - ppᵀ)W in the row space of W, and why the TRS there is exact in k ≤ C dimensions; the same
+  reduction for the one-hidden-layer MLP with C outputs.
 * :mod:`.quadratic` -- the quadratic-model protocol, its implementations and the one place the path is
   chosen.
 """
@@ -67,7 +68,14 @@ from .quadratic import (
     models_multiclass,
     quadratic_model,
 )
-from .softmax import SOFTMAX_PATH, has_softmax_derivatives, softmax_quadratic
+from .softmax import (
+    SOFTMAX_MLP_PATH,
+    SOFTMAX_PATH,
+    has_softmax_derivatives,
+    has_softmax_mlp_derivatives,
+    softmax_mlp_quadratic,
+    softmax_quadratic,
+)
 
 __all__ = [
     "ANALYTIC_ACTIVATIONS",
@@ -76,6 +84,7 @@ __all__ = [
     "METHODS",
     "PATHS",
     "QUADRATIC_BACKENDS",
+    "SOFTMAX_MLP_PATH",
     "SOFTMAX_PATH",
     "DenseModel",
     "FactoredModel",
@@ -97,6 +106,7 @@ __all__ = [
     "has_analytic_derivatives",
     "has_layered_derivatives",
     "has_softmax_derivatives",
+    "has_softmax_mlp_derivatives",
     "input_hessian",
     "layered_input_hessian",
     "loss_input_derivatives",
@@ -107,5 +117,6 @@ __all__ = [
     "models_multiclass",
     "quadratic_model",
     "row_space_basis",
+    "softmax_mlp_quadratic",
     "softmax_quadratic",
 ]

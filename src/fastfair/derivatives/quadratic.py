@@ -27,6 +27,9 @@ The implementations (``path``):
 ``"softmax-subspace"`` -- :class:`~.softmax.SoftmaxModel`, softmax regression f(x) = Wx + b with C ≥ 3 classes:
     ``g = Wᵀ(p - e_y)``, ``H = Wᵀ(diag(p) - ppᵀ)W`` (PSD, rank ≤ C - 1), kept as k×k (k ≤ min(C, d)) in the row
     space of W (``basis`` U from the thin QR Wᵀ = UR) (:mod:`.softmax`).
+``"mlp-softmax-subspace"`` -- the same for the one-hidden-layer MLP with C ≥ 3 outputs, f(x) = Vφ(Wx + b) + c:
+    ``g = Jᵀ(p - e_y)``, ``H = Jᵀ(diag(p) - ppᵀ)J + Wᵀdiag((Vᵀ(p - e_y)) ⊙ φ″)W`` with J = V diag(φ′) W, as k×k
+    (k ≤ min(h, d)) in the row space of W when h < d, in the input space otherwise (:mod:`.softmax`).
 ``"dense"`` -- :class:`DenseModel`: the full (n, d, d) Hessian (closed forms, or ``torch.func`` for any
     module); O(n·d²) memory, meant for tiny d or as the reference.
 ``"krylov"`` -- :class:`KrylovModel`: Hessian-vector products; O(n·d) memory, ``hessian()`` costs d products (for
@@ -38,15 +41,17 @@ Which one (:func:`choose_path`, the only place the choice is made):
 
 1. ``structured`` and the model has closed forms (:func:`~.analytic.has_analytic_derivatives`): the affine
    model's rank-one form, the one-hidden-layer MLP's factored form; softmax regression (an affine model with C ≥ 3
-   outputs, :func:`~.softmax.has_softmax_derivatives`): its row-space form;
+   outputs, :func:`~.softmax.has_softmax_derivatives`) and the one-hidden-layer MLP with C ≥ 3 outputs
+   (:func:`~.softmax.has_softmax_mlp_derivatives`): their row-space forms;
 2. ``structured``, backend ``"auto"`` or ``"hvp"``, and a built-in MLP of two or more hidden layers
    (:func:`~.layered.has_layered_derivatives`): krylov at every d, with closed-form products;
 3. otherwise by ``backend``: ``"hvp"`` -> krylov; ``"analytic"`` / ``"func"``, or ``structured=False`` -> dense;
    ``"auto"`` -> dense for ``d ≤`` :data:`DENSE_MAX_DIM`, krylov above.
 
 With C ≥ 3 classes the loss is the softmax cross-entropy (:func:`fastfair.losses.classification_loss`); the
-one-logit closed forms (rank one, factored, layered) do not apply, so multiclass MLPs of any depth take rule 3
-(dense for tiny d, krylov with products by automatic differentiation above). :func:`models_multiclass` says
+one-logit closed forms (rank one, factored, layered) do not apply: softmax regression and the one-hidden-layer
+MLP have their own (rule 1), and MLPs of two or more hidden layers take rule 3 (dense for tiny d, krylov with
+products by automatic differentiation above). :func:`models_multiclass` says
 whether a quadratic model is that of the softmax cross-entropy of C logits.
 
 Everything is computed without an autograd graph through the model's parameters; outputs follow ``x``'s dtype
@@ -76,7 +81,15 @@ from .analytic import (
 from .factored import FactoredQuadratic
 from .hvp import InputHessian, input_hessian
 from .layered import LayeredInputHessian, has_layered_derivatives, layered_input_hessian
-from .softmax import SOFTMAX_PATH, SoftmaxModel, has_softmax_derivatives, softmax_quadratic
+from .softmax import (
+    SOFTMAX_MLP_PATH,
+    SOFTMAX_PATH,
+    SoftmaxModel,
+    has_softmax_derivatives,
+    has_softmax_mlp_derivatives,
+    softmax_mlp_quadratic,
+    softmax_quadratic,
+)
 
 __all__ = [
     "DENSE_MAX_DIM",
@@ -94,7 +107,7 @@ __all__ = [
 ]
 
 #: The paths of :func:`quadratic_model`, i.e. the implementations of :class:`QuadraticModel`.
-PATHS = ("affine-closed-form", "mlp-subspace", SOFTMAX_PATH, "dense", "krylov")
+PATHS = ("affine-closed-form", "mlp-subspace", SOFTMAX_PATH, SOFTMAX_MLP_PATH, "dense", "krylov")
 #: Backends of :func:`quadratic_model`: the dense ones of :func:`~.analytic.loss_input_derivatives` and ``"hvp"``
 #: (Hessian-vector products only: the krylov path).
 QUADRATIC_BACKENDS = (*BACKENDS, "hvp")
@@ -353,6 +366,8 @@ def choose_path(model: nn.Module, d: int, *, structured: bool = True, backend: s
     check_backend(backend, QUADRATIC_BACKENDS)
     if structured and has_softmax_derivatives(model):
         return SOFTMAX_PATH
+    if structured and has_softmax_mlp_derivatives(model):
+        return SOFTMAX_MLP_PATH
     if structured and has_analytic_derivatives(model):
         return "affine-closed-form" if isinstance(model, Affine) else "mlp-subspace"
     if structured and backend in ("auto", "hvp") and has_layered_derivatives(model):
@@ -389,6 +404,8 @@ def quadratic_model(
         return FactoredModel(U, quad, logits, y)
     if path == SOFTMAX_PATH:
         return softmax_quadratic(model, x, y)  # type: ignore[arg-type]
+    if path == SOFTMAX_MLP_PATH:
+        return softmax_mlp_quadratic(model, x, y)  # type: ignore[arg-type]
     if path == "krylov":
         if structured and has_layered_derivatives(model):
             return KrylovModel(layered_input_hessian(model, x, y))

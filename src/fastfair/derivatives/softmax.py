@@ -23,6 +23,18 @@ sees x only through Wx). H̃ ⪰ 0, so the model is convex and its maximum over 
 min -g̃ᵀp̃ - ½p̃ᵀH̃p̃, has Hessian -H̃ ⪯ 0, and its multiplier λ ≥ λ_max(H̃) ≥ 0 puts the step on the boundary
 (λ = 0 only where H̃ = 0 and g̃ = 0, when every feasible step is optimal).
 
+The one-hidden-layer MLP with C outputs, f(x) = Vφ(Wx + b) + c (V: C×h, W: h×d), pre-activation z = Wx + b,
+a = φ′(z), φ″(z) (:mod:`.activations`) and u = p - e_y: the logits' Jacobian is J = V diag(a) W, the Hessian of
+f_c is Wᵀ diag(V_c ⊙ φ″(z)) W, and
+
+    ∇ₓL = Jᵀu,          ∇²ₓL = JᵀSJ + Σ_c u_c ∇²f_c = JᵀSJ + Wᵀ diag((Vᵀu) ⊙ φ″(z)) W,
+
+again in the row space of W (k ≤ min(h, d)). With W = M Uᵀ (M = Rᵀ from Wᵀ = UR when h < d; U = I, M = W
+otherwise), J̃ = V diag(a) M (C×k), g̃ = J̃ᵀu and H̃ = J̃ᵀSJ̃ + Mᵀ diag((Vᵀu) ⊙ φ″(z)) M (path
+``"mlp-softmax-subspace"``; O(n·C·h·k + n·h·k²)). The p⊥ argument and the certificate are the same as below;
+H̃ is indefinite in general here (the second term), so the step may be interior or a hard case, which the
+certified k×k solve handles.
+
 Certificate in both coordinate systems: stationarity ‖(-H̃ + λI)p̃ - g̃‖ is the same number as ‖(-∇²ₓL + λI)δ -
 ∇ₓL‖ (U has orthonormal columns), as are complementarity λ(r - ‖p̃‖) = λ(r - ‖δ‖) and feasibility; the full
 matrix -∇²ₓL + λI has the reduced spectrum shifted by λ on range(U) and the eigenvalue λ on its complement, so its
@@ -36,13 +48,25 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import softmax_logit_derivatives
-from ..models import Affine
+from ..models import MLP, Affine
 from ..trs import DenseQuadratic, QuadraticBatch
+from .activations import ANALYTIC_ACTIVATIONS, activation_derivatives
 
-__all__ = ["SOFTMAX_PATH", "SoftmaxModel", "has_softmax_derivatives", "softmax_parameters", "softmax_quadratic"]
+__all__ = [
+    "SOFTMAX_MLP_PATH",
+    "SOFTMAX_PATH",
+    "SoftmaxModel",
+    "has_softmax_derivatives",
+    "has_softmax_mlp_derivatives",
+    "softmax_mlp_quadratic",
+    "softmax_parameters",
+    "softmax_quadratic",
+]
 
-#: The path name of this quadratic model.
+#: The path name of softmax regression's quadratic model.
 SOFTMAX_PATH = "softmax-subspace"
+#: The path name of the one-hidden-layer multiclass MLP's quadratic model.
+SOFTMAX_MLP_PATH = "mlp-softmax-subspace"
 
 
 def has_softmax_derivatives(model: nn.Module) -> bool:
@@ -55,6 +79,20 @@ def has_softmax_derivatives(model: nn.Module) -> bool:
     )
 
 
+def has_softmax_mlp_derivatives(model: nn.Module) -> bool:
+    """True for an :class:`MLP` with C ≥ 3 outputs that keeps :meth:`MLP.forward` and :meth:`MLP.act`, whose
+    activation has closed-form derivatives."""
+    return (
+        isinstance(model, MLP)
+        and getattr(model, "n_classes", 2) > 2
+        and type(model).forward is MLP.forward
+        and type(model).act is MLP.act
+        and getattr(model, "activation", None) in ANALYTIC_ACTIVATIONS
+        and type(model.hidden) is nn.Linear
+        and type(model.out) is nn.Linear
+    )
+
+
 def softmax_parameters(model: Affine, like: Tensor) -> tuple[Tensor, Tensor]:
     """Detached (W (C, d), b (C,)) of a softmax-regression :class:`Affine`, cast to ``like``'s dtype and device."""
     lin = model.linear
@@ -64,17 +102,20 @@ def softmax_parameters(model: Affine, like: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class SoftmaxModel:
-    """``path = "softmax-subspace"``: g̃ (n, k) and H̃ (n, k, k) in the row-space basis U (d, k) (module docs).
+    """``path`` ``"softmax-subspace"`` (softmax regression) or ``"mlp-softmax-subspace"`` (one-hidden-layer MLP with
+    C outputs): g̃ (n, k) and H̃ (n, k, k) in the row-space basis U (d, k), or in the input space (``basis`` None)
+    (module docs).
 
     ``sign`` -1 is the model of -L. Implements :class:`fastfair.derivatives.QuadraticModel` and
     :class:`fastfair.trs.QuadraticBatch` (through its dense k×k form).
     """
 
-    path = SOFTMAX_PATH
     multiclass = True
 
-    def __init__(self, basis: Tensor, g: Tensor, H: Tensor, loss: Tensor, logits: Tensor) -> None:
-        self.basis, self._g, self.H, self._loss, self.logits = basis, g, H, loss, logits
+    def __init__(
+        self, basis: Tensor | None, g: Tensor, H: Tensor, loss: Tensor, logits: Tensor, path: str = SOFTMAX_PATH
+    ) -> None:
+        self.basis, self._g, self.H, self._loss, self.logits, self.path = basis, g, H, loss, logits, path
 
     @property
     def g(self) -> Tensor:
@@ -91,10 +132,10 @@ class SoftmaxModel:
         return self.H
 
     def lift(self, p: Tensor) -> Tensor:
-        return p @ self.basis.T
+        return p if self.basis is None else p @ self.basis.T
 
     def neg(self) -> SoftmaxModel:
-        return SoftmaxModel(self.basis, self._g.neg(), self.H.neg(), self._loss, self.logits)
+        return SoftmaxModel(self.basis, self._g.neg(), self.H.neg(), self._loss, self.logits, self.path)
 
     def operator(self) -> QuadraticBatch:
         """The k×k model for :func:`fastfair.trs.solve_trs_operator` (:class:`~fastfair.trs.DenseQuadratic`)."""
@@ -123,3 +164,28 @@ def softmax_quadratic(model: Affine, x: Tensor, y: Tensor) -> SoftmaxModel:
     H = torch.einsum("kc,ncj,lj->nkl", R, S, R)
     H = 0.5 * (H + H.mT)
     return SoftmaxModel(U, g, H, loss, logits)
+
+
+@torch.no_grad()
+def softmax_mlp_quadratic(model: MLP, x: Tensor, y: Tensor) -> SoftmaxModel:
+    """The quadratic model of a one-hidden-layer MLP's cross-entropy over C outputs (module docs): in the row space
+    of W (one thin QR of Wᵀ) when h < d, in the input space otherwise. ``x`` detached (n, d); ``y`` (n,) codes."""
+    W = model.hidden.weight.detach().to(device=x.device, dtype=x.dtype)
+    h = W.shape[0]
+    b = model.hidden.bias.detach().to(x) if model.hidden.bias is not None else x.new_zeros(h)
+    V = model.out.weight.detach().to(x)  # (C, h)
+    c = model.out.bias.detach().to(x) if model.out.bias is not None else x.new_zeros(V.shape[0])
+    phi, p1, p2 = activation_derivatives(model.activation, torch.addmm(b, x, W.T))
+    logits = torch.addmm(c, phi, V.T)
+    loss, u, S = softmax_logit_derivatives(logits, y)
+    U, M = None, W
+    if h < W.shape[1]:
+        U, R = torch.linalg.qr(W.T, mode="reduced")
+        M = R.T  # W = M Uᵀ
+    J = (V.unsqueeze(0) * p1.unsqueeze(1)) @ M  # (n, C, k): V diag(φ′) M per row
+    g = torch.bmm(u.unsqueeze(1), J).squeeze(1)  # J̃ᵀu
+    H = J.mT @ S @ J  # J̃ᵀ S J̃
+    curv = (u @ V) * p2  # (n, h): (Vᵀu) ⊙ φ″
+    H = H + torch.einsum("hk,nh,hl->nkl", M, curv, M)
+    H = 0.5 * (H + H.mT)
+    return SoftmaxModel(U, g, H, loss, logits, SOFTMAX_MLP_PATH)

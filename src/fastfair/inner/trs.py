@@ -44,6 +44,10 @@ is chosen there, and only there) and solves whatever it gets; ``extras["path"]``
     H̃ ⪰ 0 (rank ≤ C - 1), so the maximiser lies on the sphere ‖δ‖ = r (:mod:`fastfair.derivatives.softmax`).
     The lean path is the k×k operator solve of ``"mlp-subspace"``.
 
+``"mlp-softmax-subspace"`` -- the one-hidden-layer MLP with C ≥ 3 outputs: the same k×k reduction (k ≤ min(h, d))
+    of g = Jᵀ(p - e_y) and H = Jᵀ(diag(p) - ppᵀ)J + Wᵀdiag((Vᵀ(p - e_y)) ⊙ φ″)W, J = V diag(φ′) W; H is
+    indefinite in general, and the certified k×k solve handles the interior and hard cases.
+
 ``"krylov"`` -- Hessian-vector products only (any row-wise module at larger d): :func:`~fastfair.trs.solve_trs_krylov`
     (batched Lanczos / GLTR, never an (n, d, d) tensor). Certified: with its curvature probe (the hard case is
     found) and the certificate computed from products; ``iterations`` counts the products per row.
@@ -76,6 +80,7 @@ from torch import Tensor, nn
 
 from ..derivatives import (
     QUADRATIC_BACKENDS,
+    SOFTMAX_MLP_PATH,
     SOFTMAX_PATH,
     DenseModel,
     FactoredModel,
@@ -290,6 +295,7 @@ _CERTIFIED: dict[str, Callable[..., InnerResult]] = {
     "affine-closed-form": TrustRegionAdversary._certified_rank_one,
     "mlp-subspace": TrustRegionAdversary._certified_matrix,
     SOFTMAX_PATH: TrustRegionAdversary._certified_matrix,
+    SOFTMAX_MLP_PATH: TrustRegionAdversary._certified_matrix,
     "dense": TrustRegionAdversary._certified_matrix,
     "krylov": TrustRegionAdversary._certified_krylov,
 }
@@ -297,6 +303,7 @@ _LEAN: dict[str, Callable[..., _LeanStep]] = {
     "affine-closed-form": TrustRegionAdversary._lean_rank_one,
     "mlp-subspace": TrustRegionAdversary._lean_matrix,
     SOFTMAX_PATH: TrustRegionAdversary._lean_matrix,
+    SOFTMAX_MLP_PATH: TrustRegionAdversary._lean_matrix,
     "dense": TrustRegionAdversary._lean_matrix,
     "krylov": TrustRegionAdversary._lean_krylov,
 }
