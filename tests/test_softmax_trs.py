@@ -177,8 +177,9 @@ def test_structured_and_dense_paths_take_the_same_step() -> None:
         (8, 5, "tanh", SOFTMAX_MLP_PATH),  # h ≥ d: the input space itself
         (6, 20, "softplus", SOFTMAX_MLP_PATH),  # h < d: the row space of W
         (6, 20, "relu", SOFTMAX_MLP_PATH),  # φ″ = 0 almost everywhere
-        ((8, 6), 5, "tanh", "dense"),
+        ((8, 6), 5, "tanh", "krylov"),  # closed-form products with the C×C softmax Hessian at the output
         ((8, 6), 20, "gelu", "krylov"),
+        ((4, 6, 5), 20, "sigmoid", "krylov"),  # h_1 ≤ d/2: in the row space of the first layer
     ],
 )
 def test_multiclass_mlps_match_the_dense_exact_oracle(hidden, d: int, activation: str, path: str) -> None:
@@ -189,6 +190,11 @@ def test_multiclass_mlps_match_the_dense_exact_oracle(hidden, d: int, activation
     g_full, H_full = dense_derivatives(model, x, y)
     quad = quadratic_model(model, x, y)
     assert quad.path == path
+    if path == "krylov":
+        assert quad.method == "analytic" and quad.multiclass
+        torch.testing.assert_close(quad.lift(quad.g), g_full, rtol=1e-10, atol=1e-13)
+        Hq = quad.hessian() if quad.basis is None else quad.basis @ quad.hessian() @ quad.basis.T
+        torch.testing.assert_close(Hq, H_full, rtol=1e-10, atol=1e-13)
     if path == SOFTMAX_MLP_PATH:
         torch.testing.assert_close(quad.lift(quad.g), g_full, rtol=1e-10, atol=1e-13)
         Hq = quad.hessian() if quad.basis is None else quad.basis @ quad.hessian() @ quad.basis.T

@@ -37,8 +37,10 @@ Input derivatives of the loss (:mod:`fastfair.derivatives`) follow the model's s
   Hessian where d is tiny).
 
 With C ≥ 3 classes: softmax regression has ∇ₓL = Wᵀ(p - e_y) and ∇²ₓL = Wᵀ(diag(p) - ppᵀ)W, in the row space
-of W (path ``"softmax-subspace"``); the MLPs of any depth take the general paths (dense for tiny d, Hessian-vector
-products by automatic differentiation otherwise).
+of W (path ``"softmax-subspace"``); the one-hidden-layer MLP's gradient and Hessian also live in the row space of
+its first layer (path ``"mlp-softmax-subspace"``); the DeepMLP keeps its closed-form Hessian-vector products, with
+the C×C softmax Hessian at the output (path ``"krylov"``); any other module with C outputs takes the general paths
+(dense for tiny d, Hessian-vector products by automatic differentiation otherwise).
 """
 
 from __future__ import annotations

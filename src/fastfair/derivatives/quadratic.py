@@ -49,9 +49,9 @@ Which one (:func:`choose_path`, the only place the choice is made):
    ``"auto"`` -> dense for ``d ≤`` :data:`DENSE_MAX_DIM`, krylov above.
 
 With C ≥ 3 classes the loss is the softmax cross-entropy (:func:`fastfair.losses.classification_loss`); the
-one-logit closed forms (rank one, factored, layered) do not apply: softmax regression and the one-hidden-layer
-MLP have their own (rule 1), and MLPs of two or more hidden layers take rule 3 (dense for tiny d, krylov with
-products by automatic differentiation above). :func:`models_multiclass` says
+one-logit closed forms (rank one, factored) do not apply: softmax regression and the one-hidden-layer MLP have
+their own (rule 1); the built-in MLPs of two or more hidden layers keep rule 2 (closed-form products with the
+C×C softmax Hessian, :mod:`.layered`), and any other module with C outputs takes rule 3. :func:`models_multiclass` says
 whether a quadratic model is that of the softmax cross-entropy of C logits.
 
 Everything is computed without an autograd graph through the model's parameters; outputs follow ``x``'s dtype
