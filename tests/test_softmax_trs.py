@@ -177,6 +177,7 @@ def test_structured_and_dense_paths_take_the_same_step() -> None:
         (8, 5, "tanh", SOFTMAX_MLP_PATH),  # h ≥ d: the input space itself
         (6, 20, "softplus", SOFTMAX_MLP_PATH),  # h < d: the row space of W
         (6, 20, "relu", SOFTMAX_MLP_PATH),  # φ″ = 0 almost everywhere
+        (16, 20, "tanh", "krylov"),  # k = 16: the closed-form products are cheaper than a 16×16 model per row
         ((8, 6), 5, "tanh", "krylov"),  # closed-form products with the C×C softmax Hessian at the output
         ((8, 6), 20, "gelu", "krylov"),
         ((4, 6, 5), 20, "sigmoid", "krylov"),  # h_1 ≤ d/2: in the row space of the first layer
