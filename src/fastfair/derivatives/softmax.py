@@ -1,4 +1,5 @@
-r"""Softmax regression's quadratic model of the cross-entropy in the input, in the row space of W.
+r"""Quadratic models of the softmax cross-entropy in the input, in the row space of the first layer: softmax
+regression and the one-hidden-layer MLP with C ≥ 3 outputs.
 
 For f(x) = Wx + b with W of shape (C, d) (:class:`~fastfair.models.Affine` built with C ≥ 3 classes), p =
 softmax(f(x)) and the loss L(x) = ℓ(f(x), y) = logsumexp(f(x)) - f(x)_y (:func:`fastfair.losses.softmax_cross_entropy`),
@@ -8,7 +9,8 @@ the chain rule with ∇ₓf = W and ∇²ₓf = 0 gives
 
 S = diag(p) - ppᵀ is positive semi-definite (vᵀSv is the variance of v under p) of rank ≤ C - 1 (S·1 = 0), so
 ∇²ₓL is PSD of rank ≤ C - 1, and both derivatives lie in the row space of W, of dimension k ≤ min(C, d). With one
-thin QR factorisation per batch, Wᵀ = U R (U: d×k with orthonormal columns, R: k×C),
+thin QR factorisation per batch, Wᵀ = U R (U: d×k with orthonormal columns, R: k×C, k = min(C, d); range(U)
+contains the row space of W also when W is rank deficient, or zero),
 
     ∇ₓL = U g̃,   g̃ = R(p - e_y);        ∇²ₓL = U H̃ Uᵀ,   H̃ = R S Rᵀ        (k×k per row),
 
@@ -20,8 +22,10 @@ radius. The k-dimensional problem max_{‖p̃‖≤r} g̃ᵀp̃ + ½p̃ᵀH̃p̃
 and δ* = U p̃* is a global maximiser of the full model (the true loss is unchanged by p⊥ too: softmax regression
 sees x only through Wx). H̃ ⪰ 0, so the model is convex and its maximum over the ball is attained on the sphere
 ‖p̃‖ = r (a convex function on a compact convex set peaks at an extreme point): the minimisation the solver does,
-min -g̃ᵀp̃ - ½p̃ᵀH̃p̃, has Hessian -H̃ ⪯ 0, and its multiplier λ ≥ λ_max(H̃) ≥ 0 puts the step on the boundary
-(λ = 0 only where H̃ = 0 and g̃ = 0, when every feasible step is optimal).
+min -g̃ᵀp̃ - ½p̃ᵀH̃p̃, has Hessian -H̃ ⪯ 0; optimality needs -H̃ + λI ⪰ 0, i.e. a multiplier λ ≥ λ_max(H̃) ≥ 0,
+and complementarity λ(r - ‖p̃‖) = 0 then puts the step on the boundary whenever λ > 0. λ = 0 needs λ_max(H̃) = 0,
+i.e. H̃ = 0, and then stationarity g̃ = 0: a flat model (W = 0, or p = e_y to rounding), where every feasible step
+is optimal.
 
 The one-hidden-layer MLP with C outputs, f(x) = Vφ(Wx + b) + c (V: C×h, W: h×d), pre-activation z = Wx + b,
 a = φ′(z), φ″(z) (:mod:`.activations`) and u = p - e_y: the logits' Jacobian is J = V diag(a) W, the Hessian of
@@ -31,9 +35,9 @@ f_c is Wᵀ diag(V_c ⊙ φ″(z)) W, and
 
 again in the row space of W (k ≤ min(h, d)). With W = M Uᵀ (M = Rᵀ from Wᵀ = UR when h < d; U = I, M = W
 otherwise), J̃ = V diag(a) M (C×k), g̃ = J̃ᵀu and H̃ = J̃ᵀSJ̃ + Mᵀ diag((Vᵀu) ⊙ φ″(z)) M (path
-``"mlp-softmax-subspace"``; O(n·C·h·k + n·h·k²)). The p⊥ argument and the certificate are the same as below;
-H̃ is indefinite in general here (the second term), so the step may be interior or a hard case, which the
-certified k×k solve handles.
+``"mlp-softmax-subspace"``; O(n·C·h·k + n·h·k²)). The p⊥ argument is that of softmax regression (the MLP sees x
+only through Wx) and the certificate the one below; H̃ is indefinite in general here (the second term), so the
+step may be interior or a hard case, which the certified k×k solve handles.
 
 Certificate in both coordinate systems: stationarity ‖(-H̃ + λI)p̃ - g̃‖ is the same number as ‖(-∇²ₓL + λI)δ -
 ∇ₓL‖ (U has orthonormal columns), as are complementarity λ(r - ‖p̃‖) = λ(r - ‖δ‖) and feasibility; the full
