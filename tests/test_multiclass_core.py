@@ -203,8 +203,13 @@ def test_labels_and_penalties_a_multiclass_run_cannot_take() -> None:
         train_arrays(X, y + 1, config, n_classes=3)
     with pytest.raises(FastfairError, match="binary targets only"):
         train_arrays(X, y, TrainConfig(solver="none", epochs=1, fairness_penalty="dp"), groups=y % 2)
-    with pytest.raises(FastfairError, match="classes"):
+    with pytest.raises(FastfairError, match="one output per row") as info:
         train_arrays(X, y, config, model=build_model("affine", 4))
+    assert "\n" not in str(info.value)
+    with pytest.raises(FastfairError, match="4 outputs but the labels have 3 classes"):
+        train_arrays(X, y, config, model=build_model("affine", 4, n_classes=4), n_classes=3)
+    with pytest.raises(FastfairError, match="logits"):  # two outputs: neither one logit nor C >= 3
+        train_arrays(X, y % 2, config, model=nn.Linear(4, 2))
     with pytest.raises(FastfairError, match="multiclass"):
         train_arrays(X, y, TrainConfig(solver="trs-paper", epochs=1))
 
@@ -226,8 +231,12 @@ def test_a_user_module_with_c_outputs_trains() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3))
     result = train_arrays(X, y, TrainConfig(solver="pgd", epochs=10, lr=0.05), model=model)
+    assert result.n_classes == 3
     assert result.decision_function(X).shape == (60, 3)
     assert (result.predict(X) == y).mean() >= 0.9
+    # a module with 4 outputs takes labels 0..2 (a class absent from the training rows) as a 4-class target
+    wide = train_arrays(X, y, TrainConfig(solver="none", epochs=1), model=nn.Linear(4, 4))
+    assert wide.n_classes == 4 and wide.decision_function(X).shape == (60, 4)
 
 
 def test_evaluate_split_passes_c_class_probabilities_and_n_classes_to_the_metrics(monkeypatch) -> None:

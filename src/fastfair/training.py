@@ -97,8 +97,8 @@ class TrainResult:
     """A trained model with its per-epoch history and timing.
 
     ``inner_choice``: for ``solver="auto"``, the solver it chose and why, ``{"solver": ..., "reason": ...}``
-    (:class:`fastfair.inner.AutoChoice`); ``None`` for every other solver. ``n_classes``: C (2 for a binary
-    model; ``None`` when built reads the model's ``n_classes``, 2 for a model without one).
+    (:class:`fastfair.inner.AutoChoice`); ``None`` for every other solver. ``n_classes``: C, the number of classes
+    (2 for a binary model); left ``None``, it is read from ``model.n_classes`` (2 for a model without one).
     """
 
     model: nn.Module
@@ -329,8 +329,9 @@ def train_arrays(
 
     ``n_classes`` C: 2 (binary, labels in [0, 1]: hard 0/1 or soft), or C ≥ 3 (labels integer codes 0..C-1: a
     model with C outputs and the softmax cross-entropy, module docs); ``None``: 2 when every label lies in [0, 1],
-    else the largest label + 1. Labels that do not fit (negative, fractional above 1, a code ≥ C) are refused with
-    a one-line :class:`FastfairError`, as is a fairness penalty with C ≥ 3.
+    else the largest label + 1; a ``model`` passed in with C ≥ 3 outputs sets C when ``n_classes`` is None. Labels
+    that do not fit (negative, fractional above 1, a code ≥ C), a model whose outputs do not match C, and a
+    fairness penalty with C ≥ 3 are refused with a one-line :class:`FastfairError`.
 
     ``sample_weight`` (n,): non-negative row weights (module docs: weighted batch means, zero-weight rows removed);
     ``groups`` (n,): each row's group label, needed by ``config.fairness_penalty``; ``groups_val``: those of
@@ -345,12 +346,8 @@ def train_arrays(
     X = _float_array(X, "X")
     y = np.asarray(y)
     require(X.ndim == 2 and len(X) == len(y) and len(X) > 0, "X must be a non-empty (n, d) array matching y")
+    asked = n_classes
     n_classes = check_labels(y, n_classes)
-    require(
-        n_classes == 2 or config.fairness_penalty is None,
-        f"the fairness penalty {config.fairness_penalty!r} is defined for binary targets only, and this target has "
-        f"{n_classes} classes; train without a fairness penalty",
-    )
     weight = None if sample_weight is None else check_sample_weight(sample_weight, len(X))
     codes, n_groups = (None, 0) if groups is None else group_codes(groups, len(X))
     kind = config.fairness_penalty
@@ -377,7 +374,6 @@ def train_arrays(
     has_val = X_val is not None and y_val is not None and len(X_val) > 0
     if has_val:
         xv_t = feature_tensor(_float_array(X_val, "X_val"), config, "X_val")
-        check_labels(np.asarray(y_val), n_classes, "y_val")
         yv_t = torch.as_tensor(np.asarray(y_val), dtype=dtype, device=device)
     track = None if kind is None else (kind, g_t, n_groups)
     track_val = None
@@ -386,6 +382,7 @@ def train_arrays(
         track_val = (kind, torch.as_tensor(codes_val, device=device), n_val)
     lam = config.fairness_weight if kind is not None else 0.0
 
+    users_model = model is not None
     if model is None:
         model = build_model(
             config.model,
@@ -395,13 +392,16 @@ def train_arrays(
             seed=config.seed,
             n_classes=n_classes,
         )
-    else:
-        given = getattr(model, "n_classes", None)
-        require(
-            given is None or given == n_classes,
-            f"the model has {given} classes but the labels have {n_classes}",
-        )
     model = model.to(device=device, dtype=dtype)
+    if users_model:
+        n_classes = _model_classes(model, x_t, y, n_classes, asked)
+    require(
+        n_classes == 2 or kind is None,
+        f"the fairness penalty {kind!r} is defined for binary targets only, and this target has "
+        f"{n_classes} classes; train without a fairness penalty",
+    )
+    if has_val:
+        check_labels(np.asarray(y_val), n_classes, "y_val")
     inner = make_inner(config.solver, **_seeded(config))
     inner_choice = None
     if isinstance(inner, AutoAdversary):  # chosen once: the model's structure does not change while it trains
@@ -472,6 +472,32 @@ def train_arrays(
     return TrainResult(
         model=model, config=config, history=history, inner_choice=inner_choice, n_classes=n_classes
     )
+
+
+def _model_classes(model: nn.Module, x: torch.Tensor, y: np.ndarray, n_classes: int, asked: int | None) -> int:
+    """The number of classes of a user's ``model``, reconciled with the labels: C for (n, C) logits (C ≥ 3), 2 for one
+    logit per row. Where the caller did not fix ``n_classes`` (``asked`` None) a C-output model takes any labels
+    that fit in 0..C-1; otherwise the two must agree. One-line FastfairError for a mismatch or another output
+    shape, from one forward pass of two rows in evaluation mode (modes restored)."""
+    from .derivatives.analytic import model_logits
+
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model_logits(model(x[:2]), min(2, x.shape[0]))
+    finally:
+        for module, training in modes:
+            module.training = training
+    outputs = out.shape[1] if out.ndim == 2 else 2
+    if outputs != n_classes and asked is None and outputs > 2:
+        return check_labels(y, outputs)
+    require(
+        outputs == n_classes,
+        f"the model has {'one output per row (binary)' if outputs == 2 else f'{outputs} outputs'} but the labels "
+        f"have {n_classes} classes",
+    )
+    return n_classes
 
 
 def train(
