@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn import functional as F
 
@@ -65,6 +67,37 @@ def test_softmax_cross_entropy_by_hand() -> None:
     q = math.exp(-40) / (1 + 2 * math.exp(-40))
     assert dz[0, 0].item() == pytest.approx(-2 * q, rel=1e-13, abs=0)
     assert dz[0, 1].item() == pytest.approx(q, rel=1e-13, abs=0)
+
+
+@st.composite
+def logit_rows(draw) -> tuple[np.ndarray, int]:
+    C = draw(st.integers(3, 6))
+    z = draw(st.lists(st.floats(-300, 300, allow_nan=False), min_size=C, max_size=C))
+    return np.array(z), draw(st.integers(0, C - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(logit_rows())
+def test_cross_entropy_and_its_gradient_against_an_extended_precision_reference(row) -> None:
+    """ℓ = log1p(Σ_{j≠y} e^{z_j - z_y}) and ∇ = p - e_y in long double (no shift by the max: e^600 fits)."""
+    z, y = row
+    zl = z.astype(np.longdouble)
+    e = np.exp(zl - zl[y])
+    e[y] = 0
+    s = e.sum()
+    ref_loss = float(np.log1p(s))
+    ref_grad = (e / (1 + s)).astype(np.float64)
+    ref_grad[y] = float(-s / (1 + s))
+    zt = torch.tensor(z, dtype=DT).unsqueeze(0).requires_grad_(True)
+    loss = classification_loss(zt, torch.tensor([y]))
+    (grad,) = torch.autograd.grad(loss.sum(), zt)
+    # relative accuracy: a few ulps per term, and the conditioning of e^t, |t|·eps, for t = z_j - max(z) (the
+    # float64 subtraction rounds; the reference subtracts in long double)
+    rtol = 2.3e-16 * (8 * len(z) + 2 * float(z.max() - z.min()))
+    assert loss.item() == pytest.approx(ref_loss, rel=rtol, abs=1e-300)
+    np.testing.assert_allclose(grad[0].numpy(), ref_grad, rtol=rtol, atol=1e-300)
+    _, g, _ = softmax_logit_derivatives(zt.detach(), torch.tensor([y]))
+    np.testing.assert_allclose(g[0].numpy(), ref_grad, rtol=rtol, atol=1e-300)
 
 
 def test_softmax_derivatives_are_the_closed_forms_and_cancellation_free() -> None:
