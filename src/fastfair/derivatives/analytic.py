@@ -162,7 +162,8 @@ def loss_input_derivatives(
     x, y = check_inputs(x, y)
     analytic = has_analytic_derivatives(model)
     if backend == "analytic" and not analytic:
-        raise FastfairError(f"no analytic derivatives for {type(model).__name__}; use backend 'func' or 'auto'")
+        what = type(model).__name__ + (" with C >= 3 outputs" if is_multiclass(model) else "")
+        raise FastfairError(f"no analytic derivatives for {what}; use backend 'func' or 'auto'")
     if backend == "func" or not analytic:
         return _func_derivatives(model, x, y, hessian)
     with torch.no_grad():
@@ -249,7 +250,8 @@ def mlp_subspace_derivatives(model: MLP, x: Tensor, y: Tensor) -> SubspaceDeriva
     and ∇ₓL = U g̃, ∇²ₓL = U H̃ Uᵀ. Cost O(n·h·d + n·h³) time, O(n·h²) memory.
     """
     if not (isinstance(model, MLP) and has_analytic_derivatives(model)):
-        raise FastfairError(f"subspace derivatives need an MLP model, got {type(model).__name__}")
+        what = type(model).__name__ + (" with C >= 3 outputs" if is_multiclass(model) else "")
+        raise FastfairError(f"subspace derivatives need a one-logit MLP model, got {what}")
     x, y = check_inputs(x, y)
     U, quad, logits = mlp_factored(model, x, y, basis="qr")
     loss = logistic_loss(logits, y)
