@@ -305,3 +305,19 @@ def test_evaluate_split_passes_c_class_probabilities_and_n_classes_to_the_metric
     np.testing.assert_array_equal(y_pred, logits.argmax(1))
     assert list(names[:2]) == ["a", "b"]
     assert calls["table"][4] == {0: "a", 1: "b"}
+
+
+def test_train_and_evaluate_a_bundled_multiclass_dataset() -> None:
+    from fastfair import datasets
+    from fastfair.training import evaluate, train
+
+    data = datasets.load("colored_digits", seed=0)
+    assert data.n_classes >= 3
+    result = train(data, TrainConfig(solver="trs", epochs=2, lr=0.01, radius=0.2))
+    assert result.n_classes == data.n_classes and result.model.n_classes == data.n_classes
+    out = evaluate(result, data, ("test",))["test"]
+    summary, table = out["summary"], out["groups"]
+    pred = result.predict(data.test.X)
+    assert summary["n_classes"] == data.n_classes
+    assert summary["accuracy"] == pytest.approx(float(np.mean(pred == data.test.y)), abs=1e-12)
+    assert all(f"selection_rate[{c}]" in table.columns for c in range(data.n_classes))

@@ -511,7 +511,7 @@ def train(
     """Train on ``data.train`` (its first ``config.train_size`` rows if set), tracking ``data.val`` per epoch.
 
     The groups of the fairness penalty are the splits' sensitive attribute ``s``; ``sample_weight`` weighs the
-    rows of ``data.train`` (:func:`train_arrays`). The number of classes is the data set's, one per label name.
+    rows of ``data.train`` (:func:`train_arrays`). The number of classes is the data set's, ``data.n_classes``.
     """
     return train_arrays(
         data.train.X,
@@ -525,7 +525,7 @@ def train(
         sample_weight=sample_weight,
         groups=data.train.s,
         groups_val=data.val.s,
-        n_classes=len(data.label_names),
+        n_classes=data.n_classes,
     )
 
 
