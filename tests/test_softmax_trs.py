@@ -238,3 +238,23 @@ def test_a_model_with_two_outputs_is_refused() -> None:
     x, y = batch(4, 2, 0)
     with pytest.raises(FastfairError, match="logits"):
         make_inner("pgd").perturb(nn.Linear(4, 2).double(), x, y, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden", "path"),
+    [
+        ("affine", 16, SOFTMAX_PATH),
+        ("mlp", 8, SOFTMAX_MLP_PATH),
+        pytest.param("mlp", (16, 8), "krylov", marks=pytest.mark.slow),  # about a second per certified Krylov solve
+    ],
+)
+def test_float32_solves_are_certified_across_radii(name: str, hidden, path: str) -> None:
+    gen = torch.Generator().manual_seed(4)
+    model = build_model(name, 12, hidden=hidden, n_classes=5, seed=2)
+    x = 2 * torch.randn(20, 12, generator=gen)
+    y = (torch.arange(20) % 5).float()
+    for r in (1e-4, 1e-2, 1.0, 100.0):
+        res = make_inner("trs").perturb(model, x, y, r)
+        assert res.extras["path"] == path
+        assert bool(res.certificate.ok().all()), r
+        assert torch.isfinite(res.x_adv).all() and torch.isfinite(res.loss).all()
