@@ -64,7 +64,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit, softmax
 from torch import nn
 
 from . import __version__
@@ -76,7 +75,7 @@ from .datasets.user_csv import NUMERIC, ONE_HOT, encode_features, encoded_names,
 from .errors import FastfairError, require
 from .io import atomic_write_bytes, dumps_json
 from .models import build_model
-from .training import predict_logits
+from .training import predict_logits, predicted_labels, probabilities
 
 __all__ = [
     "FORMAT",
@@ -492,15 +491,15 @@ class SavedModel:
 
 def class_probabilities(logits: np.ndarray) -> np.ndarray:
     r"""Probabilities from logits: σ(f) (the positive class) for (n,) binary logits; for (n, C) the softmax
-    :math:`p_k = e^{f_k - m}/\sum_j e^{f_j - m}`, :math:`m = \max_j f_j`, in float64 (no overflow, rows sum to 1)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return expit(logits) if logits.ndim == 1 else softmax(logits, axis=1)
+    :math:`p_k = e^{f_k - m}/\sum_j e^{f_j - m}`, :math:`m = \max_j f_j`, in float64 (no overflow, rows sum to
+    1). The training run's own rule (:func:`fastfair.training.probabilities`), so that scores match it bit for bit."""
+    return probabilities(np.asarray(logits, dtype=np.float64))
 
 
 def predicted_codes(logits: np.ndarray) -> np.ndarray:
-    """Label codes from logits: 1[f > 0] for (n,) binary logits, the argmax (lowest code on ties) for (n, C)."""
-    logits = np.asarray(logits)
-    return (logits > 0).astype(np.int64) if logits.ndim == 1 else np.argmax(logits, axis=1).astype(np.int64)
+    """Label codes from logits: 1[f > 0] for (n,) binary logits, the argmax (lowest code on ties) for (n, C): the
+    training run's rule (:func:`fastfair.training.predicted_labels`)."""
+    return predicted_labels(np.asarray(logits))
 
 
 def probability_columns(label_names: Sequence[Any]) -> list[str]:
