@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit, softmax
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -29,7 +29,7 @@ from . import metrics
 from .config import TrainConfig, check_hidden
 from .errors import FastfairError
 from .models import build_model
-from .training import check_sample_weight, predict_logits, train_arrays
+from .training import check_sample_weight, predict_logits, predicted_labels, probabilities, train_arrays
 from .vocabulary import GAP_KEYS
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "RobustFairClassifier"]
@@ -393,11 +393,10 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         self.class_fairness_: pd.DataFrame | None = None
         if sensitive is not None:
             logits = self._logits(X)
+            y_pred = predicted_labels(logits)
             if n_classes == 2:
-                y_pred = (logits > 0).astype(np.int64)
                 self.group_metrics_ = metrics.group_table(codes, y_pred, sensitive, scores=expit(logits))
             else:
-                y_pred = np.argmax(logits, axis=1).astype(np.int64)
                 self.group_metrics_ = metrics.group_table(codes, y_pred, sensitive, n_classes=n_classes)
             if len(self.group_metrics_) >= 2:
                 if n_classes == 2:
@@ -452,13 +451,12 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         two classes, the softmax of the logits (in float64, rows summing to 1) for C >= 3."""
         logits = self.decision_function(X)
         if logits.ndim == 2:
-            return softmax(logits, axis=1)
+            return probabilities(logits)
         return np.column_stack([expit(-logits), expit(logits)])
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (values of ``classes_``): ``classes_[1]`` where the logit is positive; with C >= 3
         classes the argmax of the logits (the first class on ties)."""
-        logits = self.decision_function(X)  # checks fitted-ness before classes_ is touched
-        codes = np.argmax(logits, axis=1) if logits.ndim == 2 else (logits > 0).astype(np.intp)
+        codes = predicted_labels(self.decision_function(X))  # checks fitted-ness before classes_ is touched
         return self.classes_[codes]
 
