@@ -93,6 +93,9 @@ def test_hidden_widths_that_are_not_integers_are_usage_errors(capsys, widths, wo
     err = capsys.readouterr().err
     assert err.startswith(f"fastfair: error: {words}") and err.count("\n") == 1, err
 
+#: GOOD_CSV with a target that takes one value only
+ONE_LABEL_CSV = "a,b,t,g\n" + "".join(f"{i % 7},{(i * 3) % 5},1,{'x' if i % 3 else 'y'}\n" for i in range(60))
+
 
 @pytest.mark.parametrize(
     "argv, words",
@@ -175,7 +178,7 @@ GOOD_CSV = "a,b,t,g\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2},{'x' if i % 3 e
         (["--dataset", "mnist"], "unknown dataset"),
         (["--data", "{tmp}/missing.csv", "--target", "t", "--sensitive", "g"], "not found"),
         (["--data", "{good}", "--target", "nope", "--sensitive", "g"], "nope"),
-        (["--data", "{good}", "--target", "a", "--sensitive", "g"], "binary"),
+        (["--data", "{onelabel}", "--target", "t", "--sensitive", "g"], "1 distinct value"),
         (["--data", "{nan}", "--target", "t", "--sensitive", "g"], "NaN"),
         (["--data", "{onegroup}", "--target", "t", "--sensitive", "g"], "group"),
         (["--data", "{empty}", "--target", "t", "--sensitive", "g"], "empty"),
@@ -203,6 +206,7 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, words
         "good": _csv(tmp_path, GOOD_CSV, "good.csv"),
         "nan": _csv(tmp_path, GOOD_CSV.replace("\n3,", "\n,", 1), "nan.csv"),
         "onegroup": _csv(tmp_path, GOOD_CSV.replace(",y\n", ",x\n"), "one.csv"),
+        "onelabel": _csv(tmp_path, ONE_LABEL_CSV, "onelabel.csv"),
         "empty": _csv(tmp_path, "", "empty.csv"),
     }
     out_dir = tmp_path / "out"

@@ -50,7 +50,7 @@ def test_split_coerces_dtypes_and_slices():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"y": [0, 2, 1]}, "only 0 and 1"),
+        ({"y": [0, -1, 1]}, r"class codes 0, 1, \.\.\. \(non-negative integers\), found -1"),
         ({"s": [0, 1, 5]}, "codes in 0..1"),
         ({"X": [1.0, 2.0, 3.0]}, "2-D"),
         ({"y": [0, 1]}, "shape"),
@@ -93,7 +93,7 @@ def test_dataset_accessors():
 def test_unknown_dataset_lists_choices():
     with pytest.raises(FastfairError, match=r"unknown dataset 'mnist'; choose one of unfair2d, adult, lsat"):
         load("mnist")
-    assert datasets.DATASETS == ("unfair2d", "adult", "lsat")
+    assert datasets.DATASETS == ("unfair2d", "adult", "lsat", "colored_digits")
 
 
 @pytest.mark.parametrize("name", ["unfair2d", "adult", "lsat"])
@@ -551,11 +551,11 @@ def test_load_csv_stratified_and_shuffled(tmp_path):
 def test_load_csv_positive_option(tmp_path):
     lines = ["x,s,label"] + [f"{i},{i % 2},{i % 3}" for i in range(60)]
     path = _write(tmp_path, "\n".join(lines))
-    with pytest.raises(
-        FastfairError,
-        match=r"target column 'label' is not binary: it has 3 distinct values \(0, 1, 2\); pass positive=",
-    ):
-        load_csv(path, target="label", sensitive="s")
+    # without positive, three values are three classes (coded by sorted value)
+    multi = load_csv(path, target="label", sensitive="s", standardize=False)
+    assert multi.n_classes == 3 and multi.label_names == ("0", "1", "2")
+    for sp in (multi.train, multi.val, multi.test):
+        np.testing.assert_array_equal(sp.y, sp.X[:, 0].astype(int) % 3)
     # an explicit positive value: one-vs-rest; the CLI passes text, which is matched to the integer value
     for positive in (2, "2"):
         d = load_csv(path, target="label", sensitive="s", positive=positive, standardize=False)

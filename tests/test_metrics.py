@@ -423,7 +423,6 @@ def test_large_input_is_fast_enough_and_correct() -> None:
     [
         (([1, 0, 1], [1, 0], [0, 1, 1]), {}, "differ in length"),
         (([], [], []), {}, "empty"),
-        (([1, 0, 2], [1, 0, 1], [0, 1, 1]), {}, "y_true must contain only 0 and 1"),
         (([1, 0, -1], [1, 0, 1], [0, 1, 1]), {}, "y_true must contain only 0 and 1"),
         (([1, 0, np.nan], [1, 0, 1], [0, 1, 1]), {}, "y_true"),
         ((["yes", "no", "yes"], [1, 0, 1], [0, 1, 1]), {}, "y_true"),
@@ -440,6 +439,17 @@ def test_bad_input_raises_one_line_error(args: tuple, kwargs: dict, match: str) 
         with pytest.raises(FastfairError, match=match) as exc:
             fn(*args, **kwargs)
         assert "\n" not in str(exc.value)
+
+
+def test_label_two_is_refused_by_the_binary_gaps_and_a_class_for_the_summary() -> None:
+    args = ([1, 0, 2], [1, 0, 1], [0, 1, 1])
+    for fn in (fairness_gaps, signed_gaps):
+        with pytest.raises(FastfairError, match=r"y_true must contain only 0 and 1, found 2 .*per_class_table") as exc:
+            fn(*args)
+        assert "\n" not in str(exc.value)
+    with pytest.warns(FairnessWarning):
+        summary = classification_summary(*args)
+    assert summary["n_classes"] == 3 and summary["accuracy"] == pytest.approx(2 / 3)
 
 
 def test_signed_gaps_rejects_more_than_two_groups() -> None:

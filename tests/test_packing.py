@@ -211,3 +211,10 @@ def test_runs_that_cannot_share_a_pack_are_refused_with_a_reason():
     assert "no packed form" in unpackable_reason(TrainConfig(solver="auto"))
     assert "penalty" in unpackable_reason(TrainConfig(fairness_penalty="dp", fairness_weight=0.1))
     assert unpackable_reason(TrainConfig(solver="pgd-paper")) is None
+
+
+def test_multiclass_runs_are_not_packed():
+    Xs, ys, _ = _data()
+    ys = [np.arange(len(y)) % 3 for y in ys]
+    with pytest.raises(FastfairError, match="binary runs only"):
+        train_pack(Xs, ys, _configs("affine", "none", {}, "float32"))

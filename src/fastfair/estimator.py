@@ -2,8 +2,8 @@ r"""The scikit-learn face of fastfair: :class:`RobustFairClassifier`.
 
 A thin, validating wrapper around :func:`fastfair.training.train_arrays`. Everything numerical happens in
 the library (models, inner maximisers, the Adam outer loop); this module only checks user input the
-scikit-learn way, maps any two class labels to {0, 1}, and turns logits into the ``predict`` /
-``predict_proba`` / ``decision_function`` contract, so the estimator drops into ``Pipeline``,
+scikit-learn way, maps the sorted class labels to codes 0, ..., C-1 (two labels to {0, 1}), and turns logits into
+the ``predict`` / ``predict_proba`` / ``decision_function`` contract, so the estimator drops into ``Pipeline``,
 ``GridSearchCV``, ``cross_val_score`` and Fairlearn's ``MetricFrame`` with no glue.
 """
 
@@ -29,7 +29,8 @@ from . import metrics
 from .config import TrainConfig, check_hidden
 from .errors import FastfairError
 from .models import build_model
-from .training import check_sample_weight, predict_logits, train_arrays
+from .training import check_sample_weight, predict_logits, predicted_labels, probabilities, train_arrays
+from .vocabulary import GAP_KEYS
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "RobustFairClassifier"]
 
@@ -48,18 +49,20 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {
 }
 
 
-def initial_model(config: TrainConfig, n_features: int) -> nn.Module:
-    """The network the estimator starts from: :func:`fastfair.models.build_model` for ``config``, except that
-    the affine model starts at w = 0, b = 0.
+def initial_model(config: TrainConfig, n_features: int, n_classes: int = 2) -> nn.Module:
+    """The network the estimator starts from: :func:`fastfair.models.build_model` for ``config`` (one logit for
+    ``n_classes`` = 2, ``n_classes`` logits for C >= 3), except that the affine model starts at W = 0, b = 0.
 
     Logistic regression is convex (and so is its robust loss, ℓ(y·(wᵀx + b) - r‖w‖) up to the label sign), so
     the starting point does not change the optimum -- but from zero every Adam step moves w along the data's
     gradient instead of fighting a random initial direction, which is what makes a few epochs on a small data
-    set already useful (scikit-learn's ``LogisticRegression`` starts at zero too). The MLP keeps its seeded
-    random initialisation, which it needs to break the symmetry between hidden units.
+    set already useful (scikit-learn's ``LogisticRegression`` starts at zero too). Softmax regression is convex
+    too, and from W = 0 its rows separate by the classes' gradients alone. The MLP keeps its seeded random
+    initialisation, which it needs to break the symmetry between hidden units.
     """
+    classes = {} if n_classes == 2 else {"n_classes": n_classes}
     model = build_model(
-        config.model, n_features, hidden=config.hidden, activation=config.activation, seed=config.seed
+        config.model, n_features, hidden=config.hidden, activation=config.activation, seed=config.seed, **classes
     )
     if config.model == "affine":
         with torch.no_grad():
@@ -69,7 +72,8 @@ def initial_model(config: TrainConfig, n_features: int) -> nn.Module:
 
 
 class RobustFairClassifier(ClassifierMixin, BaseEstimator):
-    r"""Binary classifier trained to be robust to bounded input perturbations, with fairness reporting.
+    r"""Binary or multiclass classifier trained to be robust to bounded input perturbations, with fairness
+    reporting.
 
     Training solves the robust (adversarial) empirical-risk problem
 
@@ -78,6 +82,13 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         \min_\theta \; \frac1n \sum_{i=1}^n \max_{\lVert\delta_i\rVert_2 \le r}
         \ell\bigl(f_\theta(x_i + \delta_i),\, y_i\bigr),
         \qquad \ell(z, y) = \log(1 + e^{z}) - y z,
+
+    for two classes (one logit :math:`z`), and for :math:`C \ge 3` classes (logits :math:`z \in \mathbb R^C`,
+    labels coded :math:`0, \dots, C-1` in ``classes_`` order) the softmax cross-entropy
+    :math:`\ell(z, y) = \log \sum_k e^{z_k} - z_y`; ``predict_proba`` is then the softmax of the logits and
+    ``predict`` their argmax (ties to the first class). The rest of this description is for the binary case;
+    each part carries over with the multiclass loss (the fairness gaps of ``fairness_`` are then the worst
+    class's one-vs-rest gaps),
 
     where :math:`f_\theta` is a logistic-regression (``model="affine"``) or fully connected (``model="mlp"``,
     one or more hidden layers of widths ``hidden``) logit and :math:`r` is ``radius``. On every mini-batch the
@@ -144,14 +155,14 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (2,)
-        The two sorted class labels; ``classes_[1]`` is the positive class.
+    classes_ : ndarray of shape (n_classes,)
+        The sorted class labels; with two, ``classes_[1]`` is the positive class.
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names seen in ``fit`` (only when ``X`` had string column names, e.g. a DataFrame).
     model_ : torch.nn.Module
-        The trained network, mapping a float tensor (n, d) to logits (n,).
+        The trained network, mapping a float tensor (n, d) to logits (n,) (binary) or (n, C) (C >= 3 classes).
     config_ : fastfair.config.TrainConfig
         The validated training configuration that produced ``model_``.
     history_ : list of dict
@@ -161,9 +172,13 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         Absolute between-group gaps (max minus min over groups) of the training predictions --
         ``independence``, ``separation_tpr``, ``separation_fpr``, ``sufficiency_ppv``, ``sufficiency_for`` --
         when ``sensitive_features`` was passed to ``fit`` (see :func:`fastfair.metrics.fairness_gaps`);
-        else None.
+        else None. With C >= 3 classes each is the worst class's one-vs-rest gap (the largest over classes,
+        :func:`fastfair.metrics.classification_summary`).
     group_metrics_ : pandas.DataFrame or None
         Per-group table on the training data (:func:`fastfair.metrics.group_table`), or None.
+    class_fairness_ : pandas.DataFrame or None
+        With C >= 3 classes and ``sensitive_features``: the per-class one-vs-rest gaps on the training data
+        (:func:`fastfair.metrics.per_class_table`); else None.
 
     Examples
     --------
@@ -225,9 +240,9 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
     # scikit-learn plumbing
     # ------------------------------------------------------------------------------------------------------
     def __sklearn_tags__(self) -> Tags:
-        """Binary-only, dense, NaN-free, deterministic (scikit-learn's estimator tags)."""
+        """Binary and multiclass, dense, NaN-free, deterministic (scikit-learn's estimator tags)."""
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False  # binary only; fit raises a ValueError on 3+ classes
+        tags.classifier_tags.multi_class = True  # C >= 3 classes: softmax outputs
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False  # same seed, data and device => same model
@@ -240,10 +255,11 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         The file is read as data only (tensors and a JSON header, :func:`fastfair.model_file.load_model`), never
         executed. The hyperparameters are the recorded training configuration (on the CPU); ``model_`` is the
         saved network, ``config_`` its configuration, ``history_`` its training history, ``classes_`` the label
-        values in code order (``classes_[1]`` is the positive class; the names when the negative class is "every
-        other value"). It takes the network's input, the **standardised encoded features** (what
-        :meth:`fastfair.model_file.SavedModel.features` returns for a data frame), and its ``decision_function``,
-        ``predict_proba`` and ``predict`` equal the saved model's on them. ``fit`` retrains from scratch.
+        values in code order (binary: ``classes_[1]`` is the positive class; the names when the negative class is
+        "every other value"; multiclass: the C label values). It takes the network's input, the **standardised
+        encoded features** (what :meth:`fastfair.model_file.SavedModel.features` returns for a data frame), and
+        its ``decision_function``, ``predict_proba`` and ``predict`` equal the saved model's on them. ``fit``
+        retrains from scratch.
         """
         from .model_file import load_model
 
@@ -269,6 +285,7 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         estimator.history_ = list(saved.header.get("history", []))
         estimator.fairness_ = None
         estimator.group_metrics_ = None
+        estimator.class_fairness_ = None
         return estimator
 
     def _train_config(self) -> TrainConfig:
@@ -310,8 +327,9 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Numeric features (numpy array or pandas DataFrame); sparse input, NaN and inf are rejected.
         y : array-like of shape (n_samples,)
-            Exactly two distinct labels of any sortable type (ints, strings, bools). The larger one after
-            sorting (``classes_[1]``) is the positive class.
+            Two or more distinct labels of any sortable type (ints, strings, bools). With two, the larger one
+            after sorting (``classes_[1]``) is the positive class; with C >= 3 the model has C outputs and is
+            trained with the softmax cross-entropy.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative finite weight of each sample, not all zero: every mini-batch mean of the loss (and the
             group rates of the fairness penalty) is weighted, :math:`\sum_i s_i \ell_i / \sum_i s_i` over the
@@ -339,10 +357,9 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
                 f"{classes[0]!r}"
             )
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
-        if y_type != "binary":
+        if y_type not in ("binary", "multiclass"):
             raise ValueError(
-                "Only binary classification is supported. The type of the target is "
-                f"{y_type} with {len(classes)} classes; {type(self).__name__} needs exactly two labels."
+                f"Only binary and multiclass classification are supported. The type of the target is {y_type}."
             )
         sensitive = None
         if sensitive_features is not None:
@@ -354,14 +371,17 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(y))
 
-        y01 = (y == classes[1]).astype(np.int64)
+        n_classes = len(classes)
+        codes = np.searchsorted(classes, y).astype(np.int64)  # 0..C-1 in classes_ order (binary: y == classes[1])
+        multiclass = {} if n_classes == 2 else {"n_classes": n_classes}
         result = train_arrays(
             self._writable(X),
-            y01,
+            codes,
             config,
-            model=initial_model(config, X.shape[1]),
+            model=initial_model(config, X.shape[1], n_classes),
             sample_weight=sample_weight,
             groups=sensitive if config.fairness_penalty is not None else None,
+            **multiclass,
         )
         self.classes_ = classes
         self.model_ = result.model
@@ -370,12 +390,21 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
 
         self.fairness_: dict[str, float] | None = None
         self.group_metrics_: pd.DataFrame | None = None
+        self.class_fairness_: pd.DataFrame | None = None
         if sensitive is not None:
             logits = self._logits(X)
-            y_pred = (logits > 0).astype(np.int64)
-            self.group_metrics_ = metrics.group_table(y01, y_pred, sensitive, scores=expit(logits))
+            y_pred = predicted_labels(logits)
+            if n_classes == 2:
+                self.group_metrics_ = metrics.group_table(codes, y_pred, sensitive, scores=expit(logits))
+            else:
+                self.group_metrics_ = metrics.group_table(codes, y_pred, sensitive, n_classes=n_classes)
             if len(self.group_metrics_) >= 2:
-                self.fairness_ = metrics.fairness_gaps(y01, y_pred, sensitive)
+                if n_classes == 2:
+                    self.fairness_ = metrics.fairness_gaps(codes, y_pred, sensitive)
+                else:
+                    summary = metrics.classification_summary(codes, y_pred, sensitive, n_classes=n_classes)
+                    self.fairness_ = {k: float(summary[k]) for k in GAP_KEYS}
+                    self.class_fairness_ = metrics.per_class_table(codes, y_pred, sensitive, n_classes)
             else:
                 warnings.warn(
                     "sensitive_features holds a single group, so no fairness gaps were computed "
@@ -411,17 +440,23 @@ class RobustFairClassifier(ClassifierMixin, BaseEstimator):
         return predict_logits(self.model_, self._writable(X), self.config_)
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Logit :math:`f_\\theta(x)` of the positive class ``classes_[1]``, shape (n_samples,)."""
+        """Logit :math:`f_\\theta(x)` of the positive class ``classes_[1]``, shape (n_samples,); with C >= 3
+        classes the C logits, shape (n_samples, C), columns in ``classes_`` order."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT_DTYPES, accept_sparse=False, reset=False)
         return self._logits(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n_samples, 2), columns in ``classes_`` order."""
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order: (σ(-f), σ(f)) for
+        two classes, the softmax of the logits (in float64, rows summing to 1) for C >= 3."""
         logits = self.decision_function(X)
+        if logits.ndim == 2:
+            return probabilities(logits)
         return np.column_stack([expit(-logits), expit(logits)])
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels (values of ``classes_``): ``classes_[1]`` where the logit is positive."""
-        positive = self.decision_function(X) > 0  # checks fitted-ness before classes_ is touched
-        return self.classes_[positive.astype(np.intp)]
+        """Predicted labels (values of ``classes_``): ``classes_[1]`` where the logit is positive; with C >= 3
+        classes the argmax of the logits (the first class on ties)."""
+        codes = predicted_labels(self.decision_function(X))  # checks fitted-ness before classes_ is touched
+        return self.classes_[codes]
+

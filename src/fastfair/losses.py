@@ -1,5 +1,9 @@
-r"""The logistic loss -- the one loss every layer (training, the inner solvers, the benchmarks) evaluates -- and
-the fairness penalties that training can add to it.
+r"""The classification loss -- the one loss every layer (training, the inner solvers, the benchmarks) evaluates --
+and the fairness penalties that training can add to it.
+
+:func:`classification_loss` is the entry point: one logit per row (shape (n,)) is the binary case, the logistic
+loss below; C ≥ 3 logits per row (shape (n, C)) with integer class codes y ∈ {0, …, C-1} is the softmax
+cross-entropy (section "Softmax cross-entropy" below).
 
 For a logit ``z = f(x)`` and a label ``y ∈ [0, 1]`` (hard labels 0/1 or soft labels in between),
 
@@ -17,6 +21,29 @@ finite z, sign(ℓ′) = 1 - 2y exactly.
 
 The per-row loss is differentiable by autograd (training back-propagates through it); its autograd derivative
 in z is ``(1 - y)σ(z) - yσ(-z)``, the accurate ℓ′, with no kink at z = 0.
+
+Softmax cross-entropy
+---------------------
+For logits z ∈ ℝᶜ and a class code y, with p = softmax(z), pᶜ = e^{z_c} / Σⱼ e^{z_j},
+
+    ℓ(z, y) = logsumexp(z) - z_y = log Σⱼ e^{z_j - z_y}.
+
+With m = z_a the largest logit (a = y where z_y is largest, else the first arg-max) this is, exactly,
+
+    ℓ(z, y) = (m - z_y) + log1p(Σ_{j≠a} e^{z_j - m}),
+
+the form evaluated: both terms are non-negative, so nothing cancels (``logsumexp(z) - z_y`` loses all relative
+accuracy on a confidently classified row: for z = (40, 0, 0), y = 0, the true loss log1p(2e^-40) ≈ 8.5e-18 is
+a difference of two numbers near 40), and no exponential overflows for finite z. Its logit derivatives are
+
+    ∇_z ℓ = p - e_y,          ∇²_z ℓ = diag(p) - ppᵀ.
+
+The Hessian is positive semi-definite (vᵀ(diag(p) - ppᵀ)v = Σ_c p_c v_c² - (Σ_c p_c v_c)² is the variance of v
+under p, ≥ 0) of rank C - 1 when every p_c > 0: its null space is spanned by the all-ones vector (adding a constant
+to every logit changes nothing). :func:`softmax_logit_derivatives` evaluates both without cancellation: the y-th
+entry of the gradient is p_y - 1 = -Σ_{c≠y} p_c (the sum of the other probabilities, not 1 - p_y, which rounds to
+0 for a confidently classified row), and the diagonal of the Hessian is p_c·(1 - p_c) with 1 - p_c = Σ_{j≠c} p_j.
+For C = 2 this is the logistic loss of the logit difference z_1 - z_0.
 
 Fairness penalties (:func:`fairness_penalty`) act on the predicted probabilities p = σ(z) of a batch, with
 per-row weights w ≥ 0 and group codes s. For a set of rows R, the weighted rate of group a is
@@ -60,11 +87,14 @@ from .errors import FastfairError, require
 
 __all__ = [
     "SOFTPLUS_IDENTITY_ABOVE",
+    "classification_loss",
     "fairness_penalty",
     "gap_coefficients",
     "logistic_logit_derivatives",
     "logistic_loss",
     "logistic_loss_derivatives",
+    "softmax_cross_entropy",
+    "softmax_logit_derivatives",
     "weighted_mean",
 ]
 
@@ -101,6 +131,70 @@ def logistic_loss_derivatives(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor
     """``(ℓ, ℓ′, ℓ″)`` per row (module docs for the forms evaluated); ``y`` is cast to ``logits``' dtype."""
     y = y.to(logits.dtype)
     return (logistic_loss(logits, y), *logistic_logit_derivatives(logits, y))
+
+
+def classification_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-row loss (n,): :func:`logistic_loss` for (n,) logits (binary, the very same numbers), the softmax
+    cross-entropy ``logsumexp(z) - z_y`` (:func:`softmax_cross_entropy`) for (n, C) logits with integer class codes
+    ``y`` (n,) in 0..C-1 (of any dtype: float codes such as 2.0 are read as integers).
+
+    FastfairError (one line) for logits that are neither (n,) nor (n, C) with C ≥ 2, or labels of the wrong shape.
+    """
+    if logits.ndim <= 1:
+        return logistic_loss(logits, y)
+    return softmax_cross_entropy(logits, y)
+
+
+def _class_index(logits: Tensor, y: Tensor) -> Tensor:
+    """``y`` as an (n, 1) int64 index into the columns of the (n, C) ``logits`` (FastfairError on a shape mismatch)."""
+    if logits.ndim != 2 or logits.shape[1] < 2 or y.shape != logits.shape[:1]:
+        shapes = f"{tuple(logits.shape)} and {tuple(y.shape)}"
+        raise FastfairError(f"multiclass logits must be (n, C) with C >= 2 and labels (n,), got {shapes}")
+    return y.detach().to(device=logits.device).long().unsqueeze(-1)
+
+
+def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-row ``ℓ(z, y) = logsumexp(z) - z_y`` for logits (n, C) and class codes ``y`` (n,), evaluated as
+    ``(m - z_y) + log1p(Σ_{j≠a} e^{z_j - m})`` with m = z_a the largest logit (module docs): cancellation-free.
+
+    Differentiable by autograd, with derivative softmax(z) - e_y in z: the form is an identity in z for the
+    fixed index a, and the gradient reaches m through the one entry z_a. Where y = a the first term is held at
+    the constant 0, so the y-th derivative -Σ_{j≠y} p_j keeps full relative accuracy too.
+    """
+    index = _class_index(logits, y)
+    return _cross_entropy(logits, index)
+
+
+def _cross_entropy(logits: Tensor, index: Tensor) -> Tensor:
+    """``(m - z_y) + log1p(Σ_{j≠a} e^{z_j - m})`` with a = y where z_y is a largest logit (then the first term is
+    the constant 0, so autograd's derivative in z_y is -Σ_{j≠y} p_j from the one term, not 1 - 1 - Σ_{j≠y} p_j,
+    which rounds to 0 on a confident row), else the first arg-max."""
+    z_y = logits.gather(-1, index)
+    top = logits.argmax(dim=-1, keepdim=True)
+    y_on_top = z_y >= logits.gather(-1, top)
+    a = torch.where(y_on_top, index, top)
+    m = logits.gather(-1, a)
+    others = torch.exp(logits - m).scatter(-1, a, 0.0).sum(-1)  # Σ_{j≠a} e^{z_j - m}, the e^0 term left out
+    lead = torch.where(y_on_top, torch.zeros_like(m), m - z_y).squeeze(-1)
+    return lead + torch.log1p(others)
+
+
+def softmax_logit_derivatives(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ℓ, ∇_z ℓ, ∇²_z ℓ)`` per row: (n,), (n, C) and (n, C, C), cancellation-free (module docs).
+
+    ∇_z ℓ = p - e_y with its y-th entry -Σ_{c≠y} p_c; ∇²_z ℓ = diag(p) - ppᵀ with diagonal p_c Σ_{j≠c} p_j.
+    """
+    index = _class_index(logits, y)
+    p = torch.softmax(logits, dim=-1)
+    onehot = torch.zeros_like(p).scatter_(-1, index, 1.0)
+    others = p * (1 - onehot)  # p with its y-th entry zeroed
+    grad = others - onehot * others.sum(-1, keepdim=True)  # p_c off y, -Σ_{c≠y} p_c at y
+    C = p.shape[-1]
+    off = 1 - torch.eye(C, dtype=p.dtype, device=p.device)
+    rest = p @ off  # 1 - p_c as Σ_{j≠c} p_j: full relative accuracy where p_c is close to 1
+    hess = -p.unsqueeze(-1) * p.unsqueeze(-2)
+    hess.diagonal(dim1=-2, dim2=-1).copy_(p * rest)
+    return _cross_entropy(logits, index), grad, hess
 
 
 def weighted_mean(values: Tensor, weight: Tensor | None = None) -> Tensor:

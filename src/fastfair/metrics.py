@@ -8,8 +8,9 @@ Inputs
 group label per sample (integer codes, strings, any mutually sortable hashable values); ``scores`` are real
 scores for the positive class (probabilities or logits) used only for AUC. Anything ``np.asarray`` accepts
 works: numpy arrays, lists, pandas Series, and torch tensors (detached and moved to the CPU first). A column
-vector of shape ``(n, 1)`` is accepted as ``(n,)``. The groups are the **sorted** unique values of
-``sensitive``; every table and every signed difference follows that order.
+vector of shape ``(n, 1)`` is accepted as ``(n,)``, and binary ``(n, 2)`` scores (one column per class) as their
+column 1. The groups are the **sorted** unique values of ``sensitive``; every table and every signed difference
+follows that order.
 
 Definitions
 -----------
@@ -89,6 +90,16 @@ the resampled positives and negatives in block b and N_{<b} the negatives in low
 AUC is the Mann-Whitney statistic :math:`P(\text{score}_+ > \text{score}_-) + \tfrac12 P(\text{tie})`,
 identical to ``sklearn.metrics.roc_auc_score``; it is NaN for a group that holds only one class.
 
+Multiclass
+----------
+With ``C >= 3`` classes (``y_true`` / ``y_pred`` class codes ``0 .. C-1``, ``scores`` an ``(n, C)`` array) the
+metrics are one-vs-rest per class, and the headline of each gap is the worst class's
+(:mod:`fastfair.metrics_multiclass` holds the computation and the math). The input is multiclass when a 2-D
+``scores`` has three or more columns, when ``n_classes >= 3`` is passed, or when a label above 1 occurs;
+:func:`classification_summary` then adds ``n_classes`` and ``worst_class`` to its keys, :func:`group_table` has a
+selection-rate column per class, :func:`per_class_table` gives every class's gaps, and the bootstrap resamples
+the multiclass summary. Binary input (``C = 2``) is computed exactly as described above.
+
 All per-group numbers come from one core: a single ``np.bincount`` over ``4·group + 2·y_true + y_pred``
 gives the (groups, 4) confusion-cell counts, and every rate and gap is derived from those counts. Cost is
 O(n) (plus one sort for AUC), fine for millions of rows.
@@ -104,6 +115,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastfair import metrics_multiclass as _multiclass  # used at call time only: it builds on this module
 from fastfair.errors import FastfairError
 from fastfair.vocabulary import GAP_KEYS, GAP_RATES
 
@@ -130,6 +142,7 @@ __all__ = [
     "group_table",
     "intersect_codes",
     "intersectional_labels",
+    "per_class_table",
     "resampled_statistics",
     "signed_gaps",
 ]
@@ -208,10 +221,11 @@ def _as_binary(x: Any, name: str) -> np.ndarray:
     ok = (a == 0) | (a == 1)
     if not ok.all():
         bad = a[~ok][0]
-        raise FastfairError(
-            f"{name} must contain only 0 and 1, found {bad.item()!r}"
-            + (" (threshold scores into labels first)" if name == "y_pred" else "")
-        )
+        if bad > 1 and bad == np.round(bad):
+            hint = " (class codes of C >= 3 classes: use classification_summary, group_table or per_class_table)"
+        else:
+            hint = " (threshold scores into labels first)" if name == "y_pred" else ""
+        raise FastfairError(f"{name} must contain only 0 and 1, found {bad.item()!r}{hint}")
     return a.astype(np.intp)
 
 
@@ -582,6 +596,7 @@ def group_table(
     group_names: Mapping[Hashable, str] | Sequence[str] | None = None,
     *,
     overall: bool = False,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """One row per group with its size, accuracy and fairness rates.
 
@@ -596,6 +611,9 @@ def group_table(
     overall
         If True, append a row named ``"overall"`` computed on all samples pooled. Default False, so that every
         row is a group.
+    n_classes
+        The number of classes ``C`` when it is not evident from the input (a class that never occurs); see
+        "Multiclass" in the module docstring.
 
     Returns
     -------
@@ -603,8 +621,15 @@ def group_table(
         Index ``group`` (sorted groups, in that order); columns ``n`` (int), ``accuracy``,
         ``selection_rate``, ``tpr``, ``fpr``, ``ppv``, ``for`` and ``auc`` if scores were given. A rate
         whose conditioning cell is empty is NaN; no warning is issued here since the NaN is visible in its
-        row. A single group is allowed.
+        row. A single group is allowed. **Multiclass** (``C >= 3``): columns ``n``, ``accuracy``, then the
+        one-vs-rest selection rate :math:`P(\\hat Y = c \\mid S = s)` of each class code ``c`` as
+        ``selection_rate[<c>]``, and the macro one-vs-rest ``auc`` if scores (``(n, C)``) were given.
     """
+    if _multiclass.is_multiclass(y_true, y_pred, scores, n_classes):
+        return _multiclass.group_table(
+            y_true, y_pred, sensitive, scores, group_names, overall=overall, n_classes=n_classes
+        )
+    scores = _binary_scores(scores)
     data = _prepare(y_true, y_pred, sensitive, scores, min_groups=1)
     n_groups = len(data.groups)
     index = _group_index(data.groups, group_names)
@@ -624,20 +649,33 @@ def group_table(
 
 
 def classification_summary(
-    y_true: Any, y_pred: Any, sensitive: Any, scores: Any = None
-) -> dict[str, float | bool]:
+    y_true: Any, y_pred: Any, sensitive: Any, scores: Any = None, *, n_classes: int | None = None
+) -> dict[str, Any]:
     """Flat summary for results tables and JSON: pooled ``accuracy``, pooled ``auc`` (only when scores are
     given), the five absolute gaps of :func:`fairness_gaps`, Fairlearn's four between-group values
     (:data:`FAIRLEARN_KEYS`: ``demographic_parity_difference``, ``demographic_parity_ratio``,
     ``equalized_odds_difference``, ``equalized_odds_ratio``), all Python floats, and the four-fifths flag
     ``four_fifths_violated`` (a bool: ``demographic_parity_ratio < 0.8``).
 
+    **Multiclass** (``C >= 3`` classes, see the module docstring; ``n_classes`` gives ``C`` when a class never
+    occurs): the same keys, where ``auc`` is the macro one-vs-rest AUC of the ``(n, C)`` scores (as
+    ``sklearn.metrics.roc_auc_score(..., multi_class="ovr", average="macro")``), each gap is the worst class's
+    one-vs-rest gap :math:`\\max_c (\\max_s r_{c,s} - \\min_s r_{c,s})`, Fairlearn's differences are the maximum and
+    its ratios the minimum over the classes; plus ``"n_classes"`` (int) and ``"worst_class"`` (gap key -> the class
+    code attaining it, None where the gap is NaN). :func:`per_class_table` lists every class.
+
     Warns
     -----
     FairnessWarning
-        As :func:`fairness_gaps`, and when scores are given but all samples share one class (``auc`` NaN).
+        As :func:`fairness_gaps`, and when scores are given but all samples share one class (``auc`` NaN);
+        multiclass: when a gap is NaN because some class's rate is undefined in some group (naming both), and
+        when a class has no sample (``auc`` NaN).
     """
-    data = _prepare(y_true, y_pred, sensitive, scores)
+    if _multiclass.is_multiclass(y_true, y_pred, scores, n_classes):
+        return _multiclass.classification_summary(
+            y_true, y_pred, sensitive, scores, n_classes=n_classes, stacklevel=3
+        )
+    data = _prepare(y_true, y_pred, sensitive, _binary_scores(scores))
     pooled = _rates(data.cells.sum(axis=0, keepdims=True))
     out: dict[str, float | bool] = {"accuracy": float(pooled["accuracy"][0])}
     if data.scores is not None:
@@ -652,9 +690,32 @@ def classification_summary(
     return out
 
 
+def per_class_table(y_true: Any, y_pred: Any, sensitive: Any, n_classes: int | None = None) -> pd.DataFrame:
+    """One row per class ``c`` (index ``class``, the codes ``0 .. C-1``): the five one-vs-rest gaps of
+    :func:`fairness_gaps` on ``(y_true == c, y_pred == c)`` and Fairlearn's four between-group values of the same
+    one-vs-rest labels (:data:`FAIRLEARN_KEYS`).
+
+    ``n_classes`` is ``C`` (default: the largest label + 1, at least 2; a binary input gives the rows of both
+    classes). An undefined rate makes its gap NaN in that class's row, without a warning (the NaN is visible).
+    The headline numbers of :func:`classification_summary` are the worst of each column (largest; smallest for
+    the ratios).
+    """
+    return _multiclass.per_class_table(y_true, y_pred, sensitive, n_classes)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------------
+def _binary_scores(scores: Any) -> Any:
+    """Binary scores: a 2-D ``(n, 2)`` array of per-class scores gives its positive-class column."""
+    if scores is None:
+        return None
+    if hasattr(scores, "detach"):  # a torch tensor
+        scores = scores.detach().cpu()
+    a = np.asarray(scores)
+    return a[:, 1] if a.ndim == 2 and a.shape[1] == 2 else scores
+
+
 def _overall_auc(data: _Data) -> float:
     assert data.scores is not None
     zeros = np.zeros(data.y_true.size, dtype=np.intp)
@@ -707,15 +768,26 @@ def bootstrap_resamples(codes: np.ndarray, resamples: int, rng: np.random.Genera
 
 
 def resampled_statistics(
-    y: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, codes: np.ndarray, picks: np.ndarray
+    y: np.ndarray,
+    y_pred: np.ndarray,
+    scores: np.ndarray,
+    codes: np.ndarray,
+    picks: np.ndarray,
+    *,
+    n_classes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The :data:`SUMMARY_STATISTICS` of each resample (rows ``picks``, shape (B, n)), as (B,) arrays: accuracy,
     AUC, the five absolute gaps and Fairlearn's four values.
 
     Exactly the numbers of :func:`classification_summary` of each resample (NaN where a statistic is
     undefined), computed for all resamples at once (see "Bootstrap" in the module docstring). ``codes`` are
-    group codes ``0 .. k-1``, all present.
+    group codes ``0 .. k-1``, all present. Multiclass input (``(n, C)`` scores, ``n_classes >= 3`` or a label
+    above 1) gives the multiclass summary's numbers.
     """
+    C = _multiclass.class_count(y, y_pred, scores, n_classes)
+    if C >= 3:
+        return _multiclass.resampled_statistics(y, y_pred, scores, codes, picks, C)
+    scores = np.asarray(_binary_scores(scores), dtype=np.float64)
     y, y_pred, codes = (np.asarray(a, dtype=np.int64) for a in (y, y_pred, codes))
     B, n = picks.shape
     k = int(codes.max()) + 1
@@ -766,13 +838,16 @@ def bootstrap_intervals(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     level: float = BOOTSTRAP_LEVEL,
+    n_classes: int | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Percentile bootstrap intervals of :data:`SUMMARY_STATISTICS`: ``{stat: {"low", "high", "defined"}}``.
 
     ``resamples`` resamples within groups (:func:`bootstrap_resamples`) from ``numpy.random.default_rng(seed)``,
     processed in chunks; ``defined`` counts the resamples where the statistic exists (``low`` and ``high`` are
-    NaN when none does).
+    NaN when none does). Multiclass input (``(n, C)`` scores, ``n_classes >= 3`` or a label above 1): the
+    intervals of the multiclass summary (worst-class gaps, macro one-vs-rest AUC).
     """
+    n_classes = _multiclass.class_count(y, y_pred, scores, n_classes)
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CHUNK_VALUES // max(n, 1))
@@ -780,7 +855,8 @@ def bootstrap_intervals(
     done = 0
     while done < resamples:
         b = min(chunk, resamples - done)
-        stats = resampled_statistics(y, y_pred, scores, codes, bootstrap_resamples(codes, b, rng))
+        picks = bootstrap_resamples(codes, b, rng)
+        stats = resampled_statistics(y, y_pred, scores, codes, picks, n_classes=n_classes)
         for s in SUMMARY_STATISTICS:
             values[s].append(stats[s])
         done += b

@@ -23,8 +23,8 @@ The header holds
   :func:`fastfair.datasets.user_csv.fit_encoding`), the encoded feature names, and whether they are
   standardised;
 * ``target``: the label column, its values and their names in code order (code ``k`` is ``values[k]``; for a
-  binary target code 1 is the positive class, ``positive`` = 1), so a prediction is reported as the original
-  label value;
+  binary target code 1 is the positive class, ``positive`` = 1; a multiclass target has C >= 3 values, one per
+  output of the network, and ``positive`` None), so a prediction is reported as the original label value;
 * ``sensitive``: the group columns (``columns``: one, or several for intersectional groups, whose names join
   the values with ``"|"``), ``column`` (the one column, or None when there are several) and the group names;
 * ``dataset``: where the training data came from -- a bundled dataset by name, seed and options (its pipeline
@@ -40,9 +40,12 @@ one-line :class:`~fastfair.errors.FastfairError` too.
 
 Scoring: features are computed by the recorded encoding (:func:`fastfair.datasets.user_csv.encode_features`),
 standardised by the recorded mean and scale (:func:`fastfair.datasets._scaling.apply_standardization`) and
-passed through the network in its training dtype; the probability of the positive class is
-:math:`\sigma(f(z))` and the prediction is the positive class where :math:`f(z) > 0`. On the training file
-this reproduces the training run's features bit for bit, so its predictions are identical.
+passed through the network in its training dtype. Binary: the probability of the positive class is
+:math:`\sigma(f(z))` and the prediction is the positive class where :math:`f(z) > 0`. Multiclass (C logits
+:math:`f_k(z)`): the probabilities are the softmax :math:`p_k = e^{f_k - m} / \sum_j e^{f_j - m}`,
+:math:`m = \max_j f_j` (computed in float64, each row summing to 1), and the prediction is
+:math:`\arg\max_k f_k(z)`, ties to the lowest code. On the training file this reproduces the training run's
+features bit for bit, so its predictions are identical.
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import expit
 from torch import nn
 
 from . import __version__
@@ -73,14 +75,18 @@ from .datasets.user_csv import NUMERIC, ONE_HOT, encode_features, encoded_names,
 from .errors import FastfairError, require
 from .io import atomic_write_bytes, dumps_json
 from .models import build_model
-from .training import predict_logits
+from .training import predict_logits, predicted_labels, probabilities
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "SavedModel",
+    "class_probabilities",
     "load_model",
     "model_file_bytes",
+    "predicted_codes",
+    "probability_columns",
+    "probability_frame",
     "save_model",
 ]
 
@@ -88,6 +94,8 @@ __all__ = [
 FORMAT = "fastfair-model"
 #: The version of the layout this module writes and the newest it reads.
 FORMAT_VERSION = 1
+#: Most classes a model file may hold (a sanity bound on the header, far above any real target).
+MAX_CLASSES = 10_000
 #: Largest magnitude a standardised feature may have: the network may run in float32.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -158,6 +166,12 @@ def _header(model: nn.Module, config: TrainConfig, data: Dataset, history: Seque
     if kind == "csv":
         dataset["file"] = Path(str(info.get("source", ""))).name
         dataset["sha256"] = info.get("sha256")
+    n_classes = len(data.label_names)
+    require(
+        n_classes == 2 or len(values) == n_classes,
+        f"cannot describe the labels of dataset {data.name!r} for a model file ({len(values)} values for "
+        f"{n_classes} classes)",
+    )
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -168,7 +182,7 @@ def _header(model: nn.Module, config: TrainConfig, data: Dataset, history: Seque
             "n_features": int(data.n_features),
             "hidden": list(hidden_widths(check_hidden(config.hidden))),
             "activation": config.activation,
-            "n_outputs": 1,
+            "n_outputs": 1 if n_classes == 2 else n_classes,
             "dtype": config.dtype,
         },
         "features": {
@@ -177,7 +191,12 @@ def _header(model: nn.Module, config: TrainConfig, data: Dataset, history: Seque
             "names": names,
             "standardized": bool(data.standardized),
         },
-        "target": {"column": target_column, "values": values, "names": list(data.label_names), "positive": 1},
+        "target": {
+            "column": target_column,
+            "values": values,
+            "names": list(data.label_names),
+            "positive": 1 if n_classes == 2 else None,
+        },
         "sensitive": {
             "column": sensitive_columns[0] if len(sensitive_columns) == 1 else None,
             "columns": sensitive_columns,
@@ -243,7 +262,8 @@ class SavedModel:
     header : dict
         The JSON header (see the module docstring).
     model : torch.nn.Module
-        The network, mapping standardised features ``(n, d)`` to logits ``(n,)``.
+        The network, mapping standardised features ``(n, d)`` to logits ``(n,)`` (binary) or ``(n, C)`` (C >= 3
+        classes).
     mean, scale : np.ndarray
         ``(d,)`` float64 standardisation statistics (zeros and ones when not standardised).
     """
@@ -272,8 +292,19 @@ class SavedModel:
 
     @property
     def label_names(self) -> list[str]:
-        """Text of each label code: ``[negative, positive]`` for a binary model."""
+        """Text of each label code: ``[negative, positive]`` for a binary model, C names for C classes."""
         return list(self.header["target"]["names"])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: 2 for a binary model (one logit), C for a multiclass one (C logits)."""
+        outputs = int(self.header["model"]["n_outputs"])
+        return 2 if outputs == 1 else outputs
+
+    @property
+    def multiclass(self) -> bool:
+        """Whether the model has C >= 3 classes."""
+        return self.n_classes > 2
 
     @property
     def label_values(self) -> list[Any]:
@@ -347,38 +378,38 @@ class SavedModel:
         return X
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Logits f(z) of standardised features ``X`` (n, d), float64, computed in the network's dtype."""
+        """Logits of standardised features ``X`` (n, d), float64, computed in the network's dtype: f(z) (n,) for
+        a binary model, (n, C) for C classes."""
         config = TrainConfig(dtype=self.dtype, device="cpu")
         return predict_logits(self.model, np.asarray(X, dtype=np.float64), config)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """P(positive | x) = σ(f(z)) for standardised features ``X``."""
-        return expit(self.decision_function(X))
+        """Binary: P(positive | x) = σ(f(z)), (n,); multiclass: the softmax of the logits, (n, C), rows summing
+        to 1 (:func:`class_probabilities`)."""
+        return class_probabilities(self.decision_function(X))
 
     def predict_codes(self, X: Any) -> np.ndarray:
-        """Label codes 1[f(z) > 0] for standardised features ``X``."""
-        return (self.decision_function(X) > 0).astype(np.int64)
+        """Label codes for standardised features ``X``: 1[f(z) > 0] (binary) or the argmax of the logits."""
+        return predicted_codes(self.decision_function(X))
 
     def predictions(self, frame: pd.DataFrame, *, source: str = "the data") -> pd.DataFrame:
         """One row per row of ``frame``, in its order: ``row`` (0-based data row), ``prediction`` (the label's
-        name: the original value of the target column) and ``probability`` (of the positive class)."""
+        name: the original value of the target column) and ``probability`` (of the positive class) -- or, for a
+        multiclass model, one column ``probability[<name>]`` per class, in code order."""
         return self.prediction_table(self.features(frame, source=source), np.arange(len(frame)))
 
     def prediction_table(self, X: Any, rows: Any) -> pd.DataFrame:
-        """``row``, ``prediction`` and ``probability`` for standardised features ``X`` whose rows are ``rows``."""
+        """``row``, ``prediction`` and the probabilities (:meth:`predictions`) for standardised features ``X``
+        whose rows are ``rows``."""
         logits = self.decision_function(X)
         names = np.asarray(self.label_names, dtype=object)
-        return pd.DataFrame(
-            {
-                "row": np.asarray(rows, dtype=np.int64),
-                "prediction": names[(logits > 0).astype(np.int64)],
-                "probability": expit(logits),
-            }
-        )
+        table = pd.DataFrame({"row": np.asarray(rows, dtype=np.int64), "prediction": names[predicted_codes(logits)]})
+        return pd.concat([table, probability_frame(logits, self.label_names)], axis=1)
 
     def labels(self, values: pd.Series, *, column: str, source: str = "the data") -> np.ndarray:
         """Label codes of a target column's values: 1 where the value is the positive label, 0 where it is the
-        negative one (or, one-vs-rest, any other value). A value matching neither is an error naming it."""
+        negative one (or, one-vs-rest, any other value); for a multiclass model, the code of the class whose
+        value (or name) it is. A value matching no label is an error naming it."""
         negative, positive = self.label_values[0], self.label_values[-1]
         texts = values.astype(str).to_numpy()
         missing = values.isna().to_numpy() | (np.char.strip(texts.astype(str)) == "")
@@ -388,6 +419,8 @@ class SavedModel:
                 f"target column {column!r} of {source} has {int(missing.sum())} missing value(s), first in data "
                 f"row {row + 1}"
             )
+        if self.multiclass:
+            return self._class_codes(values, texts, column=column, source=source)
         pos = _matches(values, texts, positive, self.label_names[-1])
         if negative is None:
             return pos.astype(np.int64)
@@ -400,6 +433,21 @@ class SavedModel:
                 f"not one of the model's labels {self.label_names[0]!r}, {self.label_names[-1]!r}"
             )
         return pos.astype(np.int64)
+
+    def _class_codes(self, values: pd.Series, texts: np.ndarray, *, column: str, source: str) -> np.ndarray:
+        """The multiclass codes of a target column (first matching class; a value of no class is an error)."""
+        codes = np.full(len(values), -1, dtype=np.int64)
+        for code, (value, name) in enumerate(zip(self.label_values, self.label_names, strict=True)):
+            codes[(codes < 0) & _matches(values, texts, value, name)] = code
+        unseen = codes < 0
+        if unseen.any():
+            row = int(np.flatnonzero(unseen)[0])
+            shown = ", ".join(repr(n) for n in self.label_names[:10]) + (", ..." if self.n_classes > 10 else "")
+            raise FastfairError(
+                f"target column {column!r} of {source} has value {texts[row]!r} (data row {row + 1}), which is "
+                f"not one of the model's {self.n_classes} classes ({shown})"
+            )
+        return codes
 
     # -- the training data ---------------------------------------------------------------------------------
     def training_dataset(self, csv: str | os.PathLike[str] | None = None) -> Dataset:
@@ -439,6 +487,33 @@ class SavedModel:
     def split(self, name: str, csv: str | os.PathLike[str] | None = None) -> Split:
         """One split (``train``, ``val`` or ``test``) of :meth:`training_dataset`."""
         return self.training_dataset(csv).split(name)
+
+
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    r"""Probabilities from logits: σ(f) (the positive class) for (n,) binary logits; for (n, C) the softmax
+    :math:`p_k = e^{f_k - m}/\sum_j e^{f_j - m}`, :math:`m = \max_j f_j`, in float64 (no overflow, rows sum to
+    1). The training run's own rule (:func:`fastfair.training.probabilities`), so that scores match it bit for bit."""
+    return probabilities(np.asarray(logits, dtype=np.float64))
+
+
+def predicted_codes(logits: np.ndarray) -> np.ndarray:
+    """Label codes from logits: 1[f > 0] for (n,) binary logits, the argmax (lowest code on ties) for (n, C): the
+    training run's rule (:func:`fastfair.training.predicted_labels`)."""
+    return predicted_labels(np.asarray(logits))
+
+
+def probability_columns(label_names: Sequence[Any]) -> list[str]:
+    """Names of the probability columns of a prediction table: ``probability`` (of the positive class) for a
+    binary model, ``probability[<name>]`` per class, in code order, for C >= 3 classes."""
+    if len(label_names) <= 2:
+        return ["probability"]
+    return [f"probability[{name}]" for name in label_names]
+
+
+def probability_frame(logits: np.ndarray, label_names: Sequence[Any]) -> pd.DataFrame:
+    """The probability columns (:func:`probability_columns`) of logits (n,) or (n, C)."""
+    p = class_probabilities(logits)
+    return pd.DataFrame(p.reshape(len(p), -1), columns=probability_columns(label_names))
 
 
 def _matches(values: pd.Series, texts: np.ndarray, value: Any, name: str) -> np.ndarray:
@@ -552,9 +627,11 @@ def _check_header(header: dict[str, Any], where: str) -> None:
         "dtype": (str,),
     }.items():
         require(isinstance(model.get(key), types), f"{where}: header entry 'model.{key}' is missing or malformed")
+    outputs = model["n_outputs"]
     require(
-        model["n_outputs"] == 1,
-        f"{where} is a model with {model['n_outputs']} outputs; this fastfair scores binary models (1 output) only",
+        outputs == 1 or 3 <= outputs <= MAX_CLASSES,
+        f"{where} is a model with {outputs} outputs; this fastfair scores binary models (1 output) and multiclass "
+        f"ones (3 to {MAX_CLASSES} outputs, one per class)",
     )
     require(model["dtype"] in ("float32", "float64"), f"{where}: unknown dtype {model['dtype']!r}")
     features = header["features"]
@@ -592,18 +669,25 @@ def _check_header(header: dict[str, Any], where: str) -> None:
     require(
         isinstance(target.get("values"), list)
         and isinstance(target.get("names"), list)
-        and len(target["values"]) == len(target["names"]) == 2,
-        f"{where}: header entry 'target' is malformed (a binary model has two label values)",
+        and len(target["values"]) == len(target["names"]) >= 2,
+        f"{where}: header entry 'target' is malformed (label values and names, two or more of each)",
+    )
+    labels = len(target["values"])
+    require(
+        labels == (2 if outputs == 1 else outputs),
+        f"{where} is a model with {outputs} outputs; this fastfair scores binary models (1 output) only with 2 "
+        f"label values and C-class models with C outputs and C label values, but its header has {labels}",
     )
 
 
 def _build(spec: dict[str, Any], where: str) -> nn.Module:
     try:
         hidden = check_hidden(spec["hidden"], "hidden")
+        classes = {} if spec["n_outputs"] == 1 else {"n_classes": spec["n_outputs"]}
         model = build_model(
-            spec["family"], spec["n_features"], hidden=hidden, activation=spec["activation"], seed=0
+            spec["family"], spec["n_features"], hidden=hidden, activation=spec["activation"], seed=0, **classes
         )
-    except FastfairError as exc:
+    except (FastfairError, TypeError) as exc:
         raise FastfairError(f"{where} describes a network this fastfair cannot build: {exc}") from None
     return model.to(getattr(torch, spec["dtype"]))
 

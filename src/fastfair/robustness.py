@@ -1,7 +1,9 @@
 r"""Per-group robustness of a trained classifier: flip rate and robust accuracy under L2 perturbations.
 
 A binary classifier with logit :math:`f` predicts :math:`\hat y(x) = 1[f(x) > 0]` (the rule of fastfair's
-training loop, estimator and metrics: a point exactly on the boundary, :math:`f(x) = 0`, is predicted 0). For a
+training loop, estimator and metrics: a point exactly on the boundary, :math:`f(x) = 0`, is predicted 0). A
+multiclass classifier with logits :math:`f_0, \dots, f_{C-1}` (:math:`C \ge 3`) predicts
+:math:`\hat y(x) = \arg\max_k f_k(x)`, ties going to the lowest class code (numpy's and torch's ``argmax``). For a
 radius :math:`r > 0` and a labelled point :math:`(x, y)`:
 
 * :math:`x` **flips** at :math:`r` if some :math:`\delta` with :math:`\|\delta\|_2 \le r` has
@@ -29,11 +31,29 @@ Two ways to decide a flip, recorded per row of the result in ``method``:
     parameters, so this is exact up to float64 rounding (the model's own forward pass in float32 can disagree with
     it only for points within float32 rounding of the boundary).
 
+    **Softmax regression** :math:`f_k(x) = w_k^\top x + b_k` (the affine model with :math:`C \ge 3` outputs). With
+    the tie rule, the region predicted :math:`k` is the intersection of half-spaces
+    :math:`R_k = \bigcap_{j<k}\{g_{kj} > 0\} \cap \bigcap_{j>k}\{g_{kj} \ge 0\}`,
+    :math:`g_{kj}(x) = f_k(x) - f_j(x) = (w_k - w_j)^\top x + (b_k - b_j)`, and its complement is the union of
+    the complementary half-spaces. A point predicted :math:`k` flips iff the ball meets that union, i.e. meets one
+    of the half-spaces; over the ball :math:`\min g_{kj}(x+\delta) = g_{kj}(x) - r\|w_k - w_j\|`, so it flips iff
+    for some :math:`j \ne k`
+
+    * :math:`j < k` and :math:`g_{kj}(x) \le r\|w_k - w_j\|` (the closed half-space :math:`g_{kj} \le 0`), or
+    * :math:`j > k` and :math:`g_{kj}(x) < r\|w_k - w_j\|` (the open half-space :math:`g_{kj} < 0`).
+
+    Equivalently, the L2 distance from :math:`x` to the complement of :math:`R_k` is
+    :math:`\min_{j \ne k} g_{kj}(x)/\|w_k - w_j\|`: the distance to a union is the smallest distance to one of its
+    parts, and the distance to a half-space is the distance to its boundary hyperplane. A pair with
+    :math:`w_k = w_j` has a constant :math:`g_{kj} > 0` (or :math:`\ge 0` for :math:`j > k`) and never causes a flip.
+
 ``"attack"`` -- any other ``nn.Module`` (or ``method="attack"``): multi-restart projected gradient descent on the
     signed margin :math:`m(\delta) = s\,f(x+\delta)` with :math:`s = +1` for a point predicted 1 and :math:`-1` for
     a point predicted 0. Restart 0 starts from the single normalised-gradient step of full length,
     :math:`\delta_0 = -r\,\nabla m / \|\nabla m\|` at :math:`\delta = 0` (the worst point of the linearised model);
-    the other restarts start uniformly at random in the ball. Each step is
+    the other restarts start uniformly at random in the ball. For a multiclass model (:math:`C \ge 3` logits per
+    row) the margin of a point predicted :math:`k` is :math:`m(\delta) = f_k(x+\delta) - \max_{j \ne k} f_j(x+\delta)`,
+    and a flip is any change of the argmax. Each step is
     :math:`\delta \leftarrow P(\delta - \alpha_t \nabla m/\|\nabla m\|)` with the projection
     :math:`P(\delta) = \delta\min(1, r/\|\delta\|)` and step lengths :math:`\alpha_t` decaying geometrically from
     :data:`FIRST_STEP`·r to :data:`LAST_STEP`·r. A point flips as soon as **any** iterate of any restart changes
@@ -95,7 +115,8 @@ COLUMNS: tuple[str, ...] = (
 )
 #: The name of the row pooling every point.
 ALL_GROUP = "all"
-#: ``method`` values: ``"auto"`` is exact for :class:`~fastfair.models.Affine`, the attack otherwise.
+#: ``method`` values: ``"auto"`` is exact for :class:`~fastfair.models.Affine` (one logit or C >= 3), the attack
+#: otherwise.
 METHODS: tuple[str, ...] = ("auto", "exact", "attack")
 #: Default number of attack restarts (restart 0 from the full normalised-gradient step, the rest random).
 DEFAULT_RESTARTS = 8
@@ -130,9 +151,11 @@ def group_robustness(
     ----------
     model
         A binary classifier mapping (n, d) inputs to (n,) logits (``(n, 1)`` is accepted), predicting
-        ``1[f(x) > 0]``. It is evaluated on its own device and in its own dtype (that of its first parameter).
+        ``1[f(x) > 0]``, or a multiclass one mapping them to (n, C) logits, C >= 3, predicting the argmax. It is
+        evaluated on its own device and in its own dtype (that of its first parameter).
     X, y
-        Inputs (n, d) (numpy array, tensor, anything ``np.asarray`` takes; finite) and labels in {0, 1}.
+        Inputs (n, d) (numpy array, tensor, anything ``np.asarray`` takes; finite) and labels: in {0, 1} for a
+        binary model, class codes in {0, ..., C-1} for a multiclass one.
     groups
         One group label per row (any mutually sortable labels), or None for the pooled row only.
     radii
@@ -142,8 +165,8 @@ def group_robustness(
     restarts, steps
         The attack's number of restarts (≥ 1) and of steps per restart (≥ 1).
     method
-        ``"auto"`` (exact for :class:`~fastfair.models.Affine`, the attack otherwise), ``"exact"`` (affine models
-        only) or ``"attack"`` (any model, the affine one included).
+        ``"auto"`` (exact for :class:`~fastfair.models.Affine`, binary or softmax regression, the attack
+        otherwise), ``"exact"`` (affine models only) or ``"attack"`` (any model, the affine one included).
 
     Returns
     -------
@@ -157,10 +180,12 @@ def group_robustness(
     Raises
     ------
     FastfairError
-        One line, for empty input, inputs of different lengths, NaN or infinite features, labels other than 0/1,
+        One line, for empty input, inputs of different lengths, NaN or infinite features, labels other than 0/1
+        (binary) or 0..C-1 (multiclass),
         a radius that is not finite and positive or lies outside the safe range of the computation's dtype, a group
         named ``"all"``, bad ``restarts``/``steps``/``seed``/``method``, ``method="exact"`` for a model that is not
-        affine, a model that does not accept ``X`` or does not output one logit per row, or non-finite weights
+        affine, a model that does not accept ``X`` or does not output one logit per row (or C >= 3), or
+        non-finite weights
         (affine) or logits (attack).
     """
     if method not in METHODS:
@@ -170,16 +195,20 @@ def group_robustness(
     steps = check_positive_int("steps", steps)
     r = _check_radii(radii)
     x64 = _check_features(X)
-    labels = _check_labels(y, len(x64))
+    _check_length(y, len(x64))
     names, codes = _check_groups(groups, len(x64))
     if method == "exact" and not isinstance(model, Affine):
         raise FastfairError(f"method 'exact' needs the affine model, got {type(model).__name__}; use 'attack'")
     exact = isinstance(model, Affine) and method != "attack"
     _check_radius_range(r, torch.float64 if exact else _model_place(model)[0])
     if exact:
-        clean, flips = _affine_flips(model, x64, r)
+        w, b = _affine_parameters(model, x64.shape[1])
+        labels = _check_labels(y, len(x64), _classes_of(len(b)))
+        clean, flips = _affine_flips(w, b, x64, r)
     else:
-        clean, flips = _attack_flips(model, x64, r, seed=seed, restarts=restarts, steps=steps)
+        f = _clean_logits(model, x64)
+        labels = _check_labels(y, len(x64), _classes_of(1 if f.ndim == 1 else f.shape[1]))
+        clean, flips = _attack_flips(model, x64, f, r, seed=seed, restarts=restarts, steps=steps)
     frame = _tabulate(r, names, codes, labels, clean, flips, "exact" if exact else "attack")
     frame.attrs.update(seed=seed, restarts=restarts, steps=steps)
     return frame
@@ -288,22 +317,41 @@ def _check_features(X: Any) -> np.ndarray:
     return x
 
 
-def _check_labels(y: Any, n: int) -> np.ndarray:
+def _label_array(y: Any) -> np.ndarray:
     a = np.asarray(_numpy(y))
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 1:
         raise FastfairError(f"y must be one-dimensional, got shape {a.shape}")
+    return a
+
+
+def _check_length(y: Any, n: int) -> None:
+    a = _label_array(y)
     if len(a) != n:
         raise FastfairError(f"X and y differ in length: X has {n} rows, y has {len(a)}")
+
+
+def _classes_of(n_outputs: int) -> int:
+    """Number of classes of a model with ``n_outputs`` logits per row: one logit is binary, C >= 3 are C classes."""
+    return 2 if n_outputs == 1 else n_outputs
+
+
+def _check_labels(y: Any, n: int, n_classes: int = 2) -> np.ndarray:
+    """Labels as int64 class codes: 0/1 for a binary model, 0..C-1 for a C-class one."""
+    a = _label_array(y)
+    if len(a) != n:
+        raise FastfairError(f"X and y differ in length: X has {n} rows, y has {len(a)}")
+    allowed = "0 and 1" if n_classes == 2 else f"the class codes 0 to {n_classes - 1}"
     try:
         v = a.astype(np.float64)
     except (TypeError, ValueError):
-        raise FastfairError("y must contain only 0 and 1, got non-numeric values") from None
-    bad = ~((v == 0) | (v == 1))
+        raise FastfairError(f"y must contain only {allowed}, got non-numeric values") from None
+    bad = ~((v == np.round(v)) & (v >= 0) & (v < n_classes))  # also catches NaN
     if bad.any():
-        raise FastfairError(f"y must contain only 0 and 1, found {a[bad][0]!r}")
-    return v.astype(bool)
+        first = a[bad][0]
+        raise FastfairError(f"y must contain only {allowed}, found {getattr(first, 'item', lambda: first)()!r}")
+    return v.astype(np.int64)
 
 
 def _check_groups(groups: Any, n: int) -> tuple[list[Hashable], np.ndarray]:
@@ -339,48 +387,92 @@ def _model_place(model: nn.Module) -> tuple[torch.dtype, torch.device]:
 # ----------------------------------------------------------------------------------------------------------
 # Exact: the affine model
 # ----------------------------------------------------------------------------------------------------------
-def _affine_flips(model: Affine, x: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Clean predictions (n,) and flips (radii, n) of f(x) = wᵀx + b, exactly (module docstring)."""
-    w = model.linear.weight.detach().to("cpu", torch.float64).numpy().reshape(-1)
+def _affine_parameters(model: Affine, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The affine model's weights (m, d) and biases (m,) in float64: m = 1 logit (binary) or C >= 3."""
+    w = model.linear.weight.detach().to("cpu", torch.float64).numpy()
+    w = w.reshape(1, -1) if w.ndim == 1 else w
+    m = w.shape[0]
     b = (
-        float(model.linear.bias.detach().to("cpu", torch.float64).reshape(-1)[0])
+        model.linear.bias.detach().to("cpu", torch.float64).numpy().reshape(-1)
         if model.linear.bias is not None
-        else 0.0
+        else np.zeros(m)
     )
-    if x.shape[1] != w.size:
-        raise FastfairError(f"the model takes {w.size} features, X has {x.shape[1]}")
-    if not (np.isfinite(w).all() and math.isfinite(b)):
+    if m == 2:
+        raise FastfairError(
+            "the model must output one logit per row (a binary classifier) or C >= 3 (multiclass), got 2"
+        )
+    if d != w.shape[1]:
+        raise FastfairError(f"the model takes {w.shape[1]} features, X has {d}")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
         raise FastfairError("the affine model's weights are not finite (NaN or inf)")
-    f = x @ w + b
+    return w, b
+
+
+def _affine_flips(w: np.ndarray, b: np.ndarray, x: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clean predictions (n,) and flips (radii, n) of the affine model f(x) = Wx + b, W of shape (1, d) (binary)
+    or (C, d), C >= 3 (softmax regression), exactly (module docstring)."""
+    if w.shape[0] > 1:
+        return _softmax_regression_flips(w, b, x, radii)
+    w, b0 = w[0], float(b[0])
+    f = x @ w + b0
     clean = f > 0
     norm = float(np.linalg.norm(w))
     if norm == 0.0:  # constant logit: no boundary, nothing flips
-        return clean, np.zeros((len(radii), len(x)), dtype=bool)
+        return clean.astype(np.int64), np.zeros((len(radii), len(x)), dtype=bool)
     reach = radii[:, None] * norm  # how far the logit moves over the ball
     flips = np.where(clean, f - reach <= 0, f + reach > 0)
-    return clean, flips
+    return clean.astype(np.int64), flips
+
+
+def _softmax_regression_flips(
+    w: np.ndarray, b: np.ndarray, x: np.ndarray, radii: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean argmax (n,) and flips (radii, n) of f(x) = Wx + b with C >= 3 rows: a point predicted k flips at r
+    iff g_kj(x) = f_k(x) - f_j(x) <= r‖w_k - w_j‖ for some j < k, or < r‖w_k - w_j‖ for some j > k."""
+    f = x @ w.T + b  # (n, C)
+    k = np.argmax(f, axis=1)  # ties: the lowest code
+    rows = np.arange(len(x))
+    gap = f[rows, k][:, None] - f  # g_kj, (n, C); >= 0, and > 0 for j < k
+    pair = np.linalg.norm(w[:, None, :] - w[None, :, :], axis=2)  # ‖w_k - w_j‖, (C, C)
+    dist = pair[k]  # (n, C)
+    j = np.arange(w.shape[0])[None, :]
+    below, above = j < k[:, None], j > k[:, None]
+    flips = np.empty((len(radii), len(x)), dtype=bool)
+    for i, r in enumerate(radii):
+        reach = r * dist
+        flips[i] = ((below & (gap <= reach)) | (above & (gap < reach))).any(axis=1)
+    return k.astype(np.int64), flips
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Attack: any model
 # ----------------------------------------------------------------------------------------------------------
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's logits of the rows of ``x``: (m,) for a binary model, (m, C) for a C-class one (C >= 3)."""
     out = model(x)
+    if out.ndim == 2 and out.shape[0] == len(x) and out.shape[1] >= 3:
+        return out
     if out.numel() != len(x):
         raise FastfairError(
-            f"the model must output one logit per row (a binary classifier), got shape {tuple(out.shape)}"
+            "the model must output one logit per row (a binary classifier) or C >= 3 (multiclass), got shape "
+            f"{tuple(out.shape)}"
         )
     return out.reshape(-1)
 
 
-def _attack_flips(
-    model: nn.Module, x64: np.ndarray, radii: np.ndarray, *, seed: int, restarts: int, steps: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Clean predictions (n,) and the attack's flips (radii, n) (module docstring)."""
+def _predict(f: torch.Tensor) -> torch.Tensor:
+    """Class codes of logits: 1[f > 0] for (m,) logits, the argmax (lowest code on ties) for (m, C)."""
+    return (f > 0).long() if f.ndim == 1 else torch.argmax(f, dim=1)
+
+
+def _finite_rows(f: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(f) if f.ndim == 1 else torch.isfinite(f).all(dim=1)
+
+
+def _clean_logits(model: nn.Module, x64: np.ndarray) -> torch.Tensor:
+    """The model's logits of every row, batched, in eval mode (its mode restored); each error is one line."""
     dtype, device = _model_place(model)
     x = torch.as_tensor(x64, dtype=dtype, device=device)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
@@ -390,9 +482,25 @@ def _attack_flips(
             except RuntimeError as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise FastfairError(f"the model does not accept X of shape {tuple(x.shape)}: {first}") from None
-        if not torch.isfinite(f).all():
-            raise FastfairError("the model returns NaN or infinite logits on X")
-        clean = f > 0
+    finally:
+        model.train(was_training)
+    if not torch.isfinite(f).all():
+        raise FastfairError("the model returns NaN or infinite logits on X")
+    return f
+
+
+def _attack_flips(
+    model: nn.Module, x64: np.ndarray, f: torch.Tensor, radii: np.ndarray, *, seed: int, restarts: int, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean predictions (n,) and the attack's flips (radii, n) (module docstring), from the clean logits ``f``."""
+    dtype, device = _model_place(model)
+    x = torch.as_tensor(x64, dtype=dtype, device=device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        clean = _predict(f)
         flipped = torch.zeros(len(x), dtype=torch.bool, device=device)
         flips = np.zeros((len(radii), len(x)), dtype=bool)
         rows_per_batch = max(1, BATCH_PAIRS // restarts)
@@ -417,12 +525,12 @@ def _attack_batch(
     steps: int,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    """Which rows of ``x`` (m, d) the attack flips within radius ``r``: a bool tensor (m,)."""
+    """Which rows of ``x`` (m, d), predicted ``clean`` (codes), the attack flips within radius ``r``: a bool
+    tensor (m,)."""
     m, d = x.shape
-    sign = clean.to(x.dtype) * 2 - 1  # s = +1 predicted 1, -1 predicted 0: minimise s·f
     found = torch.zeros(m, dtype=torch.bool, device=x.device)
     # restart 0: the full normalised-gradient step from the clean point; the rest: uniform in the ball
-    g0 = _margin_gradient(model, x, sign)[1]
+    g0 = _margin_gradient(model, x, clean)[1]
     direction = torch.randn(m * (restarts - 1), d, generator=gen, dtype=x.dtype, device=x.device)
     direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     u = torch.rand(m * (restarts - 1), 1, generator=gen, dtype=x.dtype, device=x.device)
@@ -431,8 +539,8 @@ def _attack_batch(
     start = x.repeat(restarts, 1)
     alphas = r * FIRST_STEP * (LAST_STEP / FIRST_STEP) ** (torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1))
     for t in range(steps + 1):
-        f, grad = _margin_gradient(model, start + delta, sign[row], with_grad=t < steps)
-        hit = ((f > 0) != clean[row]) & torch.isfinite(f)  # a NaN logit is no witness
+        f, grad = _margin_gradient(model, start + delta, clean[row], with_grad=t < steps)
+        hit = (_predict(f) != clean[row]) & _finite_rows(f)  # a NaN logit is no witness
         if hit.any():
             found[row[hit]] = True
             keep = ~found[row]
@@ -446,17 +554,28 @@ def _attack_batch(
     return found
 
 
+def _margin(f: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The margin of each row's clean prediction k: s·f with s = +1 (k = 1) or -1 (k = 0) for a binary logit,
+    f_k - max_{j≠k} f_j for C >= 3 logits; the prediction changes only where it is <= 0."""
+    if f.ndim == 1:
+        return (clean.to(f.dtype) * 2 - 1) * f
+    own = f.gather(1, clean[:, None])[:, 0]
+    others = f.scatter(1, clean[:, None], float("-inf")).amax(dim=1)
+    return own - others
+
+
 def _margin_gradient(
-    model: nn.Module, z: torch.Tensor, sign: torch.Tensor, *, with_grad: bool = True
+    model: nn.Module, z: torch.Tensor, clean: torch.Tensor, *, with_grad: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The logits f(z) (detached) and, if asked, the gradient of the margin s·f with respect to each row of z."""
+    """The logits f(z) (detached) and, if asked, the gradient of the margin (:func:`_margin`) of the clean
+    predictions ``clean`` with respect to each row of z."""
     if not with_grad:
         with torch.no_grad():
             return _logits(model, z), None
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
         f = _logits(model, z)
-        (grad,) = torch.autograd.grad((sign * f).sum(), z)
+        (grad,) = torch.autograd.grad(_margin(f, clean).sum(), z)
     return f.detach(), grad
 
 

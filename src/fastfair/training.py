@@ -35,6 +35,12 @@ group, not with the model's selection rates. Each epoch's history then records t
 on clean predictions, like ``train_loss``. λ = 0 with a penalty named trains exactly as without a penalty and
 records it all the same.
 
+Multiclass. Labels are integer codes 0..C-1; C = 2 is the binary case above (one logit per row, the logistic
+loss, P(y = 1) = σ(f(x))), C ≥ 3 a model with C outputs trained on the softmax cross-entropy
+(:func:`fastfair.losses.classification_loss`), with probabilities softmax(f(x)) and predictions argmax_c f_c(x).
+Every inner solver but ``trs-paper`` (the reference's binary step) takes multiclass models; the fairness
+penalties are defined for one logit, and a multiclass run with one is refused.
+
 Time spent in the inner solver is measured separately from the rest of the epoch (``inner_seconds``), so that
 the cost of robustness can be reported honestly; evaluation after each epoch is not counted in either.
 """
@@ -49,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.special import expit
+from scipy.special import softmax as softmax_rows
 from torch import nn
 
 from . import metrics
@@ -57,7 +64,7 @@ from .config import scale_range as scale_range  # re-exported: the settings' bou
 from .datasets import Dataset, Split
 from .errors import FastfairError, require
 from .inner import AutoAdversary, make_inner, solver_options
-from .losses import fairness_penalty, logistic_loss, weighted_mean
+from .losses import classification_loss, fairness_penalty, weighted_mean
 from .models import build_model
 from .vocabulary import DTYPES as DTYPE_NAMES
 from .vocabulary import SPLITS
@@ -90,13 +97,19 @@ class TrainResult:
     """A trained model with its per-epoch history and timing.
 
     ``inner_choice``: for ``solver="auto"``, the solver it chose and why, ``{"solver": ..., "reason": ...}``
-    (:class:`fastfair.inner.AutoChoice`); ``None`` for every other solver.
+    (:class:`fastfair.inner.AutoChoice`); ``None`` for every other solver. ``n_classes``: C, the number of classes
+    (2 for a binary model); left ``None``, it is read from ``model.n_classes`` (2 for a model without one).
     """
 
     model: nn.Module
     config: TrainConfig
     history: list[dict[str, float]]
     inner_choice: dict[str, str] | None = None
+    n_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_classes is None:
+            self.n_classes = int(getattr(self.model, "n_classes", 2))
 
     @property
     def epoch_seconds(self) -> float:
@@ -109,27 +122,45 @@ class TrainResult:
         return float(np.mean([h["inner_seconds"] for h in self.history]))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Logits f(x) for a float array X of shape (n, d)."""
+        """Logits f(x) for a float array X of shape (n, d): (n,) for a binary model, (n, C) for C classes."""
         return predict_logits(self.model, X, self.config)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(y = 1 | x) = σ(f(x))."""
-        return expit(self.decision_function(X))
+        """Binary: P(y = 1 | x) = σ(f(x)), shape (n,). C classes: softmax(f(x)), shape (n, C), rows summing to 1."""
+        return probabilities(self.decision_function(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Hard labels 1[f(x) > 0]."""
-        return (self.decision_function(X) > 0).astype(np.int64)
+        """Hard labels: 1[f(x) > 0] (binary), argmax_c f_c(x) (C classes; the first class at ties)."""
+        return predicted_labels(self.decision_function(X))
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """σ(z) for (n,) logits, softmax(z) along each row for (n, C) logits."""
+    return softmax_rows(logits, axis=1) if logits.ndim == 2 else expit(logits)
+
+
+def predicted_labels(logits: np.ndarray) -> np.ndarray:
+    """1[z > 0] for (n,) logits, argmax_c z_c for (n, C) logits, as int64 codes."""
+    if logits.ndim == 2:
+        return np.argmax(logits, axis=1).astype(np.int64)
+    return (logits > 0).astype(np.int64)
 
 
 def predict_logits(model: nn.Module, X: np.ndarray, config: TrainConfig, chunk: int = 65536) -> np.ndarray:
-    """Evaluate the model's logits on a numpy array, in chunks, without building a graph."""
+    """Evaluate the model's logits on a numpy array, in chunks, without building a graph: (n,) for a model with one
+    output per row, (n, C) for a model with C ≥ 3 outputs per row."""
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
     out = []
     with torch.no_grad():
         for start in range(0, len(X), chunk):
             xb = torch.as_tensor(np.asarray(X[start : start + chunk]), dtype=dtype, device=device)
-            out.append(model(xb).reshape(-1).double().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            z = model(xb)
+            z = z if z.ndim == 2 and z.shape[1] >= 3 else z.reshape(-1)
+            out.append(z.double().cpu().numpy())
+    if out:
+        return np.concatenate(out)
+    width = int(getattr(model, "n_classes", 2))
+    return np.zeros((0, width)) if width > 2 else np.zeros(0)
 
 
 def _sync(device: torch.device) -> None:
@@ -147,14 +178,61 @@ def _eval_loss_acc(
     """(Weighted) mean loss and accuracy of the whole set, and its fairness penalty ``(kind, groups, n_groups)``."""
     with torch.no_grad():
         logits = model(x)
-        loss = weighted_mean(logistic_loss(logits, y), weight).item()
-        correct = ((logits > 0).to(y.dtype) == y).double()
+        loss = weighted_mean(classification_loss(logits, y), weight).item()
+        if logits.ndim == 2:  # C classes: the arg-max class
+            correct = (logits.argmax(dim=1).to(y.dtype) == y).double()
+        else:
+            correct = ((logits > 0).to(y.dtype) == y).double()
         acc = weighted_mean(correct, None if weight is None else weight.double()).item()
         gap = None
         if penalty is not None:
             kind, groups, n_groups = penalty
             gap = fairness_penalty(logits, y, groups, kind, weight=weight, n_groups=n_groups).item()
     return loss, acc, gap
+
+
+def check_labels(y: np.ndarray, n_classes: int | None, what: str = "y") -> int:
+    """The number of classes C of labels ``y`` (rules of :func:`train_arrays`), refusing labels that do not fit.
+
+    ``n_classes`` None infers C (2 when every label lies in [0, 1], else the largest label + 1); a given C must be
+    an integer ≥ 2. Binary labels are numbers in [0, 1]; multiclass labels integer codes 0..C-1. A one-line
+    :class:`FastfairError` names the first label that does not fit.
+    """
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer)):
+        raise FastfairError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    require(n_classes is None or n_classes >= 2, f"n_classes must be an integer >= 2, got {n_classes!r}")
+    try:
+        labels = np.asarray(y, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise FastfairError(f"{what} must hold numeric labels (class codes 0..C-1)") from None
+    bad = ~np.isfinite(labels)
+    require(not bad.any(), f"{what} has NaN or infinite labels (first at row {int(np.argmax(bad))})")
+    if labels.size == 0:
+        return 2 if n_classes is None else int(n_classes)
+    binary = bool(((labels >= 0) & (labels <= 1)).all())
+    if n_classes is None:
+        if binary:
+            return 2
+        wrong = (labels < 0) | (labels != np.round(labels))
+        if wrong.any():
+            row = int(np.argmax(wrong))
+            raise FastfairError(
+                f"{what} labels must be numbers in [0, 1] (binary) or integer codes 0, 1, 2, ... (multiclass), "
+                f"got {labels[row]:g} at row {row}"
+            )
+        n_classes = int(labels.max()) + 1
+    if n_classes == 2:
+        row = int(np.argmax((labels < 0) | (labels > 1)))
+        require(binary, f"{what} labels of a binary target must lie in [0, 1], got {labels[row]:g} at row {row}")
+        return 2
+    wrong = (labels < 0) | (labels >= n_classes) | (labels != np.round(labels))
+    if wrong.any():
+        row = int(np.argmax(wrong))
+        raise FastfairError(
+            f"{what} labels of a {n_classes}-class target must be integer codes 0..{n_classes - 1}, "
+            f"got {labels[row]:g} at row {row}"
+        )
+    return int(n_classes)
 
 
 def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
@@ -245,8 +323,15 @@ def train_arrays(
     sample_weight: Any = None,
     groups: Any = None,
     groups_val: Any = None,
+    n_classes: int | None = None,
 ) -> TrainResult:
-    """Train on arrays X (n, d) float and y (n,) in {0, 1}; the core loop behind :func:`train`.
+    """Train on arrays X (n, d) float and y (n,) labels; the core loop behind :func:`train`.
+
+    ``n_classes`` C: 2 (binary, labels in [0, 1]: hard 0/1 or soft), or C ≥ 3 (labels integer codes 0..C-1: a
+    model with C outputs and the softmax cross-entropy, module docs); ``None``: 2 when every label lies in [0, 1],
+    else the largest label + 1; a ``model`` passed in with C ≥ 3 outputs sets C when ``n_classes`` is None. Labels
+    that do not fit (negative, fractional above 1, a code ≥ C), a model whose outputs do not match C, and a
+    fairness penalty with C ≥ 3 are refused with a one-line :class:`FastfairError`.
 
     ``sample_weight`` (n,): non-negative row weights (module docs: weighted batch means, zero-weight rows removed);
     ``groups`` (n,): each row's group label, needed by ``config.fairness_penalty``; ``groups_val``: those of
@@ -261,6 +346,8 @@ def train_arrays(
     X = _float_array(X, "X")
     y = np.asarray(y)
     require(X.ndim == 2 and len(X) == len(y) and len(X) > 0, "X must be a non-empty (n, d) array matching y")
+    asked = n_classes
+    n_classes = check_labels(y, n_classes)
     weight = None if sample_weight is None else check_sample_weight(sample_weight, len(X))
     codes, n_groups = (None, 0) if groups is None else group_codes(groups, len(X))
     kind = config.fairness_penalty
@@ -295,11 +382,26 @@ def train_arrays(
         track_val = (kind, torch.as_tensor(codes_val, device=device), n_val)
     lam = config.fairness_weight if kind is not None else 0.0
 
+    users_model = model is not None
     if model is None:
         model = build_model(
-            config.model, X.shape[1], hidden=config.hidden, activation=config.activation, seed=config.seed
+            config.model,
+            X.shape[1],
+            hidden=config.hidden,
+            activation=config.activation,
+            seed=config.seed,
+            n_classes=n_classes,
         )
     model = model.to(device=device, dtype=dtype)
+    if users_model:
+        n_classes = _model_classes(model, x_t, y, n_classes, asked)
+    require(
+        n_classes == 2 or kind is None,
+        f"the fairness penalty {kind!r} is defined for binary targets only, and this target has "
+        f"{n_classes} classes; train without a fairness penalty",
+    )
+    if has_val:
+        check_labels(np.asarray(y_val), n_classes, "y_val")
     inner = make_inner(config.solver, **_seeded(config))
     inner_choice = None
     if isinstance(inner, AutoAdversary):  # chosen once: the model's structure does not change while it trains
@@ -335,13 +437,13 @@ def train_arrays(
                 x_adv = inner.attack(model, xb, yb, radius[: len(idx)])
                 _sync(device)
                 inner_time += time.perf_counter() - t_inner
-                loss = weighted_mean(logistic_loss(model(x_adv), yb), wb)
+                loss = weighted_mean(classification_loss(model(x_adv), yb), wb)
                 if w > 0:
                     clean = model(xb)
-                    loss = (1 - w) * loss + w * weighted_mean(logistic_loss(clean, yb), wb)
+                    loss = (1 - w) * loss + w * weighted_mean(classification_loss(clean, yb), wb)
             else:
                 clean = model(xb)
-                loss = weighted_mean(logistic_loss(clean, yb), wb)
+                loss = weighted_mean(classification_loss(clean, yb), wb)
             if lam > 0:  # on the clean predictions (module docs)
                 clean = model(xb) if clean is None else clean
                 loss = loss + lam * fairness_penalty(clean, yb, g_t[idx], kind, weight=wb, n_groups=n_groups)
@@ -367,7 +469,35 @@ def train_arrays(
         if progress and hasattr(epochs, "set_postfix"):
             epochs.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{record['train_accuracy']:.3f}")
     model.eval()
-    return TrainResult(model=model, config=config, history=history, inner_choice=inner_choice)
+    return TrainResult(
+        model=model, config=config, history=history, inner_choice=inner_choice, n_classes=n_classes
+    )
+
+
+def _model_classes(model: nn.Module, x: torch.Tensor, y: np.ndarray, n_classes: int, asked: int | None) -> int:
+    """The number of classes of a user's ``model``, reconciled with the labels: C for (n, C) logits (C ≥ 3), 2 for one
+    logit per row. Where the caller did not fix ``n_classes`` (``asked`` None) a C-output model takes any labels
+    that fit in 0..C-1; otherwise the two must agree. One-line FastfairError for a mismatch or another output
+    shape, from one forward pass of two rows in evaluation mode (modes restored)."""
+    from .derivatives.analytic import model_logits
+
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model_logits(model(x[:2]), min(2, x.shape[0]))
+    finally:
+        for module, training in modes:
+            module.training = training
+    outputs = out.shape[1] if out.ndim == 2 else 2
+    if outputs != n_classes and asked is None and outputs > 2:
+        return check_labels(y, outputs)
+    require(
+        outputs == n_classes,
+        f"the model has {'one output per row (binary)' if outputs == 2 else f'{outputs} outputs'} but the labels "
+        f"have {n_classes} classes",
+    )
+    return n_classes
 
 
 def train(
@@ -381,7 +511,7 @@ def train(
     """Train on ``data.train`` (its first ``config.train_size`` rows if set), tracking ``data.val`` per epoch.
 
     The groups of the fairness penalty are the splits' sensitive attribute ``s``; ``sample_weight`` weighs the
-    rows of ``data.train`` (:func:`train_arrays`).
+    rows of ``data.train`` (:func:`train_arrays`). The number of classes is the data set's, ``data.n_classes``.
     """
     return train_arrays(
         data.train.X,
@@ -395,6 +525,7 @@ def train(
         sample_weight=sample_weight,
         groups=data.train.s,
         groups_val=data.val.s,
+        n_classes=data.n_classes,
     )
 
 
@@ -437,7 +568,7 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
     yt = torch.as_tensor(np.asarray(y[:max_rows]), dtype=dtype, device=device)
     res = inner.perturb(result.model, x, yt, config.radius)
     with torch.no_grad():
-        clean = logistic_loss(result.model(x), yt)
+        clean = classification_loss(result.model(x), yt)
     out: dict[str, Any] = {
         "solver": config.solver,
         "radius": config.radius,
@@ -478,15 +609,23 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
 
 
 def evaluate_split(result: TrainResult, split: Split) -> dict[str, Any]:
-    """Accuracy, AUC and the five fairness gaps on one split, plus its per-group table."""
+    """Accuracy, AUC and the five fairness gaps on one split, plus its per-group table.
+
+    Binary: the scores are P(y = 1) (n,). C ≥ 3 classes: the scores are the (n, C) softmax probabilities and the
+    metrics get ``n_classes`` (one-vs-rest gaps, the worst class as the headline; :mod:`fastfair.metrics`).
+    """
     logits = result.decision_function(split.X)
-    scores, y_pred = expit(logits), (logits > 0).astype(np.int64)
+    scores, y_pred = probabilities(logits), predicted_labels(logits)
     names = np.asarray(split.group_names, dtype=object)[split.s]  # warnings then name the group, not its code
+    group_names = dict(enumerate(split.group_names))
+    if logits.ndim == 2:
+        C = logits.shape[1]
+        summary = metrics.classification_summary(split.y, y_pred, names, scores=scores, n_classes=C)
+        table = metrics.group_table(split.y, y_pred, split.s, scores=scores, group_names=group_names, n_classes=C)
+        return {"summary": summary, "groups": table}
     summary = metrics.classification_summary(split.y, y_pred, names, scores=scores)
     # a split (e.g. the first --train-size training rows) need not hold every group: name the codes it has
-    table = metrics.group_table(
-        split.y, y_pred, split.s, scores=scores, group_names=dict(enumerate(split.group_names))
-    )
+    table = metrics.group_table(split.y, y_pred, split.s, scores=scores, group_names=group_names)
     return {"summary": summary, "groups": table}
 
 

@@ -65,7 +65,9 @@ def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
     """``--data CSV --target COL --sensitive COL [--features ...] [--positive V]`` and ``--data-option``: what
     ``train`` and ``sweep`` share besides their ``--dataset`` (one name, or several)."""
     group.add_argument("--data", metavar="CSV", help="your own CSV file (needs --target and --sensitive)")
-    group.add_argument("--target", metavar="COL", help="label column of --data (must have two values)")
+    group.add_argument(
+        "--target", metavar="COL", help="label column of --data (two values, or three or more for multiclass)"
+    )
     group.add_argument(
         "--sensitive",
         metavar="COL",
@@ -77,7 +79,11 @@ def add_data_source_arguments(group: argparse._ArgumentGroup) -> None:
         ),
     )
     group.add_argument("--features", metavar="COL", nargs="+", help="feature columns of --data (default: all others)")
-    group.add_argument("--positive", metavar="VALUE", help="the positive label value of --target")
+    group.add_argument(
+        "--positive",
+        metavar="VALUE",
+        help="the positive label value of --target (with three or more values: that value against the rest, binary)",
+    )
     group.add_argument(
         "--data-option",
         metavar="KEY=VALUE",
@@ -262,3 +268,18 @@ def check_out_dir(path: str | None, *, fresh: bool = False, force: bool = False)
 def format_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     """Render a DataFrame as aligned text, NaN shown as '-'."""
     return frame.to_string(float_format=lambda v: floatfmt.format(v), na_rep="-")
+
+
+def class_records(table: pd.DataFrame, label_names: list[str]) -> list[dict[str, Any]]:
+    """A per-class table (:func:`fastfair.metrics.per_class_table`, index: class code) as JSON records, each with
+    its class code (``class``) and the class's name (``name``)."""
+    frame = table.reset_index(names="class")
+    frame.insert(1, "name", [label_names[int(c)] for c in frame["class"]])
+    return frame.to_dict(orient="records")
+
+
+def named_classes(table: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
+    """A per-class table indexed by ``<code> '<name>'`` for printing."""
+    out = table.copy()
+    out.index = pd.Index([f"{c} {label_names[int(c)]!r}" for c in table.index], name="class")
+    return out

@@ -4,6 +4,11 @@ Accuracy, AUC and the five fairness gaps (:func:`fastfair.metrics.classification
 ``fastfair train`` reports) with bootstrap 95% confidence intervals, the group sizes and per-group table, and
 optionally the robustness per group at given radii.
 
+A multiclass model (C >= 3 classes) is evaluated on its softmax probabilities and argmax predictions: the AUC is
+the macro one-vs-rest AUC, each gap the worst class's one-vs-rest gap (the class is named in ``worst_class``),
+the per-class table (:func:`fastfair.metrics.per_class_table`) gives every class's gaps, and a row flips in the
+robustness analysis when its predicted class changes.
+
 Bootstrap: :func:`fastfair.metrics.bootstrap_intervals`, ``B`` resamples drawn with replacement within each
 group (the group sizes stay fixed), seeded; percentile intervals over the resamples where a statistic is defined.
 Fairlearn's names (``demographic_parity_difference``, ``demographic_parity_ratio`` with the four-fifths flag,
@@ -19,16 +24,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from .. import metrics
 from ..datasets.user_csv import encode_groups, read_csv_frame
 from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
-from ..model_file import SavedModel, load_model
+from ..model_file import SavedModel, class_probabilities, load_model, predicted_codes
 from ..robustness import group_robustness, robustness_figure
 from ..vocabulary import GAP_KEYS, SPLITS
-from .common import add_command, check_out_dir, format_table
+from .common import add_command, check_out_dir, class_records, format_table, named_classes
 
 HELP = "audit a saved model on a bundled split or a CSV: accuracy, AUC, gaps with bootstrap CIs, robustness"
 DESCRIPTION = (
@@ -52,7 +56,11 @@ EPILOG = (
     "group, seeded by --seed; percentile intervals. Beside the gaps: Fairlearn's demographic_parity_difference,\n"
     "demographic_parity_ratio (the four-fifths rule: violated below 0.8), equalized_odds_difference and\n"
     "equalized_odds_ratio. --out DIR writes evaluation.json, summary.csv, groups.csv, evaluation.png (and\n"
-    "robustness.csv, robustness.png with --radii) as one set."
+    "robustness.csv, robustness.png with --radii; classes.csv for a multiclass model) as one set.\n"
+    "\n"
+    "Multiclass models (3+ classes): AUC is the macro one-vs-rest AUC, each gap the worst class's one-vs-rest\n"
+    "gap, the per-class table lists every class's gaps, and robustness counts a row as flipped when its\n"
+    "predicted class (the argmax) changes: exact for softmax regression, a lower bound for an MLP."
 )
 
 #: Resamples of the bootstrap unless --bootstrap says otherwise.
@@ -175,19 +183,31 @@ def evaluate_rows(
     """The evaluation of ``saved`` on ``rows`` (see :func:`_rows`): the JSON report and the tables."""
     X, y, s, groups = rows["X"], rows["y"], rows["s"], rows["groups"]
     logits = saved.decision_function(X)
-    scores, y_pred = expit(logits), (logits > 0).astype(np.int64)
+    scores, y_pred = class_probabilities(logits), predicted_codes(logits)
     names = np.asarray(groups, dtype=object)[s]
-    summary = metrics.classification_summary(y, y_pred, names, scores=scores)
-    table = metrics.group_table(y, y_pred, s, scores=scores, group_names=dict(enumerate(groups)))
     present = np.unique(s)
-    ci = metrics.bootstrap_intervals(y, y_pred, scores, np.searchsorted(present, s), resamples=resamples, seed=seed)
+    codes = np.searchsorted(present, s)
+    multiclass = saved.multiclass
+    if multiclass:
+        C = saved.n_classes
+        summary = metrics.classification_summary(y, y_pred, names, scores=scores, n_classes=C)
+        table = metrics.group_table(y, y_pred, s, scores=scores, group_names=dict(enumerate(groups)), n_classes=C)
+        per_class = metrics.per_class_table(y, y_pred, names, C)
+        ci = metrics.bootstrap_intervals(y, y_pred, scores, codes, resamples=resamples, seed=seed, n_classes=C)
+        labels: dict[str, Any] = {"classes": saved.label_names}
+    else:
+        summary = metrics.classification_summary(y, y_pred, names, scores=scores)
+        table = metrics.group_table(y, y_pred, s, scores=scores, group_names=dict(enumerate(groups)))
+        per_class = None
+        ci = metrics.bootstrap_intervals(y, y_pred, scores, codes, resamples=resamples, seed=seed)
+        labels = {"negative": saved.label_names[0], "positive": saved.label_names[-1]}
     report: dict[str, Any] = {
         "model": None,
         "trained_on": saved.dataset_name,
         "data": rows["source"],
         "split": rows["split"],
         "rows": len(y),
-        "labels": {"negative": saved.label_names[0], "positive": saved.label_names[-1]},
+        "labels": labels,
         "summary": summary,
         "ci": ci,
         "bootstrap": {
@@ -198,7 +218,14 @@ def evaluate_rows(
         },
         "groups": table.reset_index(names="group").to_dict(orient="records"),
     }
-    tables: dict[str, Any] = {"summary": _summary_frame(summary, ci), "groups": table, "robustness": None}
+    if per_class is not None:
+        report["classes"] = class_records(per_class, saved.label_names)
+    tables: dict[str, Any] = {
+        "summary": _summary_frame(summary, ci),
+        "groups": table,
+        "classes": per_class,
+        "robustness": None,
+    }
     if radii:
         frame = _robustness(saved, X, y, s, groups, radii, seed)
         report["robustness"] = frame.to_dict(orient="records")
@@ -227,18 +254,35 @@ def render_text(report: dict[str, Any], tables: dict[str, Any]) -> str:
     """Readable tables: the summary with its intervals, the per-group table, robustness per group."""
     sizes = ", ".join(f"{g['group']} {g['n']}" for g in report["groups"])
     b = report["bootstrap"]
+    labels = report["labels"]
+    multiclass = "classes" in labels
+    classes = (
+        f"{len(labels['classes'])} classes {', '.join(repr(c) for c in labels['classes'])}"
+        if multiclass
+        else f"positive class {labels['positive']!r}"
+    )
+    what = (
+        "accuracy, macro one-vs-rest AUC, the worst class's one-vs-rest fairness gaps (max - min over groups) and "
+        "Fairlearn's names (worst class)"
+        if multiclass
+        else "accuracy, AUC, fairness gaps (max - min over groups) and Fairlearn's names (between groups)"
+    )
     lines = [
         f"model trained on {report['trained_on']}, evaluated on {report['data']}: {report['rows']} rows; "
-        f"groups (rows): {sizes}; positive class {report['labels']['positive']!r}",
+        f"groups (rows): {sizes}; {classes}",
         "",
-        "accuracy, AUC, fairness gaps (max - min over groups) and Fairlearn's names (between groups), "
-        f"bootstrap {round(100 * b['level'])}% CIs ({b['resamples']} resamples within groups, seed {b['seed']}):",
+        f"{what}, bootstrap {round(100 * b['level'])}% CIs ({b['resamples']} resamples within groups, seed "
+        f"{b['seed']}):",
         format_table(tables["summary"]),
         four_fifths_line(report["summary"]),
         "",
         "per-group rates:",
         format_table(tables["groups"]),
     ]
+    if tables.get("classes") is not None:
+        table = named_classes(tables["classes"], labels["classes"])[list(GAP_KEYS)]
+        title = "per-class gaps (one-vs-rest, max - min over groups; Fairlearn's values too in --json):"
+        lines += ["", title, format_table(table)]
     if tables["robustness"] is not None:
         lines += ["", "robustness per group:", format_table(tables["robustness"].set_index(["radius", "group"]))]
     return "\n".join(lines)
@@ -257,6 +301,8 @@ def four_fifths_line(summary: dict[str, Any]) -> str:
 
 def _write(out_dir: Path, report: dict[str, Any], tables: dict[str, Any], *, replace: bool) -> None:
     files = ["evaluation.json", "summary.csv", "groups.csv", "evaluation.png"]
+    if tables.get("classes") is not None:
+        files.append("classes.csv")
     if tables["robustness"] is not None:
         files += ["robustness.csv", "robustness.png"]
     tables["files"] = files
@@ -264,6 +310,8 @@ def _write(out_dir: Path, report: dict[str, Any], tables: dict[str, Any], *, rep
         atomic_write_text(tmp / "summary.csv", tables["summary"].to_csv())
         atomic_write_text(tmp / "groups.csv", tables["groups"].to_csv())
         atomic_write_bytes(tmp / "evaluation.png", _gap_figure(tables["summary"], report))
+        if tables.get("classes") is not None:
+            atomic_write_text(tmp / "classes.csv", tables["classes"].to_csv())
         if tables["robustness"] is not None:
             atomic_write_text(tmp / "robustness.csv", tables["robustness"].to_csv(index=False))
             title = f"robustness per group, {report['data']}"

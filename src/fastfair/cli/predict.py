@@ -17,7 +17,9 @@ HELP = "score a CSV file with a saved model (model.pt of `fastfair train --out`)
 DESCRIPTION = (
     "Read a model file and a CSV of rows, and write one prediction per input row, in input order: the row's "
     "0-based position among the data rows, the predicted label (its original value in the target column) and "
-    "the probability of the positive class. The features are encoded and standardised exactly as in training."
+    "the probability of the positive class (a multiclass model: one column probability[<class>] per class, the "
+    "softmax, and the predicted class is the most probable). The features are encoded and standardised exactly "
+    "as in training."
 )
 EPILOG = (
     "examples:\n"
@@ -48,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
     frame = read_csv_frame(args.data)
     table = saved.predictions(frame, source=source)
     atomic_write_text(out, table.to_csv(index=False))
+    predicted = table["prediction"].to_numpy()
+    if saved.multiclass:
+        counts = ", ".join(f"{name!r} {int(np.sum(predicted == name))}" for name in saved.label_names)
+        print(f"wrote {len(table)} predictions to {out} (per class: {counts})")
+        return 0
     positive = saved.label_names[-1]
-    n_positive = int(np.sum(table["prediction"].to_numpy() == positive))
+    n_positive = int(np.sum(predicted == positive))
     print(f"wrote {len(table)} predictions to {out} ({n_positive} of them the positive class {positive!r})")
     return 0
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
+from .. import metrics
 from ..errors import require
 from ..io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json
 from ..metrics import FAIRLEARN_KEYS, FOUR_FIFTHS_KEY
-from ..model_file import model_file_bytes
+from ..model_file import model_file_bytes, predicted_codes, probability_frame
 from ..training import evaluate, inner_diagnostics, train
 from ..vocabulary import BASELINE, GAP_KEYS
 from .common import (
@@ -22,9 +22,11 @@ from .common import (
     add_data_arguments,
     add_training_arguments,
     check_out_dir,
+    class_records,
     config_from_args,
     format_table,
     load_data_from_args,
+    named_classes,
 )
 
 HELP = "train one classifier (robust or not) and report accuracy and fairness gaps"
@@ -37,9 +39,11 @@ EPILOG = (
     "  fastfair train --dataset unfair2d --solver trs --radius 0.18 --batch-size 5\n"
     "  fastfair train --dataset adult --solver trs --radius 0.1 --batch-size 100 --train-size 10000 --json\n"
     "  fastfair train --data my.csv --target income --sensitive sex --out runs/mine\n"
+    "  fastfair train --dataset colored_digits --epochs 5 --out runs/digits   (multiclass: 3+ classes)\n"
     "\n"
     "--out DIR gets metrics.json (this run's JSON, with the per-epoch history), history.csv, groups.csv,\n"
-    "predictions.csv (split, row, probability, prediction for every row evaluated) and model.pt (the model\n"
+    "predictions.csv (split, row, probability, prediction for every row evaluated; multiclass: one column\n"
+    "probability[<class>] per class), classes.csv (multiclass: the per-class gaps) and model.pt (the model\n"
     "file: network, feature encoding, standardisation, labels; read by `fastfair predict` and `fastfair\n"
     "evaluate`), all at once: they are written into a temporary directory beside DIR that is renamed to DIR\n"
     "when complete, so DIR never holds a partial or mixed set. An existing non-empty DIR is refused unless\n"
@@ -65,21 +69,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def add_class_tables(result: Any, data: Any, evaluation: dict[str, Any]) -> None:
+    """For a multiclass run (C >= 3), give each split of ``evaluation`` its per-class table (``"classes"``:
+    :func:`fastfair.metrics.per_class_table`, the one-vs-rest gaps of each class between the groups), computed on
+    the rows the split was evaluated on; a binary run is left as it is."""
+    n_classes = len(data.label_names)
+    if n_classes <= 2:
+        return
+    for split, ev in evaluation.items():
+        if "classes" in ev:
+            continue
+        part = data.split(split)
+        if split == "train" and result.config.train_size is not None:
+            part = part.head(result.config.train_size)
+        y_pred = predicted_codes(result.decision_function(part.X))
+        names = np.asarray(part.group_names, dtype=object)[part.s]
+        ev["classes"] = metrics.per_class_table(part.y, y_pred, names, n_classes)
+
+
 def summarize_run(data: Any, result: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The JSON document of a run (pinned keys: dataset, n_train, train/test metrics, timing). For a robust run it
-    holds the inner solver's diagnostics on the rows trained on, with their warnings (``inner.warnings``)."""
+    holds the inner solver's diagnostics on the rows trained on, with their warnings (``inner.warnings``). A
+    multiclass run (C >= 3) has ``labels.classes`` (the C label names in code order), ``n_classes`` and, per
+    split, ``classes``: the per-class table (:func:`add_class_tables`)."""
     trained_on = data.train.head(result.config.train_size) if result.config.train_size else data.train
+    names = list(data.label_names)
+    multiclass = len(names) > 2
     report: dict[str, Any] = {
         "dataset": data.name,
         "n_train": len(trained_on),
         "n_features": data.n_features,
         "groups": list(data.group_names),
-        "labels": {"negative": data.label_names[0], "positive": data.label_names[1]},
-        "config": result.config.to_dict(),
+        "labels": {"classes": names} if multiclass else {"negative": names[0], "positive": names[1]},
     }
+    if multiclass:
+        report["n_classes"] = len(names)
+    report["config"] = result.config.to_dict()
     for split, ev in evaluation.items():
         report[split] = dict(ev["summary"])
         report[split]["groups"] = ev["groups"].reset_index(names="group").to_dict(orient="records")
+        if multiclass and "classes" in ev:
+            report[split]["classes"] = class_records(ev["classes"], names)
     report["timing"] = {"epoch_seconds": result.epoch_seconds, "inner_seconds": result.inner_seconds}
     if result.config.solver != BASELINE:
         report["inner"] = inner_diagnostics(result, trained_on.X, trained_on.y)
@@ -96,18 +126,25 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
     if model == "mlp":
         widths = cfg["hidden"] if isinstance(cfg["hidden"], list | tuple) else [cfg["hidden"]]
         model += f" (hidden {', '.join(str(h) for h in widths)}, {cfg['activation']})"
+    labels = report["labels"]
+    classes = (
+        f"{len(labels['classes'])} classes {', '.join(repr(c) for c in labels['classes'])}"
+        if "classes" in labels
+        else f"positive class {labels['positive']!r}"
+    )
     lines = [
         f"dataset {report['dataset']}: {report['n_train']} training rows, {report['n_features']} features, "
-        f"groups {', '.join(report['groups'])}, positive class {report['labels']['positive']!r}",
+        f"groups {', '.join(report['groups'])}, {classes}",
         f"model {model}, solver {cfg['solver']}"
         + (f" (radius {cfg['radius']:g})" if cfg["solver"] != BASELINE else "")
         + f", {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}, seed {cfg['seed']}",
     ]
     if report.get("inner", {}).get("choice"):
         lines.append(f"inner solver {cfg['solver']} -> {report['inner']['choice']}: {report['inner']['reason']}")
+    worst = " of the worst class (one-vs-rest)" if "classes" in labels else ""
     lines += [
         "",
-        "accuracy and fairness gaps (absolute, max - min over groups):",
+        f"accuracy and fairness gaps{worst} (absolute, max - min over groups):",
         format_table(pd.DataFrame(rows).T),
         "",
         "the same by Fairlearn's names (between groups; four-fifths rule: demographic_parity_ratio >= 0.8):",
@@ -115,6 +152,10 @@ def render_text(report: dict[str, Any], evaluation: dict[str, Any]) -> str:
     ]
     for split, ev in evaluation.items():
         lines += ["", f"per-group rates, {names[split]}:", format_table(ev["groups"])]
+    for split, ev in evaluation.items():
+        if "classes" in ev:
+            table = named_classes(ev["classes"], labels["classes"])[list(GAP_KEYS)]
+            lines += ["", f"per-class gaps (one-vs-rest, max - min over groups), {names[split]}:", format_table(table)]
     t = report["timing"]
     lines += ["", f"timing: {t['epoch_seconds']:.4f} s/epoch, of which inner solver {t['inner_seconds']:.4f} s"]
     if report.get("inner"):
@@ -149,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data_from_args(args)
     result = train(data, config, progress=not (args.json or args.no_progress) and sys.stderr.isatty())
     evaluation = evaluate(result, data)
+    add_class_tables(result, data, evaluation)
     report = summarize_run(data, result, evaluation)
     if out_dir is not None:  # written before anything is printed: a failed write prints no claim of success
         write_run(out_dir, report, result, data, evaluation, replace=args.force)
@@ -157,17 +199,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_text(report, evaluation))
         if out_dir is not None:
-            print(f"\nwrote {out_dir}/metrics.json, history.csv, groups.csv, predictions.csv, model.pt")
+            classes = " classes.csv," if any("classes" in ev for ev in evaluation.values()) else ""
+            print(f"\nwrote {out_dir}/metrics.json, history.csv, groups.csv,{classes} predictions.csv, model.pt")
     return 0
 
 
 def write_run(
     out_dir: Path, report: dict[str, Any], result: Any, data: Any, evaluation: dict[str, Any], *, replace: bool
 ) -> None:
-    """Write model.pt, predictions.csv, history.csv, groups.csv and metrics.json to ``out_dir`` as one set
-    (:func:`fastfair.io.atomic_directory`): all of them or none, old contents replaced only when ``replace``."""
+    """Write model.pt, predictions.csv, history.csv, groups.csv (and, multiclass, classes.csv) and metrics.json
+    to ``out_dir`` as one set (:func:`fastfair.io.atomic_directory`): all of them or none, old contents replaced
+    only when ``replace``."""
     groups = pd.concat({s: ev["groups"] for s, ev in evaluation.items()}, names=["split", "group"])
+    classes = {s: ev["classes"] for s, ev in evaluation.items() if "classes" in ev}
     with atomic_directory(out_dir, replace=replace) as tmp:
+        if classes:
+            atomic_write_text(tmp / "classes.csv", pd.concat(classes, names=["split", "class"]).to_csv())
         atomic_write_bytes(tmp / "model.pt", model_file_bytes(result.model, result.config, data, result.history))
         atomic_write_text(tmp / "predictions.csv", predictions_table(result, data, evaluation).to_csv(index=False))
         atomic_write_text(tmp / "history.csv", pd.DataFrame(result.history).to_csv(index=False))
@@ -177,8 +224,9 @@ def write_run(
 
 def predictions_table(result: Any, data: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
     """The predictions of the trained model for the rows it was evaluated on (those of ``evaluation``'s splits;
-    of train, the rows trained on): ``split``, ``row``, ``probability`` (of the positive class) and
-    ``prediction`` (the label's name, the original value of the target column).
+    of train, the rows trained on): ``split``, ``row``, ``probability`` (of the positive class; multiclass: one
+    column ``probability[<name>]`` per class, the softmax) and ``prediction`` (the label's name, the original
+    value of the target column).
 
     ``row`` identifies the input row: for a CSV file its 0-based position among the file's data rows, for a
     bundled dataset its position within the split. A CSV file's rows are scored together in file order, the
@@ -203,14 +251,9 @@ def predictions_table(result: Any, data: Any, evaluation: dict[str, Any]) -> pd.
         else:
             rows = np.arange(n, dtype=np.int64)
             logits = result.decision_function(part.X[:n])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "split": split,
-                    "row": rows,
-                    "probability": expit(logits),
-                    "prediction": names[(logits > 0).astype(np.int64)],
-                }
-            )
+        frame = pd.concat(
+            [pd.DataFrame({"split": split, "row": rows}), probability_frame(logits, list(data.label_names))], axis=1
         )
+        frame["prediction"] = names[predicted_codes(logits)]
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -45,6 +45,20 @@ class CompareOutcome:
     seconds: float = 0.0
 
 
+def check_binary_target(plan: ComparePlan) -> None:
+    """A comparison needs a binary target (Fairlearn's reductions, the methods compared, are binary): a dataset
+    with C >= 3 classes is a one-line error before any cell runs. Loads the plan's data with its first seed."""
+    from ..experiments.cell import load_dataset
+
+    data = load_dataset(plan.data, plan.seeds[0])
+    n_classes = len(data.label_names)
+    require(
+        n_classes == 2,
+        f"compare needs a binary target (Fairlearn's reductions are binary); the target of {data.name} has "
+        f"{n_classes} distinct values",
+    )
+
+
 def run_compare(
     plans: Sequence[ComparePlan],
     out_dir: str | os.PathLike[str],
@@ -61,6 +75,8 @@ def run_compare(
     is false, the report (:func:`fastfair.compare.report.write_report`)."""
     start = time.perf_counter()
     require(len(plans) > 0, "nothing to compare")
+    for plan in plans:
+        check_binary_target(plan)
     cells = [cell for plan in plans for cell in plan.cells()]
     summary = run_sweep(
         cells,

@@ -1,4 +1,5 @@
-"""Datasets: the paper's three (bundled or generated, offline, verified) and your own CSV files.
+"""Datasets: the paper's three (bundled or generated, offline, verified), a multiclass benchmark and your own CSV
+files.
 
 >>> from fastfair import datasets
 >>> data = datasets.load("adult", seed=0)                 # doctest: +SKIP
@@ -6,9 +7,10 @@
 ((24130, 5), ('Female', 'Male'))
 
 Every loader returns a :class:`Dataset` with ``train``, ``val`` and ``test`` :class:`Split` objects holding
-``X`` (float64, (n, d)), ``y`` (int64 in {0, 1}, 1 = positive outcome) and ``s`` (int64 group codes), plus the
-standardisation statistics (from the training split only), ``label_names`` (the text of the negative and the
-positive outcome) and an ``info`` dict with provenance and options.
+``X`` (float64, (n, d)), ``y`` (int64 class codes: in {0, 1} for binary data, 1 = positive outcome; ``0 .. C-1``
+for ``C >= 3`` classes) and ``s`` (int64 group codes), plus the standardisation statistics (from the training split
+only), ``label_names`` (one name per class code: the text of the negative and the positive outcome for binary data)
+and an ``info`` dict with provenance and options.
 
 Whatever would make a run fail after training is refused when the data is loaded: a group missing from any of
 the three splits, and a feature value that is not finite or beyond float32's range (after standardisation,
@@ -25,6 +27,7 @@ from typing import Any
 
 from ..errors import FastfairError
 from . import adult as _adult
+from . import colored_digits as _colored_digits
 from . import lsat as _lsat
 from . import unfair2d as _unfair2d
 from ._bundled import ENV_VAR, data_dir, provenance
@@ -48,12 +51,13 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`load`.
-DATASETS = ("unfair2d", "adult", "lsat")
+DATASETS = ("unfair2d", "adult", "lsat", "colored_digits")
 
 _LOADERS: dict[str, tuple[Callable[[int, dict[str, Any]], Dataset], dict[str, Any]]] = {
     "unfair2d": (_unfair2d.load_unfair2d, _unfair2d.DEFAULTS),
     "adult": (_adult.load_adult, _adult.DEFAULTS),
     "lsat": (_lsat.load_lsat, _lsat.DEFAULTS),
+    "colored_digits": (_colored_digits.load_colored_digits, _colored_digits.DEFAULTS),
 }
 
 
@@ -90,6 +94,14 @@ def load(name: str, *, seed: int = 0, **options: Any) -> Dataset:
             groups ("non-white", "white"); labels ("fail", "pass"). Options: ``balanced=False`` (equal (y, s)
             cells in train),
             ``val_fraction=0.2``, ``test_fraction=0.2``, ``standardize=True``.
+        ``"colored_digits"``
+            Multiclass (:mod:`fastfair.datasets.colored_digits`): scikit-learn's bundled 8x8 digits, each image
+            drawn in one of ``n_colors`` colour channels, the colour (the group) correlated with the label.
+            Options: ``classes=(1, 8, 9)`` (the digits, class ``c`` is ``classes[c]``; labels their texts),
+            ``n_colors=2`` (groups ("red", "green"); 3 adds "blue"), ``correlation=0.9`` (P(colour = the class's
+            own colour) in train and validation), ``test_correlation=0.1`` (the same in test: reversed),
+            ``label_noise=0.0`` (fraction of labels replaced by another class), ``val_fraction=0.2``,
+            ``test_fraction=0.2``, ``standardize=True``. 64 features per colour.
     seed : int
         Seeds everything random (generation, splits, balancing): same seed, same dataset.
     **options

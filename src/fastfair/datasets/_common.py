@@ -107,16 +107,20 @@ def min_stratum_rows(fractions: Sequence[float]) -> int:
     return m
 
 
-def min_group_rows(fractions: Sequence[float]) -> int:
+def min_group_rows(fractions: Sequence[float], n_classes: int = 2) -> int:
     """The fewest rows a group needs to occur in train and in every extra part of a (label, group) split.
 
     The split of :func:`stratified_split` by ``strata_codes(y, s)`` treats each (label, group) cell on its own.
-    A group of ``n`` rows and binary labels has a cell of at least ``ceil(n / 2)`` rows, and a cell of
-    ``m* = min_stratum_rows(fractions)`` or more rows has a row in every part. So ``2 m* - 1`` rows guarantee
-    that the group occurs in every part, whatever its labels: 5 rows for validation and test fractions of 0.2
-    (``m* = 3``).
+    A group of ``n`` rows and ``C`` classes has a cell of at least ``ceil(n / C)`` rows (pigeonhole), and a cell
+    of ``m* = min_stratum_rows(fractions)`` or more rows has a row in every part. So ``C (m* - 1) + 1`` rows
+    guarantee that the group occurs in every part, whatever its labels: for binary labels ``2 m* - 1``, 5 rows
+    for validation and test fractions of 0.2 (``m* = 3``); for 3 classes 7 rows.
     """
-    return 2 * min_stratum_rows(fractions) - 1
+    require(
+        isinstance(n_classes, (int, np.integer)) and not isinstance(n_classes, bool) and n_classes >= 2,
+        f"n_classes must be an integer >= 2, got {n_classes!r}",
+    )
+    return int(n_classes) * (min_stratum_rows(fractions) - 1) + 1
 
 
 def stratified_split(
@@ -144,8 +148,13 @@ def stratified_split(
 
 
 def strata_codes(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """One stratum per (label, group) cell: ``s * 2 + y``."""
-    return np.asarray(s, dtype=np.int64) * 2 + np.asarray(y, dtype=np.int64)
+    """One stratum per (label, group) cell: ``s * C + y`` with ``C = max(2, max(y) + 1)`` label codes.
+
+    Distinct cells get distinct codes (``0 <= y < C``), for binary labels (``s * 2 + y``) as for ``C`` classes.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = max(2, int(y.max()) + 1) if y.size else 2
+    return np.asarray(s, dtype=np.int64) * n_classes + y
 
 
 def balance_cells(y: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -163,14 +172,15 @@ def make_dataset(
     *,
     feature_names: Sequence[str],
     group_names: Sequence[str],
-    label_names: tuple[str, str],
+    label_names: Sequence[str],
     standardize: bool,
     info: dict[str, Any],
 ) -> Dataset:
     """Build a :class:`Dataset` from raw ``(X, y, s)`` per split, standardising with TRAIN statistics only.
 
-    ``label_names`` is ``(negative, positive)``, the text of the outcomes coded 0 and 1; it is also recorded as
-    ``info["label_names"]``. Standardisation uses :func:`standardization` and :func:`apply_standardization`,
+    ``label_names`` names each class code: ``(negative, positive)`` for binary data (the text of the outcomes coded
+    0 and 1), one name per class ``0 .. C-1`` for multiclass data; it is also recorded as ``info["label_names"]``.
+    Standardisation uses :func:`standardization` and :func:`apply_standardization`,
     which cannot overflow for finite input; the :class:`Dataset` then refuses any group missing from a split
     and any feature value beyond float32's range.
     """
@@ -186,7 +196,7 @@ def make_dataset(
         X = apply_standardization(X, mean, scale) if standardize else X.copy()
         splits[key] = Split(X, y, s, tuple(feature_names), tuple(group_names))
     info = dict(info)
-    info["label_names"] = [str(label_names[0]), str(label_names[1])]
+    info["label_names"] = [str(v) for v in label_names]
     info["sizes"] = {key: len(sp) for key, sp in splits.items()}
     return Dataset(
         name=name,
@@ -197,5 +207,5 @@ def make_dataset(
         scale=scale,
         standardized=bool(standardize),
         info=info,
-        label_names=label_names,
+        label_names=tuple(str(v) for v in label_names),
     )

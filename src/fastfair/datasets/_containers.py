@@ -19,14 +19,17 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One block of rows: features ``X``, binary labels ``y`` and group codes ``s``.
+    """One block of rows: features ``X``, class labels ``y`` and group codes ``s``.
 
     Attributes
     ----------
     X : np.ndarray
         ``(n, d)`` float64 features (already standardised if the dataset is).
     y : np.ndarray
-        ``(n,)`` int64 labels in ``{0, 1}``; 1 is the positive ("favourable") outcome.
+        ``(n,)`` int64 class codes ``0 .. C-1``. Binary data (``C = 2``) has labels in ``{0, 1}``, 1 the positive
+        ("favourable") outcome; multiclass data (``C >= 3``) codes class ``c`` as ``c`` (its name is
+        ``Dataset.label_names[c]``). A split on its own only checks that the codes are non-negative integers;
+        :class:`Dataset` checks them against its ``C`` classes.
     s : np.ndarray
         ``(n,)`` int64 group codes in ``0 .. k-1``; code ``j`` is the group named ``group_names[j]``.
     feature_names : tuple[str, ...]
@@ -61,7 +64,8 @@ class Split:
         )
         require(len(group_names) >= 1, "Split needs at least one group name")
         if n:
-            require(bool(np.all((y == 0) | (y == 1))), "Split.y must contain only 0 and 1")
+            low = int(y.min())
+            require(low >= 0, f"Split.y must contain class codes 0, 1, ... (non-negative integers), found {low}")
             require(
                 int(s.min()) >= 0 and int(s.max()) < len(group_names),
                 f"Split.s must contain codes in 0..{len(group_names) - 1} (one per group name)",
@@ -76,8 +80,13 @@ class Split:
         return int(self.X.shape[0])
 
     def __repr__(self) -> str:
+        labels = (
+            f"class_counts={self.class_counts().tolist()}"
+            if len(self) and int(self.y.max()) > 1
+            else f"positive_rate={self.positive_rate:.3f}"
+        )
         return (
-            f"Split(n={len(self)}, n_features={self.n_features}, positive_rate={self.positive_rate:.3f}, "
+            f"Split(n={len(self)}, n_features={self.n_features}, {labels}, "
             f"group_counts={dict(zip(self.group_names, self.group_counts().tolist(), strict=True))})"
         )
 
@@ -93,8 +102,14 @@ class Split:
 
     @property
     def positive_rate(self) -> float:
-        """Fraction of rows with ``y == 1`` (NaN for an empty split)."""
+        """Fraction of rows with ``y == 1``, the positive rate of binary data (NaN for an empty split); see
+        :meth:`class_counts` for ``C >= 3`` classes."""
         return float(self.y.mean()) if len(self) else float("nan")
+
+    def class_counts(self, n_classes: int | None = None) -> np.ndarray:
+        """Rows per class code, ``(C,)`` int64, with ``C = max(n_classes, max(y) + 1, 2)``."""
+        top = int(self.y.max()) + 1 if len(self) else 0
+        return np.bincount(self.y, minlength=max(int(n_classes or 0), top, 2)).astype(np.int64)
 
     def group_counts(self) -> np.ndarray:
         """Rows per group code, ``(k,)`` int64."""
@@ -138,7 +153,7 @@ class Dataset:
     Attributes
     ----------
     name : str
-        Dataset name (``"adult"``, ``"lsat"``, ``"unfair2d"`` or ``"csv:<file>"``).
+        Dataset name (``"adult"``, ``"lsat"``, ``"unfair2d"``, ``"colored_digits"`` or ``"csv:<file>"``).
     train, val, test : Split
         The three splits. They share feature and group names.
     mean, scale : np.ndarray
@@ -149,16 +164,18 @@ class Dataset:
     info : dict
         Provenance and the resolved options (source files and checksums, seed, row counts, ...); its
         ``"label_names"`` entry repeats :attr:`label_names` as a list.
-    label_names : tuple[str, str]
-        ``(negative, positive)``: the text of the outcome coded ``y = 0`` and of the one coded ``y = 1``
-        (e.g. ``("<=50K", ">50K")`` for Adult).
+    label_names : tuple[str, ...]
+        One name per class code, ``C >= 2`` different names (:attr:`n_classes`). Binary data: ``(negative,
+        positive)``, the text of the outcome coded ``y = 0`` and of the one coded ``y = 1`` (e.g.
+        ``("<=50K", ">50K")`` for Adult). Multiclass data (``C >= 3``): ``label_names[c]`` names class ``c``.
 
     Checked on construction, so that whatever is computed from a Dataset later cannot fail on its contents:
 
     * every group of ``group_names`` has at least one row in each of train, val and test (per-group metrics
       and fairness gaps are computed on every split);
     * every feature value is finite and at most float32's largest value (about 3.4e38) in magnitude, since
-      models may be trained in float32.
+      models may be trained in float32;
+    * every label code of every split is below :attr:`n_classes` (a split need not hold every class).
     """
 
     name: str
@@ -169,7 +186,7 @@ class Dataset:
     scale: np.ndarray
     standardized: bool
     info: dict[str, Any] = field(default_factory=dict)
-    label_names: tuple[str, str] = ("0", "1")
+    label_names: tuple[str, ...] = ("0", "1")
 
     def __post_init__(self) -> None:
         for other in (self.val, self.test):
@@ -184,15 +201,20 @@ class Dataset:
         require(mean.shape == (d,) and scale.shape == (d,), f"Dataset mean and scale must have shape ({d},)")
         labels = self.label_names
         require(
-            isinstance(labels, (tuple, list)) and len(labels) == 2 and str(labels[0]) != str(labels[1]),
-            f"label_names must be two different names (negative, positive), got {labels!r}",
+            isinstance(labels, (tuple, list))
+            and len(labels) >= 2
+            and len({str(v) for v in labels}) == len(labels),
+            "label_names must be two or more different names, one per class code ((negative, positive) for "
+            f"binary data), got {labels!r}",
         )
+        labels = tuple(str(v) for v in labels)
         for name in SPLIT_NAMES:
             _check_groups_present(self.split(name), name)
             _check_features_representable(self.split(name), name, bool(self.standardized))
+            _check_labels_fit(self.split(name), name, labels)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "label_names", (str(labels[0]), str(labels[1])))
+        object.__setattr__(self, "label_names", labels)
 
     def __repr__(self) -> str:
         return (
@@ -221,6 +243,11 @@ class Dataset:
         """Number of groups."""
         return self.train.n_groups
 
+    @property
+    def n_classes(self) -> int:
+        """Number of classes ``C`` (the length of ``label_names``): 2 for binary data, ``C >= 3`` multiclass."""
+        return len(self.label_names)
+
     def split(self, name: str) -> Split:
         """The split called ``name``: ``'train'``, ``'val'`` or ``'test'``."""
         require(name in SPLIT_NAMES, f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
@@ -239,11 +266,18 @@ class Dataset:
         return X * self.scale + self.mean
 
     def summary(self) -> pd.DataFrame:
-        """One row per split: size, positive rate and the number of rows in each group."""
+        """One row per split: size, positive rate (multiclass: the rate of each class, ``rate[<label>]``) and the
+        number of rows in each group."""
         rows = {}
         for name in SPLIT_NAMES:
             sp = self.split(name)
-            row: dict[str, Any] = {"n": len(sp), "positive_rate": sp.positive_rate}
+            row: dict[str, Any] = {"n": len(sp)}
+            if self.n_classes == 2:
+                row["positive_rate"] = sp.positive_rate
+            else:
+                counts = sp.class_counts(self.n_classes)
+                row.update({f"rate[{c}]": (k / len(sp) if len(sp) else float("nan"))
+                            for c, k in zip(self.label_names, counts.tolist(), strict=True)})
             row.update({f"n[{g}]": int(c) for g, c in zip(self.group_names, sp.group_counts(), strict=True)})
             rows[name] = row
         return pd.DataFrame.from_dict(rows, orient="index")
@@ -257,6 +291,14 @@ def _check_groups_present(split: Split, name: str) -> None:
             f"group {absent[0]!r} has no rows in the {name} split"
             + (f" (nor do {len(absent) - 1} other group(s))" if len(absent) > 1 else "")
             + "; every group must occur in train, val and test so that its metrics can be computed on each"
+        )
+
+
+def _check_labels_fit(split: Split, name: str, labels: tuple[str, ...]) -> None:
+    if len(split) and int(split.y.max()) >= len(labels):
+        raise FastfairError(
+            f"the {name} split has label code {int(split.y.max())} but the dataset names {len(labels)} classes "
+            f"(codes 0..{len(labels) - 1}: {', '.join(map(repr, labels))})"
         )
 
 

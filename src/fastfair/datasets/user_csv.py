@@ -22,6 +22,7 @@ from ._common import (
     check_split_fractions,
     make_dataset,
     min_group_rows,
+    min_stratum_rows,
     strata_codes,
     stratified_split,
 )
@@ -31,6 +32,8 @@ from ._containers import Dataset
 ID_MIN_ROWS = 10
 #: Most distinct values a sensitive column may have: more look like a continuous column, to be binned first.
 MAX_GROUPS = 50
+#: Most distinct values a multiclass target may have: more look like a continuous column, to be binned first.
+MAX_CLASSES = 50
 #: Kinds of feature columns in an encoding (:func:`fit_encoding`).
 NUMERIC, ONE_HOT = "numeric", "one_hot"
 #: Keyword options of :func:`load_csv` besides ``path``.
@@ -70,12 +73,15 @@ def load_csv(
         Label column. With ``positive`` given, ``y = (target == positive)`` (one-vs-rest if the column has
         more than two values; ``positive`` may also be the value's text, e.g. ``"1"`` for an integer column,
         and ``true``/``false`` in any case or ``1``/``0`` match the values of a True/False column).
-        **Without** ``positive``, the column must have exactly two distinct values and the positive class
+        **Without** ``positive``, a column with exactly two distinct values is binary and the positive class
         (``y = 1``) is the *second in sorted order*: ``1`` of {0, 1}, ``True`` of {False, True}, ``"yes"`` of
         {"no", "yes"} -- but also ``"rejected"`` of {"approved", "rejected"}; pass ``positive`` whenever the
         sorted order is not the meaning. Either way the choice is recorded: ``label_names`` (and
         ``info["label_names"]``) is ``(negative, positive)`` as text, e.g. ``("no", "yes")``, or
-        ``("not 2", "2")`` for one-vs-rest.
+        ``("not 2", "2")`` for one-vs-rest. **Without** ``positive``, a column with ``C >= 3`` distinct values
+        (at most ``MAX_CLASSES``, 50) is **multiclass**: class ``c`` is the ``c``-th value in sorted order
+        (``y = c``), ``label_names`` their texts and ``info["label_values"]`` the values; every class must then
+        occur in train, validation and test (an error names the first class missing from a split).
     sensitive : str or list of str
         Group column. Its sorted distinct values get codes 0, 1, ...; ``group_names`` are their ``str()``.
         **Several columns** (``["sex", "race"]``) give intersectional groups: a row's group is the combination
@@ -88,11 +94,12 @@ def load_csv(
 
         * at least 2 and at most ``MAX_GROUPS`` (50) distinct values; more look like a continuous column, to
           be binned into a few groups first;
-        * every group has at least ``N = 2 m - 1`` rows, where ``m`` is the smallest size from which every
-          (label, group) cell of the stratified split gives a row to train, validation and test:
-          ``m = max(3, ceil(1 / (2 f)))`` for ``f = min(val_fraction, test_fraction)`` (up to rounding). A
-          group of ``N`` rows has a label cell of at least ``m`` rows, whatever its labels. With the default
-          fractions (0.2, 0.2): ``m = 3``, ``N = 5``. So at most ``n / N`` groups fit into ``n`` rows.
+        * every group has at least ``N = C (m - 1) + 1`` rows (``2 m - 1`` for a binary target, ``C`` the number
+          of classes), where ``m`` is the smallest size from which every (label, group) cell of the stratified
+          split gives a row to train, validation and test: ``m = max(3, ceil(1 / (2 f)))`` for
+          ``f = min(val_fraction, test_fraction)`` (up to rounding). A group of ``N`` rows has a label cell of at
+          least ``m`` rows, whatever its labels. With the default fractions (0.2, 0.2): ``m = 3``, ``N = 5``
+          (binary), ``N = 7`` (three classes). So at most ``n / N`` groups fit into ``n`` rows.
     features : list of str, optional
         Feature columns; by default every column except ``target`` and ``sensitive``, and except columns
         without a name in the header (e.g. ``Unnamed: 0``, an index saved by pandas), which are dropped with a
@@ -115,7 +122,8 @@ def load_csv(
     the bundled datasets, whose splits keep file order), so the first rows of ``train`` are a random sample
     even for a sorted file. ``info["row_index"][split]`` holds, for each row of a split, its 0-based position
     among the data rows of the file; ``info["label_values"]`` is ``[negative, positive]`` as values of the
-    target column (negative ``None`` for one-vs-rest: every other value).
+    target column (negative ``None`` for one-vs-rest: every other value); for a multiclass target, the ``C``
+    values of the classes ``0 .. C-1``.
 
     Standardisation cannot overflow (each column is divided by a power of two near its largest magnitude
     before squaring), and every stored feature value must be finite and within float32's range.
@@ -125,10 +133,11 @@ def load_csv(
     FastfairError
         Missing or unreadable file, malformed or empty CSV (ragged rows, data rows longer than the header, a
         column name given twice in the header), missing columns, target or sensitive listed among the
-        features, missing values in any used column, a target that is not binary, a sensitive column with a
-        single group, too many groups or a group too small for the rule above, an unusable feature column (all
-        missing, non-finite numbers, values beyond float32's range after standardisation, or text values that
-        are all distinct, like an identifier), too few rows to split.
+        features, missing values in any used column, a target with a single value, a multiclass target with more
+        than ``MAX_CLASSES`` values or a class missing from a split, a sensitive column with a single group, too
+        many groups or a group too small for the rule above, an unusable feature column (all missing, non-finite
+        numbers, values beyond float32's range after standardisation, or text values that are all distinct, like
+        an identifier), too few rows to split.
 
     Warns
     -----
@@ -186,9 +195,7 @@ def load_csv(
     frame = frame[wanted]
     _check_missing(frame, file.name, target, sensitive_columns)
 
-    y, positive_value, label_names = _encode_target(frame[target], target, positive)
-    others = [_plain(v) for v in _sorted_unique(frame[target]) if _plain(v) != positive_value]
-    negative_value = others[0] if len(others) == 1 else None  # None: one-vs-rest, every other value
+    y, positive_value, label_names, label_values = _encode_target(frame[target], target, positive)
     s, group_names = _encode_groups(frame[sensitive_columns], sensitive_columns)
     encoding = fit_encoding(frame, features)
     X = encode_features(frame, encoding, source=file.name)
@@ -201,7 +208,10 @@ def load_csv(
         f"{file.name} has too few rows ({len(y)}) to split into train/val/test with "
         f"val_fraction={val_fraction} and test_fraction={test_fraction}",
     )
-    _check_group_sizes(s, group_names, sensitive_columns, (val_fraction, test_fraction))
+    _check_group_sizes(s, group_names, sensitive_columns, (val_fraction, test_fraction), len(label_names))
+    if len(label_names) > 2:
+        split_rows = {"train": train_idx, "validation": val_idx, "test": test_idx}
+        _check_classes_in_every_split(y, split_rows, label_names, target, (val_fraction, test_fraction))
     parts, row_index = {}, {}
     for key, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
         idx = rng.permutation(idx)
@@ -222,7 +232,7 @@ def load_csv(
         },
         "one_hot": {e["column"]: list(e["categories"]) for e in encoding if e["kind"] == ONE_HOT},
         "encoding": encoding,
-        "label_values": [negative_value, positive_value],
+        "label_values": label_values,
         "rows": {"file": len(y)},
         "row_index": row_index,
         "row_order": "seeded random order within each split",
@@ -313,17 +323,26 @@ def _check_missing(frame: pd.DataFrame, filename: str, target: str, sensitive: S
         )
 
 
-def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndarray, Any, tuple[str, str]]:
-    """``y`` (1 where the value is the positive one), the positive value, and ``(negative, positive)`` text."""
+def _encode_target(
+    values: pd.Series, name: str, positive: Any
+) -> tuple[np.ndarray, Any, tuple[str, ...], list[Any]]:
+    """``y``, the positive value (None for a multiclass target), the label names and the label values.
+
+    Binary (two values, or ``positive`` given): ``y = 1`` where the value is the positive one, names
+    ``(negative, positive)`` as text, values ``[negative, positive]`` (negative ``None`` for one-vs-rest).
+    Multiclass (three or more values, no ``positive``): ``y`` is the index of the value among the sorted
+    distinct values, names their texts, values the distinct values themselves.
+    """
     distinct = _sorted_unique(values)
     if positive is None:
         require(
-            len(distinct) == 2,
+            len(distinct) >= 2,
             f"target column {name!r} is not binary: it has {len(distinct)} distinct value"
             + ("s" if len(distinct) != 1 else "")
-            + (f" ({_values(distinct)})" if distinct else "")
-            + ("; pass positive=VALUE to pick the positive class" if len(distinct) > 2 else ""),
+            + (f" ({_values(distinct)})" if distinct else ""),
         )
+        if len(distinct) > 2:
+            return _encode_classes(values, name, distinct)
         pos = distinct[1]
     else:
         pos = _match_value(distinct, positive)
@@ -338,7 +357,46 @@ def _encode_target(values: pd.Series, name: str, positive: Any) -> tuple[np.ndar
     require(0 < int(y.sum()) < len(y), single)
     others = [v for v in distinct if v is not pos]
     negative = str(others[0]) if len(others) == 1 else f"not {pos}"
-    return y, _plain(pos), (negative, str(pos))
+    negative_value = _plain(others[0]) if len(others) == 1 else None  # None: one-vs-rest, every other value
+    return y, _plain(pos), (negative, str(pos)), [negative_value, _plain(pos)]
+
+
+def _encode_classes(
+    values: pd.Series, name: str, distinct: list[Any]
+) -> tuple[np.ndarray, None, tuple[str, ...], list[Any]]:
+    """A multiclass target: class ``c`` is the ``c``-th sorted distinct value, named by its text."""
+    require(
+        len(distinct) <= MAX_CLASSES,
+        f"target column {name!r} has {len(distinct)} distinct values, more than the {MAX_CLASSES} classes allowed "
+        "(is it continuous?); bin it into a few classes first, or pass positive=VALUE for one value against the rest",
+    )
+    names = tuple(str(v) for v in distinct)
+    require(len(set(names)) == len(names), f"target column {name!r} has distinct values with the same text")
+    lookup = {v: i for i, v in enumerate(distinct)}
+    y = np.fromiter((lookup[v] for v in values.tolist()), dtype=np.int64, count=len(values))
+    return y, None, names, [_plain(v) for v in distinct]
+
+
+def _check_classes_in_every_split(
+    y: np.ndarray,
+    parts: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    target: str,
+    fractions: tuple[float, float],
+) -> None:
+    """Every class of a multiclass target must occur in train, validation and test (its rates are computed on
+    each); the error names the first class missing from a split."""
+    counts = np.bincount(y, minlength=len(names))
+    for c, label in enumerate(names):
+        for split, idx in parts.items():
+            if not np.any(y[idx] == c):
+                need = min_stratum_rows(fractions)
+                raise FastfairError(
+                    f"class {label!r} of target column {target!r} has {int(counts[c])} row"
+                    f"{'s' if counts[c] != 1 else ''}, none in the {split} split; every class must occur in train, "
+                    f"validation and test ({need} rows of the class in one group guarantee it with "
+                    f"val_fraction={fractions[0]}, test_fraction={fractions[1]}); merge or drop that class"
+                )
 
 
 def _sensitive_columns(sensitive: Any) -> list[str]:
@@ -398,10 +456,14 @@ def _encode_groups(values: pd.DataFrame, columns: Sequence[str]) -> tuple[np.nda
 
 
 def _check_group_sizes(
-    s: np.ndarray, group_names: Sequence[str], columns: Sequence[str], fractions: tuple[float, float]
+    s: np.ndarray,
+    group_names: Sequence[str],
+    columns: Sequence[str],
+    fractions: tuple[float, float],
+    n_classes: int = 2,
 ) -> None:
     """Every group needs :func:`min_group_rows` rows, so that the split puts it into train, val and test."""
-    need = min_group_rows(fractions)
+    need = min_group_rows(fractions, n_classes)
     counts = np.bincount(s, minlength=len(group_names))
     small = np.flatnonzero(counts < need)
     if not len(small):
@@ -415,11 +477,13 @@ def _check_group_sizes(
     hint = ""
     if len(small) > 1:
         hint = f" ({len(small)} of the {len(group_names)} groups have fewer than {need} rows: {advice})"
+    classes = f" and {n_classes} classes of the target" if n_classes > 2 else ""
+    fewer = " (or merge classes of the target: fewer classes need fewer rows)" if n_classes > 2 else ""
     raise FastfairError(
         f"group {group_names[worst]!r} of {_describe_sensitive(columns)} has {int(counts[worst])} row"
         f"{'s' if counts[worst] != 1 else ''}; every group needs at least {need} rows so that it appears in "
-        f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}); merge or "
-        f"drop it{hint}"
+        f"train, validation and test (val_fraction={fractions[0]}, test_fraction={fractions[1]}{classes}); merge or "
+        f"drop it{hint}{fewer}"
     )
 
 

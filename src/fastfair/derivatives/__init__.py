@@ -1,4 +1,4 @@
-r"""Input derivatives of the logistic loss, and the quadratic model of the loss in the input.
+r"""Input derivatives of the classification loss, and the quadratic model of the loss in the input.
 
 For a model f and a sample (x, y) the loss is L(x) = ℓ(f(x), y) (:mod:`fastfair.losses`); by the chain rule
 
@@ -27,7 +27,10 @@ How the package is built
 * :mod:`.hvp` -- Hessian-vector products of a batch by double backward (which models qualify, and the check).
 * :mod:`.layered` -- the built-in MLPs' (any depth) gradient and Hessian-vector products in closed form
   (R-operator over cached activations), in the row space of the first layer.
-* :mod:`.quadratic` -- the quadratic-model protocol, its four implementations and the one place the path is
+* :mod:`.softmax` -- softmax regression (C ≥ 3 classes): the cross-entropy's gradient Wᵀ(p - e_y) and Hessian
+  Wᵀ(diag(p) - ppᵀ)W in the row space of W, and why the TRS there is exact in k ≤ C dimensions; the same
+  reduction for the one-hidden-layer MLP with C outputs.
+* :mod:`.quadratic` -- the quadratic-model protocol, its implementations and the one place the path is
   chosen.
 """
 
@@ -60,8 +63,18 @@ from .quadratic import (
     KrylovModel,
     QuadraticModel,
     RankOneModel,
+    SoftmaxModel,
     choose_path,
+    models_multiclass,
     quadratic_model,
+)
+from .softmax import (
+    SOFTMAX_MLP_PATH,
+    SOFTMAX_PATH,
+    has_softmax_derivatives,
+    has_softmax_mlp_derivatives,
+    softmax_mlp_quadratic,
+    softmax_quadratic,
 )
 
 __all__ = [
@@ -71,6 +84,8 @@ __all__ = [
     "METHODS",
     "PATHS",
     "QUADRATIC_BACKENDS",
+    "SOFTMAX_MLP_PATH",
+    "SOFTMAX_PATH",
     "DenseModel",
     "FactoredModel",
     "FactoredQuadratic",
@@ -80,6 +95,7 @@ __all__ = [
     "LayeredInputHessian",
     "QuadraticModel",
     "RankOneModel",
+    "SoftmaxModel",
     "SubspaceDerivatives",
     "activation_derivatives",
     "affine_parameters",
@@ -89,6 +105,8 @@ __all__ = [
     "dense_is_cheaper",
     "has_analytic_derivatives",
     "has_layered_derivatives",
+    "has_softmax_derivatives",
+    "has_softmax_mlp_derivatives",
     "input_hessian",
     "layered_input_hessian",
     "loss_input_derivatives",
@@ -96,6 +114,9 @@ __all__ = [
     "mlp_parameters",
     "mlp_reduced_derivatives",
     "mlp_subspace_derivatives",
+    "models_multiclass",
     "quadratic_model",
     "row_space_basis",
+    "softmax_mlp_quadratic",
+    "softmax_quadratic",
 ]

@@ -28,8 +28,11 @@ and the n×d×d Hessian is never formed; ∇ₓL = U g̃ and ∇²ₓL = U H̃ U
 :class:`~.factored.FactoredQuadratic` (H̃ = ℓ″ g̃_f g̃_fᵀ + Mᵀ diag(ℓ′ m) M with M = W or Rᵀ);
 :func:`mlp_reduced_derivatives` keeps it factored, so that a product with H̃ costs O(n·h·k).
 
-Any other ``nn.Module`` mapping (n, d) to (n,) logits is differentiated per sample with ``torch.func``
-(``vmap`` of ``grad`` for the gradient, of ``jacfwd(grad)`` for the Hessian), called with detached parameters.
+Any other ``nn.Module`` mapping (n, d) to (n,) logits -- or to (n, C) logits of C classes, whose loss is the
+softmax cross-entropy -- is differentiated per sample with ``torch.func`` (``vmap`` of ``grad`` for the gradient,
+of ``jacfwd(grad)`` for the Hessian), called with detached parameters. The closed forms above are those of one
+logit: an :class:`Affine` or :class:`MLP` built with C ≥ 3 classes takes the ``torch.func`` path here (softmax
+regression has its own structured quadratic model, :mod:`.softmax`).
 
 All functions are pure: they never leave ``.grad`` on parameters, never change ``requires_grad``, and never
 build an autograd graph through the model's parameters. Results follow the dtype and device of ``x``.
@@ -44,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import FastfairError
-from ..losses import logistic_logit_derivatives, logistic_loss, logistic_loss_derivatives
+from ..losses import classification_loss, logistic_logit_derivatives, logistic_loss, logistic_loss_derivatives
 from ..models import MLP, Affine
 from .activations import ANALYTIC_ACTIVATIONS, activation_derivatives
 from .factored import FactoredQuadratic
@@ -91,9 +94,30 @@ class SubspaceDerivatives:
         return self.basis @ self.hessian @ self.basis.T
 
 
+def model_logits(out: object, n: int) -> Tensor:
+    """A model's output as (n,) logits (one per row, binary) or (n, C) logits (C ≥ 3 classes; two classes are one
+    logit per row); FastfairError (one line) for anything else."""
+    if isinstance(out, Tensor):
+        if out.numel() == n:
+            return out.reshape(n)
+        if out.ndim == 2 and out.shape[0] == n and out.shape[1] >= 3:
+            return out
+    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    raise FastfairError(
+        f"model must map (n, d) inputs to (n,) logits, or (n, C) logits for C >= 3 classes; got output of shape {shape}"
+    )
+
+
+def is_multiclass(model: nn.Module) -> bool:
+    """True for a built-in model with C ≥ 3 outputs (``model.n_classes`` ≥ 3)."""
+    return getattr(model, "n_classes", 2) > 2
+
+
 def has_analytic_derivatives(model: nn.Module) -> bool:
-    """True for :class:`Affine` and :class:`MLP` (and subclasses that keep their ``forward``/``act``) whose
-    activation has closed-form derivatives."""
+    """True for binary :class:`Affine` and :class:`MLP` (and subclasses that keep their ``forward``/``act``) whose
+    activation has closed-form derivatives (one logit; a multiclass model has none of these closed forms)."""
+    if is_multiclass(model):
+        return False
     cls = type(model)
     if getattr(model, "packed_kind", None) == "affine":  # a packed affine model: closed forms per row
         return True
@@ -140,7 +164,8 @@ def loss_input_derivatives(
     x, y = check_inputs(x, y)
     analytic = has_analytic_derivatives(model)
     if backend == "analytic" and not analytic:
-        raise FastfairError(f"no analytic derivatives for {type(model).__name__}; use backend 'func' or 'auto'")
+        what = type(model).__name__ + (" with C >= 3 outputs" if is_multiclass(model) else "")
+        raise FastfairError(f"no analytic derivatives for {what}; use backend 'func' or 'auto'")
     if backend == "func" or not analytic:
         return _func_derivatives(model, x, y, hessian)
     with torch.no_grad():
@@ -235,7 +260,8 @@ def mlp_subspace_derivatives(model: MLP, x: Tensor, y: Tensor) -> SubspaceDeriva
     and ∇ₓL = U g̃, ∇²ₓL = U H̃ Uᵀ. Cost O(n·h·d + n·h³) time, O(n·h²) memory.
     """
     if not (isinstance(model, MLP) and has_analytic_derivatives(model)):
-        raise FastfairError(f"subspace derivatives need an MLP model, got {type(model).__name__}")
+        what = type(model).__name__ + (" with C >= 3 outputs" if is_multiclass(model) else "")
+        raise FastfairError(f"subspace derivatives need a one-logit MLP model, got {what}")
     x, y = check_inputs(x, y)
     U, quad, logits = mlp_factored(model, x, y, basis="qr")
     loss = logistic_loss(logits, y)
@@ -258,12 +284,15 @@ def _func_derivatives(model: nn.Module, x: Tensor, y: Tensor, hessian: bool) -> 
 
     def sample_loss(xi: Tensor, yi: Tensor) -> tuple[Tensor, Tensor]:
         out = functional_call(model, (params, buffers), (xi.unsqueeze(0),))
-        if out.numel() != 1:
-            raise FastfairError(
-                f"model must map (n, d) inputs to (n,) logits; got {tuple(out.shape)} for one sample"
-            )
-        z = out.reshape(())
-        return logistic_loss(z, yi), z
+        if out.numel() == 1:
+            z = out.reshape(())
+            return logistic_loss(z, yi), z
+        if out.ndim == 2 and out.shape[0] == 1 and out.shape[1] >= 3:  # C logits: softmax cross-entropy
+            return classification_loss(out, yi.reshape(1)).reshape(()), out.reshape(-1)
+        raise FastfairError(
+            "model must map (n, d) inputs to (n,) logits, or (n, C) logits for C >= 3 classes; "
+            f"got {tuple(out.shape)} for one sample"
+        )
 
     grad_fn = grad_and_value(sample_loss, has_aux=True)  # -> (g, (loss, z))
     if not hessian:

@@ -1,7 +1,8 @@
-r"""Per-row input gradients and Hessian-vector products of the logistic loss, for any row-wise model.
+r"""Per-row input gradients and Hessian-vector products of the classification loss, for any row-wise model.
 
 For a batch ``X`` (``(n, d)``) with labels ``y``, a model ``f`` and the per-row loss
-``L_i(x_i) = ℓ(f(X)_i, y_i)`` (:func:`fastfair.losses.logistic_loss`), the TRS needs, per row, the input
+``L_i(x_i) = ℓ(f(X)_i, y_i)`` (:func:`fastfair.losses.classification_loss`: the logistic loss of one logit per
+row, or the softmax cross-entropy of C logits per row), the TRS needs, per row, the input
 gradient ``g_i = ∇_{x_i} L_i`` and products ``H_i v_i`` with the input Hessian ``H_i = ∇²_{x_i} L_i``.
 
 Why one backward pass serves every row
@@ -25,7 +26,8 @@ is the default.
 
 Which models qualify
 --------------------
-Any ``nn.Module`` mapping ``(n, d)`` inputs to ``n`` logits (shape ``(n,)`` or ``(n, 1)``) whose rows do not
+Any ``nn.Module`` mapping ``(n, d)`` inputs to ``n`` logits (shape ``(n,)`` or ``(n, 1)``), or to ``(n, C)``
+logits of C classes, whose rows do not
 interact: linear and convolutional layers, element-wise activations, per-sample normalisation (``LayerNorm``,
 ``GroupNorm``, ``InstanceNorm``), and ``BatchNorm`` / ``Dropout`` **in eval mode** (a per-row affine map and the
 identity). They do **not** qualify: ``BatchNorm`` in training mode (the batch statistics couple all rows: the
@@ -54,8 +56,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import FastfairError
-from ..losses import logistic_loss
-from .analytic import check_inputs
+from ..losses import classification_loss
+from .analytic import check_inputs, model_logits
 
 __all__ = ["METHODS", "InputHessian", "check_row_independent", "input_hessian"]
 
@@ -100,18 +102,14 @@ class _Graph:
         buffers = {k: b.detach() for k, b in model.named_buffers()}
 
         def forward(t: Tensor) -> Tensor:
-            out = functional_call(model, (params, buffers), (t,))
-            if not isinstance(out, Tensor) or out.numel() != t.shape[0]:
-                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                raise FastfairError(f"model must map (n, d) inputs to (n,) logits; got output of shape {shape}")
-            return out.reshape(t.shape[0])
+            return model_logits(functional_call(model, (params, buffers), (t,)), t.shape[0])
 
         self.forward = forward
         self.product: Callable[[Tensor], Tensor]
         with torch.enable_grad():
             xv = x.detach().requires_grad_(True)
             logits = forward(xv)
-            loss = logistic_loss(logits, y)
+            loss = classification_loss(logits, y)
             g = None
             if loss.requires_grad:  # False when the output does not depend on x (then g = 0, H = 0)
                 create = method == "double-backward"
@@ -133,7 +131,7 @@ class _Graph:
             from torch.func import grad, jvp
 
             x0 = x.detach()
-            grad_fn = grad(lambda t: logistic_loss(forward(t), y).sum())
+            grad_fn = grad(lambda t: classification_loss(forward(t), y).sum())
 
             def product(v: Tensor) -> Tensor:
                 with warnings.catch_warnings():
@@ -145,8 +143,9 @@ class _Graph:
 
 
 class InputHessian:
-    r"""The per-row quadratic model of the logistic loss in the input: ``grad`` (``(n, d)``), ``loss`` and
-    ``logits`` (``(n,)``), and ``H_i v_i`` for a batch of vectors by calling the object: ``op(V)`` (``(n, d)``).
+    r"""The per-row quadratic model of the classification loss in the input: ``grad`` (``(n, d)``), ``loss``
+    (``(n,)``) and ``logits`` (``(n,)`` or ``(n, C)``), and ``H_i v_i`` for a batch of vectors by calling the
+    object: ``op(V)`` (``(n, d)``).
 
     Built by :func:`input_hessian`. ``op.neg()`` is the model of ``-L`` (gradient ``-g``, products ``-Hv``),
     the form :func:`fastfair.trs.solve_trs_krylov` needs to *maximise* the loss; ``op.restrict(index)``
@@ -172,7 +171,7 @@ class InputHessian:
 
     @property
     def logits(self) -> Tensor:
-        """``(n,)`` the model's logits at ``x``."""
+        """``(n,)`` (binary) or ``(n, C)`` the model's logits at ``x``."""
         return self._graph.logits
 
     @property
@@ -218,7 +217,7 @@ class InputHessian:
         V = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype) * inside.unsqueeze(-1)
         with torch.enable_grad():
             xv = x.detach().requires_grad_(True)
-            loss = logistic_loss(gr.forward(xv), y)
+            loss = classification_loss(gr.forward(xv), y)
             first = None
             if loss.requires_grad:
                 (first,) = torch.autograd.grad(loss, xv, grad_outputs=w, allow_unused=True)
@@ -234,17 +233,18 @@ class InputHessian:
 def input_hessian(
     model: nn.Module, x: Tensor, y: Tensor, *, method: str = "double-backward", verify: bool = False
 ) -> InputHessian:
-    """Per-row input gradient, loss and Hessian-vector products of the logistic loss (see module docs).
+    """Per-row input gradient, loss and Hessian-vector products of the classification loss (see module docs).
 
     Args:
-        model: an ``nn.Module`` mapping ``(n, d)`` to ``n`` logits whose rows do not interact.
-        x: ``(n, d)`` floating-point inputs; ``y``: ``(n,)`` labels in [0, 1].
+        model: an ``nn.Module`` mapping ``(n, d)`` to ``n`` logits, or to ``(n, C)`` logits, whose rows do not
+            interact.
+        x: ``(n, d)`` floating-point inputs; ``y``: ``(n,)`` labels in [0, 1] (one logit) or class codes 0..C-1.
         method: ``"double-backward"`` (default) or ``"jvp"`` (forward-over-reverse); same products.
         verify: also run the runtime row-independence probe (:meth:`InputHessian.verify_rows`).
 
     Raises:
         FastfairError: a malformed batch, an unknown method, a model with BatchNorm/Dropout in training mode,
-            a model that does not return one logit per row, or (``verify``) a model whose rows interact.
+            a model that does not return one logit (or C logits) per row, or (``verify``) a model whose rows interact.
     """
     if method not in METHODS:
         raise FastfairError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -34,6 +34,14 @@ model nor the true loss, which sees x only through ``W_1 x``, and only spends ra
 wider first layers it works in the input space (``basis`` None; ``basis="qr"`` forces the reduction whenever
 ``h_1 < d``).
 
+C ≥ 3 classes. With f = V a_L + c (V: C×h_L) and the softmax cross-entropy, ℓ′v becomes Vᵀu with u = p - e_y,
+and ℓ″ḟv becomes Vᵀ S ḟ with ḟ = V ȧ_L (C values) and S = diag(p) - ppᵀ
+(:func:`fastfair.losses.softmax_logit_derivatives`):
+
+    s_L = Vᵀu,    ṡ_L = Vᵀ S (V ȧ_L),
+
+and everything else is as above (the cache holds S per row in place of ℓ″).
+
 Rows are independent by construction (every operation above is per row), so no row-independence check is needed.
 """
 
@@ -45,7 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..losses import logistic_logit_derivatives, logistic_loss
+from ..losses import logistic_logit_derivatives, logistic_loss, softmax_logit_derivatives
 from ..models import MLP, DeepMLP, activation_module
 from .activations import ANALYTIC_ACTIVATIONS, activation_derivatives
 from .analytic import row_space_basis
@@ -55,7 +63,8 @@ __all__ = ["LayeredInputHessian", "has_layered_derivatives", "layered_input_hess
 
 @dataclass(frozen=True)
 class _Layers:
-    """The detached parameters of a built-in MLP: ``weights`` (W_1 … W_L), ``biases``, ``v`` (h_L,), ``c`` ()."""
+    """The detached parameters of a built-in MLP: ``weights`` (W_1 … W_L), ``biases``, ``v`` (h_L,), ``c`` () --
+    or, for C ≥ 3 outputs, ``v`` the output matrix V (C, h_L) and ``c`` (C,)."""
 
     weights: list[Tensor]
     biases: list[Tensor]
@@ -88,13 +97,18 @@ def mlp_layers(model: nn.Module) -> _Layers | None:
             return None
     else:
         return None
-    if not all(type(lin) is nn.Linear for lin in linears) or linears[-1].out_features != 1:
+    n_classes = getattr(model, "n_classes", 2)
+    outputs = 1 if n_classes == 2 else n_classes
+    if not all(type(lin) is nn.Linear for lin in linears) or linears[-1].out_features != outputs:
         return None
     weights = [lin.weight.detach() for lin in linears[:-1]]
     biases = [
         lin.bias.detach() if lin.bias is not None else lin.weight.new_zeros(lin.out_features) for lin in linears[:-1]
     ]
     out = linears[-1]
+    if outputs > 1:
+        c = out.bias.detach() if out.bias is not None else out.weight.new_zeros(outputs)
+        return _Layers(weights, biases, out.weight.detach(), c, act)
     c = out.bias.detach().reshape(()) if out.bias is not None else out.weight.new_zeros(())
     return _Layers(weights, biases, out.weight.detach().reshape(-1), c, act)
 
@@ -114,7 +128,8 @@ def has_layered_derivatives(model: nn.Module) -> bool:
 @dataclass(frozen=True)
 class _Cache:
     """Everything a product needs, per row: ``M`` the first layer in the working coordinates (h_1, k), the
-    other layers ``Ws``, ``v``, and per layer φ′(z_l) and κ_l = φ″(z_l) ⊙ s_l; ``d2`` = ℓ″ (n,)."""
+    other layers ``Ws``, ``v``, and per layer φ′(z_l) and κ_l = φ″(z_l) ⊙ s_l; ``d2`` = ℓ″ (n,). For C ≥ 3
+    classes ``v`` is V (C, h_L) and ``d2`` is S = diag(p) - ppᵀ (n, C, C)."""
 
     M: Tensor
     Ws: list[Tensor]
@@ -137,8 +152,12 @@ class _Cache:
             adot = self.p1[layer] * zdot
             if layer + 1 < L:
                 zdot = adot @ self.Ws[layer].T
-        fdot = adot @ self.v
-        sdot = (self.d2 * fdot).unsqueeze(-1) * self.v
+        if self.v.ndim == 2:  # C outputs: ṡ_L = Vᵀ S (V ȧ_L)
+            fdot = adot @ self.v.T
+            sdot = torch.bmm(self.d2, fdot.unsqueeze(-1)).squeeze(-1) @ self.v
+        else:
+            fdot = adot @ self.v
+            sdot = (self.d2 * fdot).unsqueeze(-1) * self.v
         for layer in range(L - 1, -1, -1):
             edot = torch.addcmul(self.kappa[layer] * zdots[layer], self.p1[layer], sdot)
             if layer > 0:
@@ -147,8 +166,8 @@ class _Cache:
 
 
 class LayeredInputHessian:
-    r"""The per-row quadratic model of the logistic loss of a built-in MLP, in the coordinates of ``basis``
-    (module docs): ``grad`` (n, k), ``loss``, ``logits`` (n,), ``op(V)`` the products ``H̃_i v_i`` (n, k),
+    r"""The per-row quadratic model of the loss of a built-in MLP, in the coordinates of ``basis``
+    (module docs): ``grad`` (n, k), ``loss`` (n,), ``logits`` (n,) or (n, C), ``op(V)`` the products ``H̃_i v_i`` (n, k),
     ``lift(p)`` (n, d). Same interface as :class:`fastfair.derivatives.InputHessian` (``neg``, ``restrict``)."""
 
     method = "analytic"
@@ -217,9 +236,15 @@ def layered_input_hessian(model: nn.Module, x: Tensor, y: Tensor, *, basis: str 
         a, p1, p2 = activation_derivatives(layers.activation, torch.addmm(b, a, W.T))
         p1s.append(p1)
         p2s.append(p2)
-    logits = torch.addmv(c, a, v)
-    d1, d2 = logistic_logit_derivatives(logits, y)
-    s = d1.unsqueeze(-1) * v
+    if v.ndim == 2:  # C outputs: the softmax cross-entropy
+        logits = torch.addmm(c, a, v.T)
+        loss, u, d2 = softmax_logit_derivatives(logits, y)
+        s = u @ v
+    else:
+        logits = torch.addmv(c, a, v)
+        d1, d2 = logistic_logit_derivatives(logits, y)
+        s = d1.unsqueeze(-1) * v
+        loss = None
     kappa: list[Tensor] = [s] * len(Ws)
     for layer in range(len(Ws) - 1, -1, -1):
         kappa[layer] = p2s[layer] * s
@@ -233,4 +258,4 @@ def layered_input_hessian(model: nn.Module, x: Tensor, y: Tensor, *, basis: str 
         U, R = row_space_basis(W1)
         M = R.T
     cache = _Cache(M, Ws[1:], v, p1s, kappa, d2)
-    return LayeredInputHessian(cache, e @ M, logistic_loss(logits, y), logits, U)
+    return LayeredInputHessian(cache, e @ M, logistic_loss(logits, y) if loss is None else loss, logits, U)

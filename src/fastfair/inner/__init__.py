@@ -11,11 +11,15 @@ Solvers (``SOLVERS``, the order of :data:`fastfair.vocabulary.SOLVERS`):
   delegates to it (:mod:`fastfair.inner.auto`).
 * ``"trs"`` -- :class:`TrustRegionAdversary`: exact maximiser of the quadratic model of the loss over the
   ball, by the path that fits the model (closed form for affine models, the factored one-hidden-layer form,
-  Hessian products or a dense Hessian otherwise); ``extras["path"]`` says which.
+  the row space of W for softmax regression, Hessian products or a dense Hessian otherwise); ``extras["path"]``
+  says which.
 * ``"trs-paper"`` -- :class:`PaperTrustRegionAdversary`: the reference code's TRS step reproduced, defect included
   (per-row eigendecomposition, the interior Newton step accepted whenever it fits in the ball whatever the sign
   of the Hessian, else bisection on λ); ``extras["branch"]`` says which branch each row took
-  (:mod:`fastfair.inner.trs_paper`). Not a certified maximiser: its interior steps can lower the loss.
+  (:mod:`fastfair.inner.trs_paper`). Not a certified maximiser: its interior steps can lower the loss. Binary
+  models only.
+
+Every solver but ``"trs-paper"`` takes multiclass models too (C ≥ 3 logits per row, the softmax cross-entropy).
 * ``"pgd-paper"`` -- :class:`PaperPGDAdversary`: the paper's back-tracking PGD (step 0.1, ÷1.5, ≤ 5000 its).
 * ``"pgd"`` -- :class:`ProjectedGradientAdversary`: tuned L2 PGD (10 normalised steps of 0.25·r).
 * ``"random"`` -- :class:`RandomAdversary`: a random direction on the sphere (or in the ball).

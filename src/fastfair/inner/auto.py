@@ -20,6 +20,12 @@ The rules, in order:
    where ∇f changes. PGD walks the same direction first (while no kink is crossed, its 10 steps of 0.25·r reach
    that very point on the boundary and stay there) and then re-reads ∇f after every step, so it follows the
    loss across the kinks; it returns the best of its iterates.
+   With C ≥ 3 classes (``model.n_classes``) an affine model is softmax regression -> ``"trs"``: ∇²ₓL =
+   Wᵀ(diag(p) - ppᵀ)W has rank ≤ C - 1 in the row space of W, and the TRS solves the quadratic model exactly
+   in those k ≤ C dimensions (path ``"softmax-subspace"``). A piecewise-linear multiclass model still goes to
+   ``"pgd"``: on each activation region ∇²ₓL = Jᵀ(diag(p) - ppᵀ)J with J the Jacobian of the C logits -- the
+   softmax's curvature, not rank one -- but the kinks, where J changes, are what a quadratic model cannot see
+   and PGD follows.
 3. **Everything else** (smooth: tanh, sigmoid, softplus, gelu, ...) -> ``"trs"``: the exact maximiser of the
    second-order model over the ball, curvature included (closed form, factored, dense or Krylov, whichever
    path the TRS adversary takes for the model).
@@ -113,6 +119,17 @@ _REASONS = {
         "the model is affine (logistic regression): the TRS step has the closed form r·sign(σ - y)·w/‖w‖, "
         "the exact maximiser of the loss over the ball, for the cost of one gradient."
     ),
+    "softmax": (
+        "the model is softmax regression with {evidence}: its input Hessian Wᵀ(diag(p) - ppᵀ)W has rank at most "
+        "C - 1 in the row space of W, and the TRS maximises the loss's quadratic model exactly there, for the "
+        "cost of one small eigendecomposition per row."
+    ),
+    "piecewise-linear-multiclass": (
+        "the model is piecewise linear ({evidence}) with several outputs: on each activation region its input "
+        "Hessian is Jᵀ(diag(p) - ppᵀ)J, the softmax's curvature through the constant logit Jacobian J; PGD "
+        "re-reads the gradient after every step, following the loss across the kinks that a quadratic model "
+        "cannot see."
+    ),
     "linear": (
         "the model is linear in its input ({evidence}): the TRS step along its fixed gradient direction is the "
         "exact maximiser of the loss over the ball, for the cost of one gradient."
@@ -188,7 +205,7 @@ class AutoAdversary(InnerMaximizer):
         if not isinstance(model, nn.Module):
             raise FastfairError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         kind, evidence = self._classify(model, d)
-        solver = "pgd" if kind == "piecewise-linear" else "trs"
+        solver = "pgd" if kind.startswith("piecewise-linear") else "trs"
         return AutoChoice(solver, _REASONS[kind].format(evidence=evidence))
 
     def resolve(self, model: nn.Module, d: int) -> InnerMaximizer:
@@ -210,10 +227,13 @@ class AutoAdversary(InnerMaximizer):
 
     def _classify(self, model: nn.Module, d: int) -> tuple[str, str]:
         """(kind, evidence): kind one of the keys of ``_REASONS``, evidence a phrase saying how it was seen."""
+        n_classes = getattr(model, "n_classes", 2)
         if isinstance(model, Affine):
-            return "affine", ""
+            return ("softmax", f"{n_classes} classes") if n_classes > 2 else ("affine", "")
         if isinstance(model, MLP | DeepMLP):
             kind = "piecewise-linear" if model.activation in PIECEWISE_LINEAR_ACTIVATIONS else "smooth"
+            if kind == "piecewise-linear" and n_classes > 2:
+                kind = "piecewise-linear-multiclass"
             return kind, f"{model.activation} activations"
         linear, smooth = _activation_layers(model)
         if linear and smooth:

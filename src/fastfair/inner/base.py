@@ -7,6 +7,10 @@ An inner maximiser approximately solves, for every sample of a batch independent
 and returns x + δ (detached) with the loss attained there. Solvers never loop over samples in Python, never
 build an autograd graph through the model's parameters (they use detached parameters), never touch ``.grad``,
 and follow the device and dtype of ``x``.
+
+ℓ is :func:`fastfair.losses.classification_loss`: the logistic loss of one logit per row (labels in [0, 1]), or
+the softmax cross-entropy of (n, C) logits (labels the class codes 0..C-1, carried in ``x``'s floating dtype like
+binary labels).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..derivatives.analytic import model_logits
 from ..errors import FastfairError
-from ..losses import logistic_loss
+from ..losses import classification_loss
 from ..trs import TRSCertificate, radius_tensor
 from ..validation import check_seed_value
 
@@ -115,15 +120,13 @@ def project_to_ball(delta: Tensor, r: Tensor) -> Tensor:
 
 
 def as_logits(out: Tensor, n: int) -> Tensor:
-    """Model output as (n,) logits; FastfairError if the model does not produce one logit per sample."""
-    if out.numel() != n:
-        shape = tuple(out.shape)
-        raise FastfairError(f"model must map (n, d) inputs to (n,) logits; got output of shape {shape}")
-    return out.reshape(n)
+    """Model output as (n,) logits (one per sample: binary) or (n, C) logits (C ≥ 3 classes: softmax);
+    FastfairError for any other shape (:func:`fastfair.derivatives.analytic.model_logits`)."""
+    return model_logits(out, n)
 
 
 def detached_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``x -> logits (n,)`` that calls ``model`` with detached parameters and buffers (``functional_call``).
+    """``x -> logits (n,) or (n, C)`` that calls ``model`` with detached parameters and buffers (``functional_call``).
 
     Gradients w.r.t. x flow through it; nothing reaches (or records) the model's parameters.
     """
@@ -141,7 +144,7 @@ def detached_forward(model: nn.Module) -> Callable[[Tensor], Tensor]:
 def loss_at(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Per-sample loss ℓ(f(x), y), detached, computed without any autograd graph."""
     with torch.no_grad():
-        return logistic_loss(as_logits(model(x), x.shape[0]), y)
+        return classification_loss(as_logits(model(x), x.shape[0]), y)
 
 
 def loss_and_grad(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -151,7 +154,7 @@ def loss_and_grad(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> 
     """
     with torch.enable_grad():
         xv = x.detach().requires_grad_(True)
-        loss = logistic_loss(forward(xv), y)
+        loss = classification_loss(forward(xv), y)
         (grad,) = torch.autograd.grad(loss.sum(), xv)
     return loss.detach(), grad
 

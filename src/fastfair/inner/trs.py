@@ -37,6 +37,17 @@ is chosen there, and only there) and solves whatever it gets; ``extras["path"]``
     systems (U is orthonormal); H + λI has the reduced spectrum shifted by λ on range(U) and the eigenvalue λ
     on its complement, so λ_min(full) = min(λ_min(reduced), λ) when k < d.
 
+``"softmax-subspace"`` -- softmax regression with C ≥ 3 classes, f(x) = Wx + b: a k×k model (k ≤ min(C, d)).
+    ∇L = Wᵀ(p - e_y) and ∇²L = Wᵀ(diag(p) - ppᵀ)W lie in the row space of W; with one thin QR Wᵀ = UR per batch
+    the reduced g̃ = R(p - e_y) and H̃ = R(diag(p) - ppᵀ)Rᵀ are solved exactly as for ``"mlp-subspace"`` (the same
+    argument: p⊥ ⟂ range(U) only spends radius; the same certificate with λ on the complement) and lifted back.
+    H̃ ⪰ 0 (rank ≤ C - 1), so the maximiser lies on the sphere ‖δ‖ = r (:mod:`fastfair.derivatives.softmax`).
+    The lean path is the k×k operator solve of ``"mlp-subspace"``.
+
+``"mlp-softmax-subspace"`` -- the one-hidden-layer MLP with C ≥ 3 outputs: the same k×k reduction (k ≤ min(h, d))
+    of g = Jᵀ(p - e_y) and H = Jᵀ(diag(p) - ppᵀ)J + Wᵀdiag((Vᵀ(p - e_y)) ⊙ φ″)W, J = V diag(φ′) W; H is
+    indefinite in general, and the certified k×k solve handles the interior and hard cases.
+
 ``"krylov"`` -- Hessian-vector products only (any row-wise module at larger d): :func:`~fastfair.trs.solve_trs_krylov`
     (batched Lanczos / GLTR, never an (n, d, d) tensor). Certified: with its curvature probe (the hard case is
     found) and the certificate computed from products; ``iterations`` counts the products per row.
@@ -69,6 +80,8 @@ from torch import Tensor, nn
 
 from ..derivatives import (
     QUADRATIC_BACKENDS,
+    SOFTMAX_MLP_PATH,
+    SOFTMAX_PATH,
     DenseModel,
     FactoredModel,
     KrylovModel,
@@ -78,7 +91,7 @@ from ..derivatives import (
     choose_path,
     quadratic_model,
 )
-from ..losses import logistic_loss
+from ..losses import classification_loss
 from ..trs import KrylovTRSResult, TRSCertificate, TRSResult, solve_trs, solve_trs_krylov, solve_trs_operator
 from ..validation import check_bool, check_optional_nonnegative_float, check_positive_int
 from .base import InnerMaximizer, InnerResult, loss_at, project_to_ball
@@ -276,7 +289,7 @@ def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Te
     logit_y = torch.log(y) - torch.log1p(-y)  # ±inf for hard labels: the sign below is exact
     s = torch.sign(z - logit_y)
     hard_label = (y == 0) | (y == 1)
-    s_loss = torch.sign(logistic_loss(z + reach, y) - logistic_loss(z - reach, y))
+    s_loss = torch.sign(classification_loss(z + reach, y) - classification_loss(z - reach, y))
     s = torch.where(hard_label | (s_loss == 0), s, s_loss)
     s = torch.where((s == 0) | torch.isnan(s), torch.ones_like(s), s)
     safe = torch.where(wnorm > 0, wnorm, torch.ones_like(wnorm))
@@ -288,12 +301,16 @@ def _rank_one_step(quad: RankOneModel, y: Tensor, r: Tensor) -> tuple[Tensor, Te
 _CERTIFIED: dict[str, Callable[..., InnerResult]] = {
     "affine-closed-form": TrustRegionAdversary._certified_rank_one,
     "mlp-subspace": TrustRegionAdversary._certified_matrix,
+    SOFTMAX_PATH: TrustRegionAdversary._certified_matrix,
+    SOFTMAX_MLP_PATH: TrustRegionAdversary._certified_matrix,
     "dense": TrustRegionAdversary._certified_matrix,
     "krylov": TrustRegionAdversary._certified_krylov,
 }
 _LEAN: dict[str, Callable[..., _LeanStep]] = {
     "affine-closed-form": TrustRegionAdversary._lean_rank_one,
     "mlp-subspace": TrustRegionAdversary._lean_matrix,
+    SOFTMAX_PATH: TrustRegionAdversary._lean_matrix,
+    SOFTMAX_MLP_PATH: TrustRegionAdversary._lean_matrix,
     "dense": TrustRegionAdversary._lean_matrix,
     "krylov": TrustRegionAdversary._lean_krylov,
 }

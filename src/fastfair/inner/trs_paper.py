@@ -53,8 +53,9 @@ Which models: the Hessian comes from :func:`fastfair.derivatives.quadratic_model
 one-hidden-layer MLP's factored form in the row space of its first layer (k = min(h, d) columns; the dropped
 eigenvalues of the full d×d Hessian are the exact zeros on the complement, so this is the same algorithm, with
 the bracket still using the input dimension d), and any other row-wise module through a dense Hessian.
-A model whose k exceeds :data:`MAX_DENSE_DIM` is refused (one-line error): the reference's algorithm needs the
-full eigendecomposition, O(n·k²) memory and O(n·k³) time.
+A multiclass model (C ≥ 3 logits, softmax cross-entropy) is refused (one-line error): the reference's step is
+that of the binary logistic loss. A model whose k exceeds :data:`MAX_DENSE_DIM` is refused (one-line error): the
+reference's algorithm needs the full eigendecomposition, O(n·k²) memory and O(n·k³) time.
 
 What the result certifies: ``InnerResult.certificate`` is the KKT certificate of the returned step for the
 (unscaled) quadratic model of -ℓ, min -∇ℓᵀp - ½pᵀ∇²ℓp, with the multiplier λ·b. Boundary rows carry a multiplier
@@ -74,7 +75,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..derivatives import QUADRATIC_BACKENDS, check_backend, quadratic_model
+from ..derivatives import QUADRATIC_BACKENDS, check_backend, models_multiclass, quadratic_model
 from ..errors import FastfairError
 from ..trs import TRSCertificate, solve_trs
 from ..validation import check_bool, check_nonnegative_int, check_positive_float, check_positive_int
@@ -237,6 +238,13 @@ def _bisect(s: Tensor, c: Tensor, r: Tensor, hi: Tensor, *, max_iter: int, tol: 
     return torch.from_numpy(x), torch.from_numpy(count), torch.from_numpy(fail)
 
 
+#: The one-line refusal of a multiclass model: the reference's algorithm is that of the binary logistic loss.
+MULTICLASS_REFUSAL = (
+    "trs-paper reproduces the reference's binary (logistic-loss) TRS step and does not take multiclass models; "
+    "use solver 'trs' (or pgd, random) for C >= 3 classes"
+)
+
+
 class PaperTrustRegionAdversary(InnerMaximizer):
     """The reference implementation's TRS step, defect included (module docs): ``"trs-paper"``.
 
@@ -322,7 +330,11 @@ class PaperTrustRegionAdversary(InnerMaximizer):
         )
 
     def _solve(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor):
+        if getattr(model, "n_classes", 2) > 2:
+            raise FastfairError(MULTICLASS_REFUSAL)
         quad = quadratic_model(model, x, y, structured=self.structured, backend=self.backend)
+        if models_multiclass(quad):  # a user's module with C outputs
+            raise FastfairError(MULTICLASS_REFUSAL)
         n, d = x.shape
         k = d if quad.basis is None else quad.basis.shape[1]
         if k > MAX_DENSE_DIM:

@@ -122,6 +122,10 @@ def train_pack(
         Xs = [X[: first.train_size] for X in Xs]
         ys = [np.asarray(y)[: first.train_size] for y in ys]
     n, d = Xs[0].shape
+    require(
+        all(np.isin(np.asarray(y), (0, 1)).all() for y in ys),
+        "a pack trains binary runs only (labels 0 and 1); multiclass runs train alone",
+    )
     keys = {pack_key(c, len(X), X.shape[1]) for c, X in zip(configs, Xs, strict=True)}
     require(None not in keys, f"run cannot be packed: {unpackable_reason(first) or 'see its settings'}")
     require(len(keys) == 1, "the runs of a pack must share model, solver options, settings and data size")
