@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -111,22 +110,27 @@ def test_no_pack_runs_cell_by_cell_from_the_command_line(capsys, tmp_path):
     assert any("pack" in json.loads(p.read_text()) for p in (tmp_path / "b" / "cells").glob("*.json"))
 
 
-def test_the_timing_runs_are_the_first_seeds_cells_at_the_claim_radii_for_one_epoch():
+def test_the_timing_runs_are_the_first_seeds_cells_at_the_claim_radii():
     from fastfair.experiments.paper_protocol import TIMING_RADII, paper_grid, timing_cells
 
     grid, _ = paper_grid(seeds=3, pgd_paper_seeds=1)
     cells = grid.cells()
     timing = timing_cells(cells)
     by_id = {c.cell_id for c in cells}
-    assert all(c.seed == 0 and c.epochs == 1 for c in timing)
-    for cell in timing:  # the protocol's cell but for its epochs
-        assert replace(cell, epochs=next(c.epochs for c in cells if c.dataset == cell.dataset)).cell_id in by_id
+    assert all(c.seed == 0 and c.cell_id in by_id for c in timing)  # the protocol's own cells, all epochs
     groups = {(c.dataset, c.model, c.solver) for c in cells}
     assert {(c.dataset, c.model, c.solver) for c in timing} == groups  # every solver is timed
     for dataset, radii in TIMING_RADII.items():
         got = {c.radius for c in timing if (c.dataset, c.model, c.solver) == (dataset, "affine", "pgd-paper")}
         assert got == set(radii)
     assert len(timing) < len(cells) / 5
+
+
+def test_cells_named_alone_are_not_packed():
+    cells = grid_from_dict({**TINY, "solvers": ["trs"], "radii": [0.1, 0.2], "seeds": [0, 1]}).cells()
+    packs = plan_packs(cells, alone={cells[0].cell_id})
+    assert sorted(p.size for p in packs) == [1, 3]
+    assert next(p for p in packs if p.size == 1).cells[0] == cells[0]
 
 
 @pytest.mark.slow
@@ -143,20 +147,21 @@ def test_reproduce_draws_table_1_from_dedicated_unpacked_timing_runs(capsys, tmp
     )
     monkeypatch.setattr(paper, "QUICK", tiny)
     out = tmp_path / "demo"
-    code, _, err = run_cli(capsys, "reproduce", "--quick", "--out", str(out), "--jobs", "1", "--no-progress")
+    argv = ("reproduce", "--quick", "--seeds", "2", "--jobs", "1", "--no-progress")
+    code, _, err = run_cli(capsys, *argv, "--out", str(out))
     assert code == 0, err
     timing = read_results(out / "timing")
     assert set(timing["solver"]) == set(read_results(out)["solver"])
     records = [json.loads(p.read_text()) for p in (out / "timing" / "cells").glob("*.json")]
     assert records and not any("pack" in r for r in records)  # one model at a time
+    for record in records:  # trained once, in the sweep, alone: the same record in both stores
+        assert json.loads((out / "cells" / f"{record['cell_id']}.json").read_text()) == record
     assert any("pack" in json.loads(p.read_text()) for p in (out / "cells").glob("*.json"))
     table = pd.read_csv(out / "timing.csv")
     want = timing_table(timing)
     np.testing.assert_allclose(table["trs"].to_numpy(float), want["trs"].to_numpy(float))
     assert "dedicated timing runs" in (out / "report.md").read_text()
-    code, _, err = run_cli(
-        capsys, "reproduce", "--quick", "--out", str(tmp_path / "alone"), "--jobs", "1", "--no-progress", "--no-pack"
-    )
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "alone"), "--no-pack")
     assert code == 0, err
     assert not (tmp_path / "alone" / "timing").exists()
     assert "--no-pack: every cell trained alone" in (tmp_path / "alone" / "report.md").read_text()

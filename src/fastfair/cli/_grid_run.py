@@ -13,7 +13,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -71,7 +71,12 @@ def large_grid_hint() -> Iterator[None]:
 
 
 def execute(
-    grid: Grid | Sequence[Cell], args: argparse.Namespace, *, default_jobs: int = 1, desc: str = "sweep"
+    grid: Grid | Sequence[Cell],
+    args: argparse.Namespace,
+    *,
+    default_jobs: int = 1,
+    desc: str = "sweep",
+    alone: Collection[str] = (),
 ) -> SweepSummary:
     """Run a grid with the execution options of ``args``; Ctrl-C or SIGTERM keeps finished cells (see
     :func:`run_interruptibly`). The cell counts go to stderr once the run has passed its checks (not with
@@ -93,6 +98,7 @@ def execute(
         desc=desc,
         announce=announce,
         pack=not getattr(args, "no_pack", False),
+        alone=alone,
     )
 
 

@@ -24,7 +24,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +104,15 @@ def pack_group_key(cell: Cell) -> tuple | None:
     )
 
 
-def plan_packs(cells: Sequence[Cell], *, jobs: int = 1, max_size: int = MAX_PACK) -> list[CellPack]:
-    """Group ``cells`` into packs (module docs), in grid order within each pack."""
+def plan_packs(
+    cells: Sequence[Cell], *, jobs: int = 1, max_size: int = MAX_PACK, alone: Collection[str] = ()
+) -> list[CellPack]:
+    """Group ``cells`` into packs (module docs), in grid order within each pack; the cells whose ids are in
+    ``alone`` (e.g. timing runs) each train alone."""
     groups: dict[tuple, list[Cell]] = {}
     singles: list[CellPack] = []
     for cell in cells:
-        key = pack_group_key(cell)
+        key = None if cell.cell_id in alone else pack_group_key(cell)
         if key is None:
             singles.append(CellPack((cell,)))
         else:

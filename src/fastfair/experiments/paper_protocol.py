@@ -22,7 +22,6 @@ r = 0.18 and the MLP (none, trs, trs-paper) at r = 0.10.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,16 +196,12 @@ def paper_grid(
 
 #: Radii of the timing runs per dataset: those of the paper's timing claims (its Table 1 ratios).
 TIMING_RADII = {"unfair2d": (0.10, 0.20), "adult": (0.10, 0.20), "lsat": (0.10, 0.16, 0.20)}
-#: The timing runs train their cells for at most this many epochs (the same data, seed and batches as the
-#: protocol's cell, its first epochs): an epoch's time, not the trained model, is what they are for.
-TIMING_EPOCHS = 1
-
-
-def timing_cells(cells: Sequence[Cell], epochs: int = TIMING_EPOCHS) -> list[Cell]:
+def timing_cells(cells: Sequence[Cell]) -> list[Cell]:
     """The dedicated timing runs of a protocol's ``cells`` (for the report's Table 1): per dataset, model and
     solver, the cell of its first seed at each of the dataset's :data:`TIMING_RADII` that it has (its first
-    radius if none), cut to its first ``epochs`` epochs. They run one model at a time (never packed), so that
-    their epoch times are those of one cell alone; ``none`` has one cell per dataset and model."""
+    radius if none). They are the protocol's own cells (all their epochs: an epoch's time changes as the model
+    trains, the reference PGD's most), run one model at a time, never packed, so that their epoch times are
+    those of one cell alone; ``none`` has one cell per dataset and model."""
     groups: dict[tuple[str, str, str], list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.dataset, cell.model, cell.solver), []).append(cell)
@@ -215,8 +210,7 @@ def timing_cells(cells: Sequence[Cell], epochs: int = TIMING_EPOCHS) -> list[Cel
         seed = min(c.seed for c in members)
         first = [c for c in members if c.seed == seed]
         wanted = [c for c in first if any(abs(c.radius - r) < 1e-9 for r in TIMING_RADII.get(dataset, ()))]
-        for cell in wanted or first[:1]:
-            out.append(dataclasses.replace(cell, epochs=min(cell.epochs, epochs)))
+        out.extend(wanted or first[:1])
     return out
 
 

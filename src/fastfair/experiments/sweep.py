@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ def run_sweep(
     table: Callable[[Sequence[Any], dict[str, dict[str, Any]]], pd.DataFrame] | None = None,
     preload: Sequence[str] = (),
     pack: bool = True,
+    alone: Collection[str] = (),
 ) -> SweepSummary:
     """Run every cell of ``grid`` not yet stored in ``out_dir``; return a :class:`SweepSummary`.
 
@@ -156,8 +157,9 @@ def run_sweep(
     ``pack`` (the default, for the built-in runner; another ``runner`` runs cell by cell): the cells to run are
     grouped into packs that train as one computation (:mod:`fastfair.experiments.packs`; cells without a packed
     form run alone), each finished cell still stored on its own (a killed run loses at most the packs in flight).
-    ``pack=False`` runs one cell at a time. The timing columns of a packed cell are amortised (the pack's time
-    over its size); its record keeps the pack's own times under ``pack``.
+    ``pack=False`` runs one cell at a time; ``alone`` names cells (by id) that train alone even when packing. The
+    timing columns of a packed cell are amortised (the pack's time over its size); its record keeps the pack's own
+    times under ``pack``.
     """
     run_one = runner if runner is not None else run_cell
     frame_of = table if table is not None else results_frame
@@ -187,7 +189,7 @@ def run_sweep(
     packing = pack and run_one is _cell.run_cell  # packs stand in for the built-in runner only
     if packing:
         workers = max(jobs, getattr(executor, "workers", 1) or 1)
-        items: list[Any] = _cost_order(plan_packs(todo, jobs=workers))
+        items: list[Any] = _cost_order(plan_packs(todo, jobs=workers, alone=set(alone)))
         run_item: Callable[[Any], Any] = run_pack
     else:
         items, run_item = _cost_order(todo), run_one
