@@ -265,3 +265,20 @@ def test_integer_classes_round_trip_and_an_unseen_one_is_refused(tmp_path, capsy
     nine = str(tmp_path / "nine.csv")
     line = one_line_error(*cli_output("evaluate", "--model", str(out / "model.pt"), "--data", nine))
     assert "value '9' (data row 5), which is not one of the model's 3 classes ('3', '5', '7')" in line
+
+
+def test_colored_digits_sweep_report_says_gaps_are_worst_class(capsys, tmp_path):
+    from fastfair.datasets.colored_digits import DIGITS_SHA256
+
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(
+        capsys, "sweep", "--dataset", "colored_digits", "--solvers", "none", "trs", "--radii", "0.5",
+        "--seeds", "0", "--epochs", "1", "--out", str(out), "--report",
+    )
+    assert code == 0, err
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["solver"]) == {"none", "trs"} and results["independence"].notna().all()
+    report = (out / "report.md").read_text()
+    assert "colored_digits has 3 classes (1, 8, 9): each fairness gap is the worst class's" in report
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert [entry["sha256"] for entry in data] == [DIGITS_SHA256]

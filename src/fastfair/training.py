@@ -73,7 +73,7 @@ from .vocabulary import SPLITS
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
-def _seeded(config: TrainConfig) -> dict[str, Any]:
+def seeded_options(config: TrainConfig) -> dict[str, Any]:
     """The solver options, with ``seed`` defaulting to the run's seed for solvers that draw random numbers
     (``random``, ``pgd`` with a random start, and the ``pgd`` candidate of ``auto``), so that a run never depends
     on torch's global RNG."""
@@ -402,7 +402,7 @@ def train_arrays(
     )
     if has_val:
         check_labels(np.asarray(y_val), n_classes, "y_val")
-    inner = make_inner(config.solver, **_seeded(config))
+    inner = make_inner(config.solver, **seeded_options(config))
     inner_choice = None
     if isinstance(inner, AutoAdversary):  # chosen once: the model's structure does not change while it trains
         choice = inner.choose(model, X.shape[1])
@@ -557,7 +557,7 @@ def inner_diagnostics(result: TrainResult, X: np.ndarray, y: np.ndarray, max_row
     if config.solver == "none":
         return {}
     require(len(X) == len(y), f"X and y must have the same number of rows, got {len(X)} and {len(y)}")
-    options = _seeded(config)
+    options = seeded_options(config)
     if config.solver == "trs":  # the certificate is the point of a diagnostic
         options["certify"] = True
     elif config.solver == "auto":

@@ -113,23 +113,7 @@ def run(args: argparse.Namespace) -> int:
         raise FastfairError(
             f"the comparison has {plan.count():,} cells, more than {limit:,}; pass --allow-large to run it anyway"
         )
-    check_binary(spec)
     return run_interruptibly(lambda: _run(args, plan), args.out)
-
-
-def check_binary(spec: Any) -> None:
-    """Load the data once (first seed): a target that is not binary is a one-line error, before any work."""
-    from ..experiments.cell import load_dataset
-
-    try:
-        load_dataset(spec, 0)
-    except FastfairError as exc:
-        text = str(exc)
-        if "not binary" in text:
-            raise FastfairError(
-                f"compare needs a binary target (Fairlearn's reductions are binary): {text}"
-            ) from None
-        raise
 
 
 def _run(args: argparse.Namespace, plan: Any) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..datasets import DATASETS
 from ..errors import require
 from ..experiments import Grid, grid_from_dict, grid_from_file
+from ..experiments.grid import Cell
 from ..experiments.grid_config import TRAINING_KEYS
 from ..experiments.sweep import summarize_cells
 from ..io import dumps_json
@@ -203,10 +205,28 @@ def _run(args: argparse.Namespace) -> int:
     if args.report and not summary.results.empty:
         from ..report import build_report_cached
 
-        written = build_report_cached(summary.results, Path(args.out), paper=False)
+        written = build_report_cached(summary.results, Path(args.out), paper=False, notes=multiclass_notes(cells))
         if not args.json:
             print(f"report: {written['report_md']} and {written['report_html']}")
     return 0
 
 
-__all__ = ["add_parser", "run"]
+def multiclass_notes(cells: Sequence[Cell]) -> list[str]:
+    """A report note for each dataset of ``cells`` with three or more classes: what its gaps and AUC mean there."""
+    from ..experiments.cell import load_dataset
+
+    notes, seen = [], set()
+    for cell in cells:
+        if cell.dataset in seen:
+            continue
+        seen.add(cell.dataset)
+        data = load_dataset(cell.data, cell.seed)  # cached: the sweep loaded it already
+        if data.n_classes > 2:
+            notes.append(
+                f"{cell.dataset} has {data.n_classes} classes ({', '.join(data.label_names)}): each fairness gap is "
+                "the worst class's one-vs-rest gap (the largest over classes), and AUC is the macro one-vs-rest AUC."
+            )
+    return notes
+
+
+__all__ = ["add_parser", "multiclass_notes", "run"]

@@ -53,8 +53,8 @@ from torch import Tensor, nn
 
 from ..losses import softmax_logit_derivatives
 from ..models import MLP, Affine
-from ..trs import DenseQuadratic, QuadraticBatch
 from .activations import ANALYTIC_ACTIVATIONS, activation_derivatives
+from .dense import DenseModel
 
 __all__ = [
     "SOFTMAX_MLP_PATH",
@@ -105,12 +105,12 @@ def softmax_parameters(model: Affine, like: Tensor) -> tuple[Tensor, Tensor]:
     return W, b
 
 
-class SoftmaxModel:
+class SoftmaxModel(DenseModel):
     """``path`` ``"softmax-subspace"`` (softmax regression) or ``"mlp-softmax-subspace"`` (one-hidden-layer MLP with
-    C outputs): g̃ (n, k) and H̃ (n, k, k) in the row-space basis U (d, k), or in the input space (``basis`` None)
-    (module docs).
+    C outputs): the dense model g̃ (n, k), H̃ (n, k, k) in the row-space basis U (d, k), or in the input space
+    (``basis`` None) (module docs), with the logits it was taken at.
 
-    ``sign`` -1 is the model of -L. Implements :class:`fastfair.derivatives.QuadraticModel` and
+    :meth:`neg` is the model of -L. Implements :class:`fastfair.derivatives.QuadraticModel` and
     :class:`fastfair.trs.QuadraticBatch` (through its dense k×k form).
     """
 
@@ -119,41 +119,14 @@ class SoftmaxModel:
     def __init__(
         self, basis: Tensor | None, g: Tensor, H: Tensor, loss: Tensor, logits: Tensor, path: str = SOFTMAX_PATH
     ) -> None:
-        self.basis, self._g, self.H, self._loss, self.logits, self.path = basis, g, H, loss, logits, path
-
-    @property
-    def g(self) -> Tensor:
-        return self._g
-
-    @property
-    def loss(self) -> Tensor:
-        return self._loss
-
-    def hvp(self, V: Tensor) -> Tensor:
-        return torch.bmm(self.H, V.unsqueeze(-1)).squeeze(-1)
-
-    def hessian(self) -> Tensor:
-        return self.H
+        super().__init__(g, H, loss, multiclass=True)
+        self.basis, self.logits, self.path = basis, logits, path
 
     def lift(self, p: Tensor) -> Tensor:
         return p if self.basis is None else p @ self.basis.T
 
     def neg(self) -> SoftmaxModel:
         return SoftmaxModel(self.basis, self._g.neg(), self.H.neg(), self._loss, self.logits, self.path)
-
-    def operator(self) -> QuadraticBatch:
-        """The k×k model for :func:`fastfair.trs.solve_trs_operator` (:class:`~fastfair.trs.DenseQuadratic`)."""
-        return DenseQuadratic(self._g, self.H)
-
-    # QuadraticBatch
-    def gradient(self, p: Tensor) -> Tensor:
-        return self.operator().gradient(p)
-
-    def curvature_bound(self) -> Tensor:
-        return self.operator().curvature_bound()
-
-    def rows(self, index: Tensor | None) -> tuple[Tensor, Tensor]:
-        return self.operator().rows(index)
 
 
 @torch.no_grad()

@@ -43,6 +43,7 @@ PACKAGES = ("fastfair", "torch", "numpy", "pandas", "scikit-learn", "fairlearn")
 #: The bundled original files each bundled dataset reads (Unfair2D is generated and reads none).
 BUNDLED_FILES: dict[str, tuple[str, ...]] = {
     "adult": ("adult.data", "adult.test"),
+    "colored_digits": (),  # scikit-learn's own digits: bundled_data_files records their verified sha256
     "lsat": ("law.csv",),
     "unfair2d": (),
 }
@@ -163,6 +164,12 @@ def bundled_data_files(dataset: str) -> list[dict[str, Any]]:
         f"unknown bundled dataset {dataset!r}; choose one of {', '.join(sorted(BUNDLED_FILES))}",
     )
     entries = []
+    if dataset == "colored_digits":  # data shipped inside scikit-learn, checked against its sha256 on load
+        from ..datasets.colored_digits import DIGITS_SHA256, _digits
+
+        _digits()  # raises if the installed digits are not the ones checksummed
+        file = "sklearn.datasets.load_digits (pixels then targets, uint8)"
+        entries.append({"source": "scikit-learn", "dataset": dataset, "file": file, "sha256": DIGITS_SHA256})
     for name in BUNDLED_FILES[dataset]:
         read_bundled(name)
         entries.append({"source": "bundled", "dataset": dataset, "file": name, "sha256": file_record(name)["sha256"]})

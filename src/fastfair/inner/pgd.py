@@ -44,6 +44,8 @@ lives in tensors and masks; Python loops run over iterations only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -198,6 +200,7 @@ class PaperPGDAdversary(InnerMaximizer):
             return self._perturb_batch(model, x, y, r)
         n = x.shape[0]
         forward = detached_forward(model)
+        rows_of = self._rows_of(model, x)
         delta = torch.zeros_like(x)
         step = torch.full_like(r, self.step)
         iterations = torch.zeros(n, dtype=torch.int64, device=x.device)
@@ -209,8 +212,9 @@ class PaperPGDAdversary(InnerMaximizer):
             if idx.numel() == 0:
                 break
             xa, ya, ra, da = x[idx], y[idx], r[idx], delta[idx]
-            la, ga = loss_and_grad(forward, xa + da, ya)
-            new, new_loss, sa = self._backtrack(model, xa, ya, ra, da, la, ga, step[idx])
+            view = model if rows_of is None else rows_of.rows(idx)
+            la, ga = loss_and_grad(forward if rows_of is None else view, xa + da, ya)
+            new, new_loss, sa = self._backtrack(view, xa, ya, ra, da, la, ga, step[idx])
             moved = torch.linalg.vector_norm(new - da, dim=1)
             delta[idx] = new
             loss[idx] = new_loss
@@ -225,6 +229,12 @@ class PaperPGDAdversary(InnerMaximizer):
             iterations=iterations,
             extras={"path": "pgd-paper", "converged": converged, "step_size": step, "start_loss": start_loss},
         )
+
+    def _rows_of(self, model: nn.Module, x: Tensor) -> Any:
+        """What evaluates the model on a subset of the batch's rows (``.rows(index)``, callable on those rows), for
+        models whose rows are not interchangeable (a pack of models, each owning a block of rows); None for a
+        plain model, which any subset of rows can be passed to."""
+        return None
 
     def _backtrack(
         self,

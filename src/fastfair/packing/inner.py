@@ -36,40 +36,15 @@ class PackedPaperPGD(PaperPGDAdversary):
     """``pgd-paper`` on a packed batch (module docs); on a plain model it is :class:`PaperPGDAdversary`."""
 
     def _perturb(self, model: nn.Module, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
-        if not isinstance(model, PackedModel):
-            return super()._perturb(model, x, y, r)
-        if self.batch_shared:
+        if self.batch_shared and isinstance(model, PackedModel):
             return self._perturb_segments(model, x, y, r)
-        n = x.shape[0]
-        full = model.view(model.owners(n, x.device))
-        delta = torch.zeros_like(x)
-        step = torch.full_like(r, self.step)
-        iterations = torch.zeros(n, dtype=torch.int64, device=x.device)
-        converged = torch.zeros(n, dtype=torch.bool, device=x.device)
-        start_loss = loss_at(model, x, y)
-        loss = start_loss.clone()
-        idx = torch.arange(n, device=x.device)  # samples still iterating
-        for _ in range(self.max_iter):
-            if idx.numel() == 0:
-                break
-            view = full.rows(idx)
-            xa, ya, ra, da = x[idx], y[idx], r[idx], delta[idx]
-            la, ga = loss_and_grad(view, xa + da, ya)
-            new, new_loss, sa = self._backtrack(view, xa, ya, ra, da, la, ga, step[idx])
-            moved = torch.linalg.vector_norm(new - da, dim=1)
-            delta[idx] = new
-            loss[idx] = new_loss
-            step[idx] = sa
-            iterations[idx] += 1
-            done = moved < self.tol
-            converged[idx[done]] = True
-            idx = idx[~done]
-        return InnerResult(
-            x_adv=(x + delta).detach(),
-            loss=loss,
-            iterations=iterations,
-            extras={"path": "pgd-paper", "converged": converged, "step_size": step, "start_loss": start_loss},
-        )
+        return super()._perturb(model, x, y, r)
+
+    def _rows_of(self, model: nn.Module, x: Tensor) -> Any:
+        """The packed model restricted to rows (:meth:`fastfair.packing.models.PackedModel.view`)."""
+        if not isinstance(model, PackedModel):
+            return None
+        return model.view(model.owners(x.shape[0], x.device))
 
     def _perturb_segments(self, model: PackedModel, x: Tensor, y: Tensor, r: Tensor) -> InnerResult:
         """``batch_shared`` per model: the reference's whole-batch ascent on each model's block (module docs)."""

@@ -40,7 +40,7 @@ from ..config import TrainConfig
 from ..errors import FastfairError, require
 from ..losses import logistic_loss
 from ..models import build_model
-from ..training import DTYPES, TrainResult, _seeded, feature_tensor
+from ..training import DTYPES, TrainResult, feature_tensor, seeded_options
 from .inner import make_packed_inner
 from .models import pack_models, packable_model
 
@@ -143,8 +143,8 @@ def train_pack(
     ]
     require(all(packable_model(m) for m in plain), "only affine and one-hidden-layer MLP models can be packed")
     packed = pack_models(plain)
-    options = {k: v for k, v in _seeded(first).items() if k != "seed"}
-    seeds = tuple(int(_seeded(c).get("seed", c.seed)) for c in configs)
+    options = {k: v for k, v in seeded_options(first).items() if k != "seed"}
+    seeds = tuple(int(seeded_options(c).get("seed", c.seed)) for c in configs)
     inner = make_packed_inner(first.solver, options, seeds)
     optimizer = torch.optim.Adam(packed.parameters(), lr=first.lr)
     optimizer.step()  # as alone: the first step imports torch's compiler stack; without gradients it changes nothing
