@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastfair import metrics as _binary  # only used at call time: the two modules import each other
+from fastfair import group_rates as _core
 from fastfair.errors import FastfairError
 from fastfair.vocabulary import GAP_KEYS, GAP_RATES
 
@@ -130,7 +130,7 @@ def is_multiclass(y_true: Any, y_pred: Any, scores: Any = None, n_classes: int |
 
 def _as_codes(x: Any, name: str, n_classes: int) -> np.ndarray:
     """``x`` as an integer array of class codes ``0 .. n_classes-1``; :class:`FastfairError` for anything else."""
-    a = _binary._as_1d(x, name)
+    a = _core._as_1d(x, name)
     what = f"{name} must hold class codes 0..{n_classes - 1}"
     if a.dtype == np.bool_:
         return a.astype(np.intp)
@@ -190,7 +190,7 @@ def _prepare(
     C = class_count(y_true, y_pred, scores, n_classes)
     yt = _as_codes(y_true, "y_true", C)
     yp = _as_codes(y_pred, "y_pred", C)
-    groups, codes = _binary._sensitive_groups(sensitive)
+    groups, codes = _core._sensitive_groups(sensitive)
     lengths = {"y_true": yt.size, "y_pred": yp.size, "sensitive": codes.size}
     if len(set(lengths.values())) > 1:
         raise FastfairError("inputs differ in length: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
@@ -228,20 +228,20 @@ def _cells_from_confusion(M: np.ndarray) -> np.ndarray:
 def _class_rates(cells: np.ndarray) -> dict[str, np.ndarray]:
     """The binary module's rates of ``(C, k, 4)`` cells, each ``(C, k)``."""
     C, k, _ = cells.shape
-    return {name: r.reshape(C, k) for name, r in _binary._rates(cells.reshape(C * k, 4)).items()}
+    return {name: r.reshape(C, k) for name, r in _core._rates(cells.reshape(C * k, 4)).items()}
 
 
 def _per_class(data: _Data) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-class gaps ``(C,)`` (NaN where a rate is undefined in some group) and Fairlearn's four values ``(C,)``."""
     rates = _class_rates(data.cells)
     gaps = {key: rates[rate].max(axis=1) - rates[rate].min(axis=1) for key, rate in GAP_RATES.items()}  # NaN stays
-    return gaps, _binary._between_groups(rates)
+    return gaps, _core._between_groups(rates)
 
 
 def _macro_auc(y_true: np.ndarray, scores: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """``(k,)`` macro one-vs-rest AUC per group (NaN where some class has no sample, or only that class, in it)."""
     per_class = [
-        _binary._grouped_auc((y_true == c).astype(np.intp), scores[:, c], codes, n_groups)
+        _core._grouped_auc((y_true == c).astype(np.intp), scores[:, c], codes, n_groups)
         for c in range(scores.shape[1])
     ]
     return np.mean(per_class, axis=0)
@@ -263,7 +263,7 @@ def _warn_undefined_classes(data: _Data, key: str, rate_name: str, stacklevel: i
     warnings.warn(
         f"{key} is NaN: {rate_name} of class {c} (one-vs-rest) is undefined for group {data.groups[g]!r}"
         f"{more} ({_CONDITION[rate_name].format(c=c)} in that group)",
-        _binary.FairnessWarning,
+        _core.FairnessWarning,
         stacklevel=stacklevel + 1,
     )
 
@@ -283,7 +283,7 @@ def classification_summary(
         if np.isnan(auc):
             absent = [c for c in range(data.n_classes) if not np.any(data.y_true == c)]
             why = f"class {absent[0]} has no sample" if absent else "y_true holds a single class"
-            warnings.warn(f"auc is NaN: {why} (macro one-vs-rest)", _binary.FairnessWarning, stacklevel=stacklevel)
+            warnings.warn(f"auc is NaN: {why} (macro one-vs-rest)", _core.FairnessWarning, stacklevel=stacklevel)
         out["auc"] = auc
     gaps, fairlearn = _per_class(data)
     worst: dict[str, int | None] = {}
@@ -293,7 +293,7 @@ def classification_summary(
             _warn_undefined_classes(data, key, rate_name, stacklevel)
     for key, values in fairlearn.items():
         out[key] = _worst(values, "min" if key.endswith("_ratio") else "max")[0]
-    out[_binary.FOUR_FIFTHS_KEY] = bool(out["demographic_parity_ratio"] < _binary.FOUR_FIFTHS)
+    out[_core.FOUR_FIFTHS_KEY] = bool(out["demographic_parity_ratio"] < _core.FOUR_FIFTHS)
     out["n_classes"] = data.n_classes
     out["worst_class"] = worst
     return out
@@ -307,7 +307,7 @@ def per_class_table(
     gaps, fairlearn = _per_class(data)
     columns = {**gaps, **fairlearn}
     return pd.DataFrame(
-        {k: columns[k] for k in (*GAP_KEYS, *_binary.FAIRLEARN_KEYS)},
+        {k: columns[k] for k in (*GAP_KEYS, *_core.FAIRLEARN_KEYS)},
         index=pd.Index(range(data.n_classes), name="class"),
     )
 
@@ -326,7 +326,7 @@ def group_table(
     ``selection_rate[<c>]`` for each class code ``c`` and, with scores, the macro one-vs-rest ``auc``."""
     data = _prepare(y_true, y_pred, sensitive, scores, n_classes=n_classes, min_groups=1)
     k, C = len(data.groups), data.n_classes
-    index = _binary._group_index(data.groups, group_names)
+    index = _core._group_index(data.groups, group_names)
     cells = data.cells  # (C, k, 4)
     if overall:
         if "overall" in index:
@@ -357,14 +357,14 @@ def resampled_statistics(
     flat = ((np.arange(B)[:, None] * k + codes[picks]) * C + y[picks]) * C + y_pred[picks]
     M = np.bincount(flat.ravel(), minlength=B * k * C * C).reshape(B, k, C, C)
     cells = _cells_from_confusion(M).transpose(0, 2, 1, 3).astype(np.float64)  # (B, C, k, 4)
-    rates = {name: r.reshape(B, C, k) for name, r in _binary._rates(cells.reshape(-1, 4)).items()}
+    rates = {name: r.reshape(B, C, k) for name, r in _core._rates(cells.reshape(-1, 4)).items()}
     out = {"accuracy": cells[:, :, :, 3].sum(axis=(1, 2)) / n}
     scores = np.asarray(scores, dtype=np.float64)
-    per_class_auc = [_binary._resampled_auc((y == c).astype(np.int64), scores[:, c], picks) for c in range(C)]
+    per_class_auc = [_core._resampled_auc((y == c).astype(np.int64), scores[:, c], picks) for c in range(C)]
     out["auc"] = np.mean(per_class_auc, axis=0)
     for key, rate_name in GAP_RATES.items():
         r = rates[rate_name]  # (B, C, k); NaN propagates through max and min: undefined somewhere, undefined
         out[key] = (r.max(axis=2) - r.min(axis=2)).max(axis=1)
-    for key, values in _binary._between_groups(rates).items():  # (B, C)
+    for key, values in _core._between_groups(rates).items():  # (B, C)
         out[key] = values.min(axis=1) if key.endswith("_ratio") else values.max(axis=1)
     return out
