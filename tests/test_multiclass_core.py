@@ -321,3 +321,18 @@ def test_train_and_evaluate_a_bundled_multiclass_dataset() -> None:
     assert summary["n_classes"] == data.n_classes
     assert summary["accuracy"] == pytest.approx(float(np.mean(pred == data.test.y)), abs=1e-12)
     assert all(f"selection_rate[{c}]" in table.columns for c in range(data.n_classes))
+
+
+@pytest.mark.parametrize("bad", [3.0, -1.0, 1.5, float("nan")])
+def test_a_class_code_outside_the_logits_is_a_one_line_error(bad):
+    from fastfair.errors import FastfairError
+    from fastfair.losses import classification_loss, softmax_logit_derivatives
+
+    z = torch.zeros(3, 3, dtype=torch.float64)
+    y = torch.tensor([0.0, bad, 2.0], dtype=torch.float64)
+    with pytest.raises(FastfairError, match=r"class codes must be integers in 0\.\.2"):
+        classification_loss(z, y)
+    with pytest.raises(FastfairError, match=r"class codes must be integers in 0\.\.2"):
+        softmax_logit_derivatives(z, y)
+    with pytest.raises(FastfairError, match="got 5"):
+        classification_loss(z, torch.tensor([0, 5, 1]))

@@ -165,3 +165,59 @@ def test_reproduce_draws_table_1_from_dedicated_unpacked_timing_runs(capsys, tmp
     assert code == 0, err
     assert not (tmp_path / "alone" / "timing").exists()
     assert "--no-pack: every cell trained alone" in (tmp_path / "alone" / "report.md").read_text()
+
+
+def test_multiclass_cells_are_not_packed_and_a_pack_of_one_is_named_by_its_cell():
+    cells = grid_from_dict(
+        {"datasets": ["colored_digits"], "epochs": 1, "solvers": ["none", "trs"], "radii": [0.5], "seeds": [0, 1]}
+    ).cells()
+    packs = plan_packs(cells)
+    assert [p.size for p in packs] == [1] * len(cells)  # packs train binary labels only
+    assert [p.cell_id for p in packs] == [c.cell_id for c in cells]
+
+
+def test_a_part_that_fails_runs_its_cells_alone_and_an_unexpected_error_spares_the_others(tmp_path, monkeypatch):
+    from fastfair.experiments import packs
+
+    cells = _grid(solvers=["trs"], radii=[0.1], seeds=[0, 1, 2]).cells()
+    pack = packs.CellPack(tuple(cells))
+    real_run_cell = packs.run_cell
+
+    def broken_part(*args, **kwargs):
+        raise RuntimeError("the packed run broke")
+
+    def flaky_cell(cell):
+        if cell.seed == 1:
+            raise RuntimeError("worker trouble")
+        return real_run_cell(cell)
+
+    monkeypatch.setattr(packs, "_run_part", broken_part)
+    monkeypatch.setattr(packs, "run_cell", flaky_cell)
+    out = packs.run_pack(pack)
+    assert [r["cell_id"] for r in out["records"]] == [cells[0].cell_id, cells[2].cell_id]
+    assert out["failure"] is None
+    assert [e["cell_id"] for e in out["errors"]] == [cells[1].cell_id]
+    assert "RuntimeError: worker trouble" in out["errors"][0]["error"]
+
+
+def test_no_pack_trains_again_alone_the_cells_a_packed_run_stored(tmp_path):
+    grid = _grid()
+    out = tmp_path / "out"
+    run_sweep(grid, out, progress=False)
+    stored = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    packed = sum(1 for r in stored if "pack" in r)
+    assert packed > 0
+    summary = run_sweep(grid, out, progress=False, pack=False)
+    assert (summary.ran, summary.reused) == (packed, len(stored) - packed)
+    assert not any("pack" in json.loads(p.read_text()) for p in (out / "cells").glob("*.json"))
+
+
+def test_a_packed_sweep_report_says_its_times_are_amortised(capsys, tmp_path):
+    args = ["--dataset", "unfair2d", "--solvers", "none", "trs", "--radii", "0.1,0.2", "--seeds", "0:2"]
+    args += ["--epochs", "1", "--batch-size", "20", "--train-size", "100", "--no-progress", "--jobs", "1"]
+    code, _, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "p"), "--report")
+    assert code == 0, err
+    assert "trained together in packs" in (tmp_path / "p" / "report.md").read_text()
+    code, _, err = run_cli(capsys, "sweep", *args, "--out", str(tmp_path / "u"), "--report", "--no-pack")
+    assert code == 0, err
+    assert "trained together in packs" not in (tmp_path / "u" / "report.md").read_text()

@@ -138,7 +138,8 @@ def classification_loss(logits: Tensor, y: Tensor) -> Tensor:
     cross-entropy ``logsumexp(z) - z_y`` (:func:`softmax_cross_entropy`) for (n, C) logits with integer class codes
     ``y`` (n,) in 0..C-1 (of any dtype: float codes such as 2.0 are read as integers).
 
-    FastfairError (one line) for logits that are neither (n,) nor (n, C) with C ≥ 2, or labels of the wrong shape.
+    FastfairError (one line) for logits that are neither (n,) nor (n, C) with C ≥ 2, labels of the wrong shape, or
+    (multiclass) a label that is not an integer code in 0..C-1 (negative, too large, fractional or NaN).
     """
     if logits.ndim <= 1:
         return logistic_loss(logits, y)
@@ -146,11 +147,19 @@ def classification_loss(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def _class_index(logits: Tensor, y: Tensor) -> Tensor:
-    """``y`` as an (n, 1) int64 index into the columns of the (n, C) ``logits`` (FastfairError on a shape mismatch)."""
+    """``y`` as an (n, 1) int64 index into the columns of the (n, C) ``logits`` (FastfairError on a shape mismatch or
+    a label that is not an integer code in 0..C-1)."""
     if logits.ndim != 2 or logits.shape[1] < 2 or y.shape != logits.shape[:1]:
         shapes = f"{tuple(logits.shape)} and {tuple(y.shape)}"
         raise FastfairError(f"multiclass logits must be (n, C) with C >= 2 and labels (n,), got {shapes}")
-    return y.detach().to(device=logits.device).long().unsqueeze(-1)
+    y = y.detach().to(device=logits.device)
+    index = y.long()
+    C = logits.shape[1]
+    bad = (index < 0) | (index >= C) | (y != index) if y.is_floating_point() else (index < 0) | (index >= C)
+    if bool(bad.any()):
+        value = y[bad][0].item()
+        raise FastfairError(f"class codes must be integers in 0..{C - 1} for {C} logits, got {value!r}")
+    return index.unsqueeze(-1)
 
 
 def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:

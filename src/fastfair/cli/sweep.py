@@ -205,7 +205,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.report and not summary.results.empty:
         from ..report import build_report_cached
 
-        written = build_report_cached(summary.results, Path(args.out), paper=False, notes=multiclass_notes(cells))
+        notes = multiclass_notes(cells) + packed_timing_notes(Path(args.out), cells)
+        written = build_report_cached(summary.results, Path(args.out), paper=False, notes=notes)
         if not args.json:
             print(f"report: {written['report_md']} and {written['report_html']}")
     return 0
@@ -229,4 +230,19 @@ def multiclass_notes(cells: Sequence[Cell]) -> list[str]:
     return notes
 
 
-__all__ = ["add_parser", "multiclass_notes", "run"]
+def packed_timing_notes(out: Path, cells: Sequence[Cell]) -> list[str]:
+    """A report note when some stored cell of ``cells`` trained in a pack: its epoch times are amortised."""
+    from ..experiments.store import ResultsStore
+
+    packed = sum(1 for record in ResultsStore(out).finished(cells).values() if record.get("pack"))
+    if not packed:
+        return []
+    return [
+        f"{packed} cell{'s' if packed != 1 else ''} trained together in packs (several models as one computation): "
+        "their epoch_seconds and inner_seconds, and the timing table drawn from them, are amortised -- the pack's "
+        "time divided by its size -- not the time of one cell alone; each cell file keeps its pack's own times "
+        "under 'pack'. Run with --no-pack for per-cell times."
+    ]
+
+
+__all__ = ["add_parser", "multiclass_notes", "packed_timing_notes", "run"]

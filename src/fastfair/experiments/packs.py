@@ -4,17 +4,18 @@
 options other than the seed, batch size, epochs, lr, clean weight, train size and dtype -- and cuts each group
 into packs of at most ``max_size`` cells; while there are fewer packs than workers, the largest packs are halved
 (down to :data:`MIN_SPLIT` cells), so that ``--jobs`` and Dask have packs to distribute. A cell that cannot be
-packed (a model or solver without a packed form: the MLP with ``trs`` / ``trs-paper``, ``auto``, a deep MLP) is a
-pack of one and runs exactly as :func:`fastfair.experiments.cell.run_cell` runs it.
+packed (a model or solver without a packed form: the MLP with ``trs`` / ``trs-paper``, ``auto``, a deep MLP; data
+with three or more classes) is a pack of one and runs exactly as :func:`fastfair.experiments.cell.run_cell` runs it.
 
 :func:`run_pack` is the executors' task: it loads each seed's data once, splits the pack further by the sizes
 of the data (runs with different numbers of training or validation rows cannot share a batch), trains each
 part with :func:`fastfair.packing.train_pack`, evaluates every cell on its own, and returns one record per cell,
 as :func:`~fastfair.experiments.cell.run_cell` would, plus ``pack``: its size, id and the pack's own epoch and
 inner-solver seconds. The timing columns of a packed cell are the pack's times divided by its size (amortised:
-what one cell costs within the pack, not the time it takes alone). If a packed run fails (e.g. one run
+what one cell costs within the pack, not the time it takes alone). If a packed run fails in any way (e.g. one run
 diverges), each cell of that part is run alone, so a failure is reported for the cell that fails, with its own
-message, and the cells before it are kept.
+message: a :class:`~fastfair.errors.FastfairError` stops there (the cells before it are kept), any other error is
+listed for that cell and the others still run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import math
 import os
 import socket
 import time
+import traceback
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +48,9 @@ class CellPack:
 
     @property
     def cell_id(self) -> str:
-        """``pack-`` and a hash of the cell ids."""
+        """The cell's id for a pack of one; else ``pack-`` and a hash of the cell ids."""
+        if len(self.cells) == 1:
+            return self.cells[0].cell_id
         text = ",".join(c.cell_id for c in self.cells)
         return "pack-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -85,7 +89,7 @@ def pack_group_key(cell: Cell) -> tuple | None:
         config = cell.train_config()
     except FastfairError:
         return None  # it fails alone, with its own message
-    if unpackable_reason(config) is not None:
+    if unpackable_reason(config) is not None or not _binary_data(cell):
         return None
     options = {k: v for k, v in sorted(cell.solver_options.items()) if k != "seed"}
     return (
@@ -102,6 +106,22 @@ def pack_group_key(cell: Cell) -> tuple | None:
         cell.clean_weight,
         cell.dtype,
     )
+
+
+#: Whether each data spec (by its identity) has two classes: packs train binary labels only.
+_BINARY: dict[str, bool] = {}
+
+
+def _binary_data(cell: Cell) -> bool:
+    """Whether ``cell``'s data has two classes (loaded once per data spec and process; data that fails to load is
+    left to fail alone, with its own message)."""
+    key = repr(sorted(cell.data.identity().items()))
+    if key not in _BINARY:
+        try:
+            _BINARY[key] = load_dataset(cell.data, cell.seed).n_classes == 2
+        except FastfairError:
+            _BINARY[key] = False
+    return _BINARY[key]
 
 
 def plan_packs(
@@ -134,12 +154,14 @@ def plan_packs(
 
 
 def run_pack(pack: CellPack) -> dict[str, Any]:
-    """Train and evaluate the cells of ``pack``; return ``{"records": [...], "failure": None | {...}}`` (module
-    docs). ``failure`` names the first cell that failed on its input or settings (``{"cell", "error"}``); the
-    records hold the cells finished before it."""
+    """Train and evaluate the cells of ``pack``; return ``{"records": [...], "failure": None | {...}, "errors":
+    [...]}`` (module docs). ``failure`` names the first cell that failed on its input or settings (``{"cell_id",
+    "cell", "error"}``); the records hold the cells finished before it. ``errors`` lists the cells that failed
+    otherwise (an unexpected exception: ``{"cell_id", "cell", "error", "traceback"}``); the others still run."""
     if pack.size == 1:
-        return {"records": [run_cell(pack.cells[0])], "failure": None}
+        return {"records": [run_cell(pack.cells[0])], "failure": None, "errors": []}
     records: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     data = {}
     for cell in pack.cells:
         if cell.seed not in data:
@@ -152,20 +174,27 @@ def run_pack(pack: CellPack) -> dict[str, Any]:
     for members in parts.values():
         try:
             records.extend(_run_part(pack, members, data))
-        except FastfairError:
-            for cell in members:  # alone: the failing cell reports its own error, the others are kept
+        except Exception:  # any failure of the packed run: each cell runs alone and speaks for itself
+            for cell in members:
                 try:
                     records.append(run_cell(cell))
                 except FastfairError as exc:
                     failure = {"cell_id": cell.cell_id, "cell": cell.describe(), "error": str(exc)}
-                    return {"records": records, "failure": failure}
-    return {"records": records, "failure": None}
+                    return {"records": records, "failure": failure, "errors": errors}
+                except Exception as exc:  # reported like a failed cell of the executors; the rest go on
+                    errors.append(
+                        {
+                            "cell_id": cell.cell_id,
+                            "cell": cell.describe(),
+                            "error": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(),
+                        }
+                    )
+    return {"records": records, "failure": None, "errors": errors}
 
 
 def _run_part(pack: CellPack, cells: list[Cell], data: dict[int, Any]) -> list[dict[str, Any]]:
     """Train ``cells`` (equal data sizes) as one pack and build their records."""
-    import numpy as np
-
     from ..packing import train_pack
     from ..training import evaluate
 
@@ -173,7 +202,7 @@ def _run_part(pack: CellPack, cells: list[Cell], data: dict[int, Any]) -> list[d
         return [run_cell(cells[0])]
     start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
     sets = [data[c.seed] for c in cells]
-    if any(not set(np.unique(d.train.y)) <= {0, 1} for d in sets):
+    if any(d.n_classes != 2 for d in sets):
         raise FastfairError("packs train binary labels only")
     with isolated_cell(cells[0].seed) as caught:
         configs = [c.train_config() for c in cells]

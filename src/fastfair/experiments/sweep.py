@@ -157,7 +157,8 @@ def run_sweep(
     ``pack`` (the default, for the built-in runner; another ``runner`` runs cell by cell): the cells to run are
     grouped into packs that train as one computation (:mod:`fastfair.experiments.packs`; cells without a packed
     form run alone), each finished cell still stored on its own (a killed run loses at most the packs in flight).
-    ``pack=False`` runs one cell at a time; ``alone`` names cells (by id) that train alone even when packing. The
+    ``pack=False`` runs one cell at a time (and trains again, alone, a stored cell that trained in a pack, so that
+    every time is a cell's own); ``alone`` names cells (by id) that train alone even when packing. The
     timing columns of a packed cell are amortised (the pack's time over its size); its record keeps the pack's own
     times under ``pack``.
     """
@@ -169,6 +170,8 @@ def run_sweep(
     store = ResultsStore(out_dir)
     store.check_layout()
     finished = store.finished(cells) if store.cells_dir.is_dir() else {}
+    if not pack:  # one cell at a time means its own times too: a cell stored from a pack is trained again, alone
+        finished = {cell_id: record for cell_id, record in finished.items() if not record.get("pack")}
     todo = [c for c in cells if c.cell_id not in finished]
     if check and todo:
         check_data(todo)
@@ -214,6 +217,11 @@ def run_sweep(
                             records[record["cell_id"]] = store.save(record)
                             if bar is not None:
                                 bar.update(1)
+                        for error in outcome.result.get("errors", ()):
+                            failed.append({"deterministic": False, **error})
+                            if bar is not None:
+                                bar.write(f"fastfair: cell {error['cell']} failed: {error['error']}")
+                                bar.update(1)
                         failure = outcome.result["failure"]
                         if failure is not None:
                             failed.append({"deterministic": True, "traceback": "", **failure})
@@ -248,7 +256,7 @@ def run_sweep(
                     if bar is not None:
                         bar.set_postfix_str(f"last: {cell.describe()}", refresh=False)
                         if not (packing and outcome.error is None):
-                            bar.update(1)
+                            bar.update(getattr(cell, "size", 1))
                     if time.monotonic() - last_flush >= flush_seconds:
                         store.write_results(cells, records, frame_of)
                         last_flush = time.monotonic()
