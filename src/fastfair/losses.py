@@ -155,11 +155,20 @@ def _class_index(logits: Tensor, y: Tensor) -> Tensor:
     y = y.detach().to(device=logits.device)
     index = y.long()
     C = logits.shape[1]
+    if _transformed(y) or _transformed(logits):  # inside torch.func (vmap): no data-dependent check is possible there
+        return index.unsqueeze(-1)
     bad = (index < 0) | (index >= C) | (y != index) if y.is_floating_point() else (index < 0) | (index >= C)
     if bool(bad.any()):
         value = y[bad][0].item()
         raise FastfairError(f"class codes must be integers in 0..{C - 1} for {C} logits, got {value!r}")
     return index.unsqueeze(-1)
+
+
+def _transformed(t: Tensor) -> bool:
+    """Whether ``t`` is a torch.func (vmap / grad) wrapper, whose values cannot be inspected."""
+    from torch._C._functorch import is_functorch_wrapped_tensor
+
+    return bool(is_functorch_wrapped_tensor(t))
 
 
 def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
