@@ -85,8 +85,9 @@ def _as_1d(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _as_binary(x: Any, name: str) -> np.ndarray:
-    """``x`` as an integer array of 0/1 labels; :class:`FastfairError` for anything else."""
+def _as_numeric_labels(x: Any, name: str, what: str) -> np.ndarray:
+    """``x`` as a 1-D numeric array of labels (booleans as 0/1 integers, numeric objects as floats), for the range
+    checks of binary labels and of class codes; ``what`` opens the :class:`FastfairError` for anything else."""
     a = _as_1d(x, name)
     if a.dtype == np.bool_:
         return a.astype(np.intp)
@@ -94,9 +95,15 @@ def _as_binary(x: Any, name: str) -> np.ndarray:
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError):
-            raise FastfairError(f"{name} must contain only 0 and 1, got non-numeric values") from None
+            raise FastfairError(f"{what}, got non-numeric values") from None
     if a.dtype.kind not in "iuf":
-        raise FastfairError(f"{name} must contain only 0 and 1, got values of dtype {a.dtype}")
+        raise FastfairError(f"{what}, got values of dtype {a.dtype}")
+    return a
+
+
+def _as_binary(x: Any, name: str) -> np.ndarray:
+    """``x`` as an integer array of 0/1 labels; :class:`FastfairError` for anything else."""
+    a = _as_numeric_labels(x, name, f"{name} must contain only 0 and 1")
     ok = (a == 0) | (a == 1)
     if not ok.all():
         bad = a[~ok][0]

@@ -130,17 +130,8 @@ def is_multiclass(y_true: Any, y_pred: Any, scores: Any = None, n_classes: int |
 
 def _as_codes(x: Any, name: str, n_classes: int) -> np.ndarray:
     """``x`` as an integer array of class codes ``0 .. n_classes-1``; :class:`FastfairError` for anything else."""
-    a = _core._as_1d(x, name)
     what = f"{name} must hold class codes 0..{n_classes - 1}"
-    if a.dtype == np.bool_:
-        return a.astype(np.intp)
-    if a.dtype.kind == "O":
-        try:
-            a = a.astype(np.float64)
-        except (TypeError, ValueError):
-            raise FastfairError(f"{what}, got non-numeric values") from None
-    if a.dtype.kind not in "iuf":
-        raise FastfairError(f"{what}, got values of dtype {a.dtype}")
+    a = _core._as_numeric_labels(x, name, what)
     ok = (a >= 0) & (a < n_classes)
     if a.dtype.kind == "f":
         ok &= a == np.round(a)  # NaN fails every comparison
